@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Both create the
+# virtualenv and install what they need on first use, and are safe to run again.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo test test-sqlite test-postgres lint format clean-demo
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py demo
+
+# The whole suite on the embedded SQLite, then the tests that must also hold on
+# PostgreSQL (constraints, concurrency) against the real server.
+test: test-sqlite test-postgres
+
+test-sqlite: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$(PG_TEST_URL) READERSTUDY_REQUIRE_SERVICES=1 $(PY) -m pytest -m postgres
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean-demo:
+	rm -rf var/

@@ -1,0 +1,254 @@
+"""Django admin for every cases model, plus a study overview and a bundle upload."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from cases.importing import ImportRejected, cases_import
+from cases.models import (
+    Answer,
+    AnswerChange,
+    Case,
+    CaseImage,
+    Diagnosis,
+    Enrolment,
+    ReaderProfile,
+    Study,
+    StudyChoice,
+)
+from cases.selectors import study_overview
+
+
+@admin.register(Diagnosis)
+class DiagnosisAdmin(admin.ModelAdmin):
+    list_display = ["code", "name_en", "name_zh"]
+    search_fields = ["code", "name_en", "name_zh"]
+
+
+class StudyChoiceInline(admin.TabularInline):
+    model = StudyChoice
+    extra = 0
+    ordering = ["position"]
+
+
+class CaseImportForm(forms.Form):
+    bundle = forms.FileField(
+        help_text="A .zip holding cases.csv and the images it names (JPEG, PNG or TIFF)."
+    )
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ["title", "slug", "status", "case_count", "is_synthetic", "created_at"]
+    list_filter = ["status", "is_synthetic", "shuffle_cases", "show_feedback"]
+    search_fields = ["title", "slug", "description"]
+    prepopulated_fields = {"slug": ["title"]}
+    inlines = [StudyChoiceInline]
+    readonly_fields = ["links"]
+    fieldsets = [
+        (None, {"fields": ["title", "slug", "description", "status", "is_synthetic", "links"]}),
+        (
+            "Questionnaire",
+            {
+                "fields": [
+                    "shuffle_cases",
+                    "show_clinical_image",
+                    "allow_answer_changes",
+                    "ask_confidence",
+                    "show_feedback",
+                    "show_model_feedback",
+                ]
+            },
+        ),
+        ("Consent", {"fields": ["consent_text", "consent_version"]}),
+    ]
+
+    @admin.display(description="cases")
+    def case_count(self, study: Study) -> int:
+        return study.cases.count()
+
+    @admin.display(description="tools")
+    def links(self, study: Study) -> str:
+        if not study.pk:
+            return "-"
+        return format_html(
+            '<a href="{}">Overview</a> · <a href="{}">Import cases</a>',
+            reverse("admin:cases_study_overview", args=[study.pk]),
+            reverse("admin:cases_study_import", args=[study.pk]),
+        )
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/overview/",
+                self.admin_site.admin_view(self.overview_view),
+                name="cases_study_overview",
+            ),
+            path(
+                "<int:pk>/import/",
+                self.admin_site.admin_view(self.import_view),
+                name="cases_study_import",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def overview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        study = get_object_or_404(Study, pk=pk)
+        if not self.has_view_permission(request, study):
+            return HttpResponseRedirect(reverse("admin:index"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Overview: {study.title}",
+            "study": study,
+            "opts": self.model._meta,
+            "overview": study_overview(study=study),
+        }
+        return TemplateResponse(request, "admin/cases/study/overview.html", context)
+
+    def import_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        study = get_object_or_404(Study, pk=pk)
+        if not self.has_change_permission(request, study):
+            return HttpResponseRedirect(reverse("admin:index"))
+        problems = []
+        form = CaseImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = cases_import(slug=study.slug, source=request.FILES["bundle"])
+            except ImportRejected as exc:
+                problems = exc.problems
+            else:
+                self.message_user(
+                    request, f"{result.cases_created} case(s) imported.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:cases_study_overview", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import cases into {study.title}",
+            "study": study,
+            "opts": self.model._meta,
+            "form": form,
+            "problems": problems,
+        }
+        return TemplateResponse(request, "admin/cases/study/import.html", context)
+
+
+class CaseImageInline(admin.TabularInline):
+    model = CaseImage
+    extra = 0
+    can_delete = False
+    fields = ["preview", "kind", "format", "width", "height", "size_bytes", "sha256"]
+    readonly_fields = fields
+
+    @admin.display(description="image")
+    def preview(self, image: CaseImage) -> str:
+        url = reverse("cases:image", args=[image.public_id, "thumb"])
+        return format_html('<img src="{}" alt="{}" style="max-height:120px">', url, image.kind)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = [
+        "source_id",
+        "public_id",
+        "study",
+        "diagnosis",
+        "age",
+        "sex",
+        "site",
+        "histopathology",
+    ]
+    list_filter = ["study", "diagnosis", "sex", "histopathology"]
+    search_fields = ["source_id", "public_id", "site"]
+    list_select_related = ["study", "diagnosis"]
+    readonly_fields = ["public_id"]
+    inlines = [CaseImageInline]
+
+
+@admin.register(CaseImage)
+class CaseImageAdmin(admin.ModelAdmin):
+    list_display = ["case", "kind", "format", "width", "height", "sha256"]
+    list_filter = ["kind", "format", "case__study"]
+    search_fields = ["case__source_id", "case__public_id", "public_id", "sha256"]
+    list_select_related = ["case__study"]
+    readonly_fields = ["public_id", "sha256", "width", "height", "size_bytes", "format"]
+
+
+@admin.register(ReaderProfile)
+class ReaderProfileAdmin(admin.ModelAdmin):
+    list_display = [
+        "user",
+        "level",
+        "years_in_dermatology",
+        "dermoscopy_training_hours",
+        "board_certified",
+        "hospital_tier",
+        "region",
+        "is_simulated",
+    ]
+    list_filter = ["level", "board_certified", "hospital_tier", "is_simulated"]
+    search_fields = ["user__username", "user__email", "region"]
+
+
+@admin.register(Enrolment)
+class EnrolmentAdmin(admin.ModelAdmin):
+    list_display = ["reader_code", "reader", "study", "consented_at", "enrolled_at", "finished_at"]
+    list_filter = ["study", ("finished_at", admin.EmptyFieldListFilter)]
+    search_fields = ["reader_code", "reader__username", "reader__email"]
+    list_select_related = ["reader", "study"]
+    readonly_fields = ["reader_code", "order_seed", "case_order", "served_case", "served_at"]
+
+
+class AnswerChangeInline(admin.TabularInline):
+    model = AnswerChange
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "previous_diagnosis",
+        "previous_confidence",
+        "new_diagnosis",
+        "new_confidence",
+        "changed_at",
+    ]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Answer)
+class AnswerAdmin(admin.ModelAdmin):
+    list_display = ["enrolment", "case", "diagnosis", "confidence", "seconds", "answered_at"]
+    list_filter = ["enrolment__study", "diagnosis"]
+    search_fields = ["enrolment__reader_code", "case__public_id", "case__source_id"]
+    list_select_related = ["enrolment", "case", "diagnosis"]
+    inlines = [AnswerChangeInline]
+
+    # Answers are research data: the admin shows them but never edits them.
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AnswerChange)
+class AnswerChangeAdmin(admin.ModelAdmin):
+    list_display = ["answer", "previous_diagnosis", "new_diagnosis", "changed_at"]
+    list_filter = ["answer__enrolment__study"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

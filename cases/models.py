@@ -1,0 +1,310 @@
+"""Diagnoses, studies, cases and their images, and the reader side (profiles,
+enrolments, answers).
+
+Invariants live in the database: one answer per (enrolment, case), one image of each
+kind per case, study data protected from deletion while anything refers to it.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+def new_public_id() -> str:
+    """An opaque, URL-safe identifier that says nothing about the case."""
+    return secrets.token_hex(8)
+
+
+def new_reader_code() -> str:
+    """A pseudonymous reader id used in exports instead of the user name."""
+    return "R" + secrets.token_hex(5)
+
+
+class Diagnosis(models.Model):
+    code = models.CharField(max_length=16, unique=True)
+    name_en = models.CharField(_("English name"), max_length=120)
+    name_zh = models.CharField(_("Chinese name"), max_length=120)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "diagnoses"
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name_en})"
+
+    def name_for(self, language: str | None) -> str:
+        """The name in ``language`` (a Django language code), English by default."""
+        if language and language.lower().startswith("zh"):
+            return self.name_zh
+        return self.name_en
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
+
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    choices = models.ManyToManyField(
+        Diagnosis, through="StudyChoice", related_name="studies", blank=True
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    shuffle_cases = models.BooleanField(
+        default=True, help_text="Each reader gets their own, reproducible case order."
+    )
+    show_clinical_image = models.BooleanField(default=True)
+    allow_answer_changes = models.BooleanField(
+        default=False, help_text="Readers may revise an answer; every change is kept."
+    )
+    show_feedback = models.BooleanField(
+        default=False, help_text="After finishing, readers see their accuracy."
+    )
+    show_model_feedback = models.BooleanField(
+        default=False, help_text="The feedback page also shows the CNN's accuracy."
+    )
+    ask_confidence = models.BooleanField(default=False)
+    consent_text = models.TextField(blank=True)
+    consent_version = models.CharField(max_length=32, blank=True)
+    is_synthetic = models.BooleanField(
+        default=False, help_text="Generated images: shown as synthetic wherever they appear."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(consent_text="") | ~Q(consent_version=""),
+                name="consent_text_has_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def choice_codes(self) -> list[str]:
+        """The study's diagnosis codes in their display order."""
+        return list(
+            self.study_choices.order_by("position").values_list("diagnosis__code", flat=True)
+        )
+
+
+class StudyChoice(models.Model):
+    """One of a study's answer options, in display order."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_choices")
+    diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT)
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["study", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "diagnosis"], name="choice_once_per_study"),
+            models.UniqueConstraint(fields=["study", "position"], name="choice_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}: {self.position}. {self.diagnosis.code}"
+
+
+class Case(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", _("Female")
+        MALE = "M", _("Male")
+        OTHER = "O", _("Other")
+        UNKNOWN = "", _("Unknown")
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="cases")
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    source_id = models.CharField(
+        max_length=100, help_text="The case_id from the import file; shown to staff only."
+    )
+    position = models.PositiveIntegerField(help_text="Order in the study (import order).")
+    diagnosis = models.ForeignKey(
+        Diagnosis, on_delete=models.PROTECT, related_name="cases", verbose_name="reference"
+    )
+    age = models.PositiveSmallIntegerField(null=True, blank=True)
+    sex = models.CharField(max_length=1, choices=Sex.choices, blank=True, default="")
+    site = models.CharField("body site", max_length=100, blank=True)
+    histopathology = models.BooleanField("confirmed by histopathology", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "source_id"], name="case_id_unique_in_study"),
+            models.UniqueConstraint(fields=["study", "position"], name="case_position_unique"),
+            models.CheckConstraint(
+                condition=Q(age__isnull=True) | Q(age__lte=130), name="case_age_plausible"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}/{self.source_id}"
+
+
+def _image_path(instance: CaseImage, filename: str) -> str:
+    # The stored name is random: a file name must never hint at the diagnosis.
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"cases/{secrets.token_hex(12)}.{suffix}"
+
+
+class CaseImage(models.Model):
+    class Kind(models.TextChoices):
+        CLINICAL = "clinical", _("Clinical photo")
+        DERMOSCOPIC = "dermoscopic", _("Dermoscopic image")
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="images")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    original = models.FileField(upload_to=_image_path, max_length=200)
+    web = models.FileField(upload_to=_image_path, max_length=200)
+    thumbnail = models.FileField(upload_to=_image_path, max_length=200)
+    format = models.CharField(max_length=8, help_text="JPEG, PNG or TIFF")
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["case", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "kind"], name="one_image_per_kind"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["clinical", "dermoscopic"]), name="image_kind_valid"
+            ),
+            models.CheckConstraint(condition=Q(width__gt=0, height__gt=0), name="image_size_set"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case} {self.kind}"
+
+
+# --- the reader side -------------------------------------------------------------------
+
+
+class ReaderProfile(models.Model):
+    class Level(models.TextChoices):
+        RESIDENT = "resident", _("Resident")
+        ATTENDING = "attending", _("Attending")
+        ASSOCIATE_CHIEF = "associate_chief", _("Associate chief")
+        CHIEF = "chief", _("Chief")
+
+    class HospitalTier(models.TextChoices):
+        TERTIARY = "tertiary", _("Tertiary hospital")
+        SECONDARY = "secondary", _("Secondary hospital")
+        PRIMARY = "primary", _("Primary care")
+        PRIVATE = "private", _("Private practice")
+        OTHER = "other", _("Other")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reader_profile"
+    )
+    level = models.CharField(max_length=16, choices=Level.choices, blank=True)
+    years_in_dermatology = models.PositiveSmallIntegerField(null=True, blank=True)
+    dermoscopy_training_hours = models.PositiveIntegerField(null=True, blank=True)
+    board_certified = models.BooleanField(null=True, blank=True)
+    hospital_tier = models.CharField(max_length=16, choices=HospitalTier.choices, blank=True)
+    region = models.CharField(max_length=100, blank=True)
+    is_simulated = models.BooleanField(
+        default=False, help_text="A simulated reader of the synthetic demo, not a person."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(years_in_dermatology__isnull=True) | Q(years_in_dermatology__lte=70),
+                name="profile_years_plausible",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+
+class Enrolment(models.Model):
+    """A reader taking part in a study: their consent, case order and progress."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="enrolments")
+    reader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="enrolments"
+    )
+    reader_code = models.CharField(max_length=16, unique=True, default=new_reader_code)
+    order_seed = models.BigIntegerField(help_text="Seed that reproduces the case order.")
+    case_order = models.JSONField(
+        default=list, help_text="Case primary keys in the order this reader sees them."
+    )
+    consent_version = models.CharField(max_length=32, blank=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The case last served and when, so the server can time each answer.
+    served_case = models.ForeignKey(
+        Case, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    served_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "enrolled_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader"], name="one_enrolment_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reader_code} in {self.study.slug}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None
+
+
+class Answer(models.Model):
+    enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="answers")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="answers")
+    diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT, related_name="+")
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    seconds = models.FloatField(help_text="Server-measured time from serving to answer.")
+    answered_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["enrolment", "answered_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["enrolment", "case"], name="one_answer_per_case"),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=1, confidence__lte=5),
+                name="confidence_1_to_5",
+            ),
+            models.CheckConstraint(condition=Q(seconds__gte=0), name="seconds_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.enrolment.reader_code} {self.case.public_id}"
+
+
+class AnswerChange(models.Model):
+    """The append-only history of a changed answer: the previous value is never lost."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.PROTECT, related_name="changes")
+    previous_diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT, related_name="+")
+    previous_confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    new_diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT, related_name="+")
+    new_confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["answer", "changed_at"]
+
+    def __str__(self) -> str:
+        return f"change of {self.answer}"

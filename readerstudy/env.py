@@ -1,0 +1,133 @@
+"""Read settings from the environment, loudly.
+
+Every helper raises ``ImproperlyConfigured`` naming the variable and the bad value, so a
+typo in a deployment fails at start-up instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
+    env = os.environ if environ is None else environ
+    value = env.get(name)
+    return None if value is None else value.strip()
+
+
+def env_str(name: str, default: str = "", *, environ: Mapping[str, str] | None = None) -> str:
+    """The variable as a string, or ``default`` when unset."""
+    value = _raw(name, environ)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool = False, *, environ: Mapping[str, str] | None = None) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is an error."""
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a boolean: use one of 1, 0, true, false, yes, no, on, off"
+    )
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """An integer, optionally bounded below."""
+    value = _raw(name, environ)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} is below the minimum {minimum}")
+    return number
+
+
+def env_list(
+    name: str, default: list[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """A comma-separated list; empty items are an error (``a,,b`` is a typo)."""
+    value = _raw(name, environ)
+    if value is None:
+        return list(default or [])
+    items = [item.strip() for item in value.split(",")]
+    if any(not item for item in items):
+        raise ImproperlyConfigured(f"{name}={value!r} has an empty item: separate values by commas")
+    return items
+
+
+def env_url(
+    name: str,
+    default: str,
+    *,
+    schemes: set[str],
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """A URL whose scheme is one of ``schemes`` (e.g. a database or broker URL)."""
+    value = _raw(name, environ)
+    if value is None or value == "":
+        return default
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes:
+        allowed = ", ".join(sorted(schemes))
+        raise ImproperlyConfigured(
+            f"{name} has scheme {parsed.scheme or '(none)'!r}; expected one of: {allowed}"
+        )
+    if parsed.scheme not in {"sqlite", "filesystem"} and not parsed.hostname:
+        raise ImproperlyConfigured(f"{name}={value!r} has no host name")
+    return value
+
+
+def secret_key(
+    *, data_dir: Path, production: bool, environ: Mapping[str, str] | None = None
+) -> str:
+    """``DJANGO_SECRET_KEY``; outside production, generated once and kept in ``data_dir``.
+
+    A production deployment (``DJANGO_SECURE=1``) must set the key explicitly: a key
+    generated on one web host would not match the key of the next.
+    """
+    value = _raw("DJANGO_SECRET_KEY", environ)
+    if value:
+        if len(value) < 50 or len(set(value)) < 5:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is too short or too simple: use at least 50 random characters"
+            )
+        return value
+    if production:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_SECURE=1")
+    key_file = data_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(64)
+    # Created exclusively with owner-only permissions; a concurrent start that lost the
+    # race reads the winner's key.
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,23 @@
+"""Test settings: the real settings with a throw-away data directory and fast hashing.
+
+``DATABASE_URL`` is honoured, so ``DATABASE_URL=postgres://... make test`` runs the suite
+on PostgreSQL.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("READERSTUDY_DATA_DIR", tempfile.mkdtemp(prefix="readerstudy-test-"))
+
+from readerstudy.settings import *  # noqa: F403
+from readerstudy.settings import DATA_DIR
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = Path(DATA_DIR) / "media"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+CELERY_TASK_ALWAYS_EAGER = False
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -1,0 +1,475 @@
+"""The case importer: good bundles, each kind of bad bundle, and the export round trip."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from cases.importing import ImportRejected, cases_export, cases_import
+from cases.models import Case, CaseImage, Study
+from tests.conftest import image_bytes
+from tests.factories import make_study
+
+pytestmark = pytest.mark.django_db
+
+HEADER = [
+    "case_id",
+    "diagnosis",
+    "clinical_image",
+    "dermoscopic_image",
+    "age",
+    "sex",
+    "site",
+    "histopathology",
+]
+
+
+def write_bundle(folder: Path, rows: list[dict], *, images: dict[str, bytes] | None = None):
+    """Write cases.csv with ``rows`` and, unless given, one distinct image per file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HEADER)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row.get(key, "") for key in HEADER})
+    if images is None:
+        images = {}
+        for index, row in enumerate(rows):
+            for column in ("clinical_image", "dermoscopic_image"):
+                if row.get(column):
+                    fmt = "PNG" if row[column].endswith(".png") else "JPEG"
+                    images[row[column]] = image_bytes(seed=index * 2 + len(images), fmt=fmt)
+    for name, data in images.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def good_rows(n: int = 4, codes=("MN", "SK", "BCC")) -> list[dict]:
+    return [
+        {
+            "case_id": f"c{i:03d}",
+            "diagnosis": codes[i % len(codes)],
+            "clinical_image": f"img/c{i:03d}_clin.jpg",
+            "dermoscopic_image": f"img/c{i:03d}_derm.png",
+            "age": str(30 + i),
+            "sex": "F" if i % 2 else "M",
+            "site": "back",
+            "histopathology": "yes" if i % 2 else "",
+        }
+        for i in range(n)
+    ]
+
+
+def zip_folder(folder: Path, target: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            archive.writestr(zipfile.ZipInfo(name), data)
+    return target
+
+
+def snapshot(media_root: Path) -> tuple:
+    files = (
+        sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
+        if media_root.exists()
+        else []
+    )
+    return (Study.objects.count(), Case.objects.count(), CaseImage.objects.count(), files)
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + chunk(b"IEND", b"")
+    )
+
+
+def assert_rejected(media_root, *, slug="study", source, expect: list[str], **kwargs):
+    before = snapshot(media_root)
+    with pytest.raises(ImportRejected) as info:
+        cases_import(slug=slug, source=source, **kwargs)
+    report = info.value.report()
+    for text in expect:
+        assert text in report, report
+    assert snapshot(media_root) == before
+    return info.value
+
+
+# --- good input -------------------------------------------------------------------------
+
+
+def test_import_folder_creates_cases_images_and_derivatives(tmp_path, media_root):
+    study = make_study()
+    write_bundle(tmp_path / "bundle", good_rows(4))
+
+    result = cases_import(slug="study", source=tmp_path / "bundle")
+
+    assert result.cases_created == 4 and not result.study_created
+    cases = list(study.cases.order_by("position"))
+    assert [c.source_id for c in cases] == ["c000", "c001", "c002", "c003"]
+    assert [c.diagnosis.code for c in cases] == ["MN", "SK", "BCC", "MN"]
+    assert cases[1].age == 31 and cases[1].sex == "F" and cases[1].histopathology is True
+    assert cases[0].histopathology is None
+    image = cases[0].images.get(kind="dermoscopic")
+    original = (tmp_path / "bundle" / "img/c000_derm.png").read_bytes()
+    assert image.format == "PNG" and image.width == 64 and image.height == 48
+    assert image.sha256 == hashlib.sha256(original).hexdigest()
+    assert image.original.read() == original
+    assert image.web.name.endswith(".jpg") and image.thumbnail.name.endswith(".jpg")
+
+
+def test_stored_file_names_and_public_ids_do_not_hint_at_the_diagnosis(tmp_path):
+    make_study()
+    rows = good_rows(3)
+    for row in rows:
+        row["clinical_image"] = f"{row['diagnosis']}_melanocytic_{row['case_id']}.jpg"
+    write_bundle(tmp_path / "b", rows)
+    cases_import(slug="study", source=tmp_path / "b")
+    for image in CaseImage.objects.all():
+        for name in (image.original.name, image.web.name, image.thumbnail.name):
+            assert image.case.diagnosis.code not in name and "melanocytic" not in name
+        assert image.case.source_id not in image.case.public_id
+
+
+def test_import_zip_with_a_top_folder(tmp_path):
+    make_study()
+    write_bundle(tmp_path / "src" / "mystudy", good_rows(3))
+    with zipfile.ZipFile(tmp_path / "b.zip", "w") as archive:
+        for path in (tmp_path / "src").rglob("*"):
+            if path.is_file():
+                archive.write(path, path.relative_to(tmp_path / "src").as_posix())
+    result = cases_import(slug="study", source=tmp_path / "b.zip")
+    assert result.cases_created == 3
+
+
+def test_command_creates_a_draft_study_with_title_and_choices(tmp_path, capsys):
+    write_bundle(tmp_path / "b", good_rows(3, codes=("Pso", "EAD")))
+    call_command(
+        "import_cases",
+        "new-study",
+        str(tmp_path / "b"),
+        "--title",
+        "New study",
+        "--choices",
+        "Pso,EAD,SD",
+    )
+    study = Study.objects.get(slug="new-study")
+    assert study.title == "New study" and study.status == Study.Status.DRAFT
+    assert study.choice_codes() == ["Pso", "EAD", "SD"]
+    assert study.cases.count() == 3
+    assert "Created study 'new-study': 3 case(s) imported" in capsys.readouterr().out
+
+
+def test_export_then_import_gives_an_identical_study(tmp_path):
+    study = make_study(
+        slug="orig", choices=("MN", "SK", "BCC"), description="d", ask_confidence=True
+    )
+    write_bundle(tmp_path / "b", good_rows(5))
+    cases_import(slug="orig", source=tmp_path / "b")
+
+    for target in ("out", "out.zip"):
+        call_command("export_cases", "orig", str(tmp_path / target))
+        copy_slug = f"copy-{target.replace('.', '-')}"
+        call_command("import_cases", copy_slug, str(tmp_path / target))
+        copy = Study.objects.get(slug=copy_slug)
+
+        def content(s: Study):
+            return [
+                (
+                    c.source_id,
+                    c.position,
+                    c.diagnosis.code,
+                    c.age,
+                    c.sex,
+                    c.site,
+                    c.histopathology,
+                    sorted((i.kind, i.sha256, i.format, i.width, i.height) for i in c.images.all()),
+                )
+                for c in s.cases.order_by("position")
+            ]
+
+        assert content(copy) == content(study)
+        assert copy.choice_codes() == study.choice_codes()
+        assert (copy.title, copy.description, copy.ask_confidence) == (
+            study.title,
+            study.description,
+            True,
+        )
+
+
+def test_export_refuses_to_overwrite(tmp_path):
+    study = make_study()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        cases_export(study=study, destination=tmp_path / "out")
+
+
+# --- bad input: each is reported, and nothing is written -------------------------------
+
+
+def test_unknown_diagnosis_code(tmp_path, media_root):
+    make_study()
+    rows = good_rows(3)
+    rows[1]["diagnosis"] = "XYZ"
+    write_bundle(tmp_path / "b", rows)
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["row 3, case 'c001': unknown diagnosis code 'XYZ'"],
+    )
+
+
+def test_diagnosis_outside_the_study_choices(tmp_path, media_root):
+    make_study(choices=("MN", "SK"))
+    rows = good_rows(3)  # row 4 is BCC
+    write_bundle(tmp_path / "b", rows)
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["row 4, case 'c002': diagnosis BCC is not one of the study's choices (MN, SK)"],
+    )
+
+
+def test_missing_image_file(tmp_path, media_root):
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(3))
+    (tmp_path / "b" / "img/c002_clin.jpg").unlink()
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["row 4, case 'c002': clinical_image 'img/c002_clin.jpg' is missing"],
+    )
+
+
+def test_unreadable_image_file(tmp_path, media_root):
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(3))
+    path = tmp_path / "b" / "img/c001_derm.png"
+    path.write_bytes(path.read_bytes()[:80])  # truncated
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["row 3, case 'c001': dermoscopic_image 'img/c001_derm.png'"],
+    )
+
+
+def test_non_image_file(tmp_path, media_root):
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(2))
+    (tmp_path / "b" / "img/c000_clin.jpg").write_text("<html>not an image</html>")
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["clinical_image 'img/c000_clin.jpg': not a readable image"],
+    )
+
+
+def test_gif_is_not_an_accepted_format(tmp_path, media_root):
+    make_study()
+    rows = good_rows(1)
+    images = {
+        rows[0]["clinical_image"]: image_bytes(seed=1, fmt="GIF"),
+        rows[0]["dermoscopic_image"]: image_bytes(seed=2, fmt="PNG"),
+    }
+    write_bundle(tmp_path / "b", rows, images=images)
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["format GIF is not accepted; use JPEG, PNG or TIFF"],
+    )
+
+
+def test_duplicate_case_id(tmp_path, media_root):
+    make_study()
+    rows = good_rows(3)
+    rows[2]["case_id"] = "c000"
+    write_bundle(tmp_path / "b", rows)
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["row 4, case 'c000': duplicate case_id (also on row 2)"],
+    )
+
+
+def test_image_over_the_byte_limit(tmp_path, media_root, settings):
+    settings.READERSTUDY_MAX_IMAGE_BYTES = 500
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(1))
+    assert_rejected(media_root, source=tmp_path / "b", expect=["the limit is 500"])
+
+
+def test_decompression_bomb(tmp_path, media_root):
+    make_study()
+    rows = good_rows(2)
+    images = {
+        rows[0]["clinical_image"]: image_bytes(seed=1),
+        rows[0]["dermoscopic_image"]: png_bomb(),
+        rows[1]["clinical_image"]: image_bytes(seed=2),
+        rows[1]["dermoscopic_image"]: png_bomb(9000, 9000),
+    }
+    write_bundle(tmp_path / "b", rows, images=images)
+    error = assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=[
+            "row 2, case 'c000': dermoscopic_image",
+            "decompression bomb",
+            "9000 x 9000 = 81,000,000 pixels exceeds the limit",
+        ],
+    )
+    assert len(error.problems) == 2
+
+
+@pytest.mark.parametrize("member", ["/etc/evil.jpg", "../evil.jpg", "img/../../evil.jpg"])
+def test_zip_member_with_an_absolute_or_parent_path(tmp_path, media_root, member):
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(2))
+    archive = zip_folder(tmp_path / "b", tmp_path / "b.zip", extra={member: b"x"})
+    assert_rejected(media_root, source=archive, expect=[f"zip member '{member}'"])
+
+
+def test_csv_naming_a_parent_path(tmp_path, media_root):
+    make_study()
+    rows = good_rows(1)
+    rows[0]["clinical_image"] = "../outside.jpg"
+    write_bundle(tmp_path / "b", rows, images={"img/c000_derm.png": image_bytes(seed=3)})
+    assert_rejected(
+        media_root, source=tmp_path / "b", expect=["clinical_image: '../outside.jpg' contains '..'"]
+    )
+
+
+def test_every_bad_row_is_listed_in_one_report(tmp_path, media_root):
+    make_study()
+    rows = good_rows(6)
+    rows[0]["diagnosis"] = "NOPE"
+    rows[2]["case_id"] = "c001"
+    rows[4]["age"] = "old"
+    write_bundle(tmp_path / "b", rows)
+    (tmp_path / "b" / "img/c005_derm.png").unlink()
+    error = assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=[
+            "row 2",
+            "unknown diagnosis code 'NOPE'",
+            "row 4",
+            "duplicate case_id",
+            "row 6",
+            "age 'old'",
+            "row 7",
+            "is missing from the bundle",
+        ],
+    )
+    assert len(error.problems) == 4
+
+
+def test_failure_while_writing_leaves_no_rows_and_no_files(tmp_path, media_root, monkeypatch):
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(4))
+    import cases.importing as importing
+
+    calls = {"n": 0}
+    real = importing.derivative_jpeg
+
+    def failing(data, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("disk full")
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(importing, "derivative_jpeg", failing)
+    before = snapshot(media_root)
+    with pytest.raises(OSError, match="disk full"):
+        cases_import(slug="study", source=tmp_path / "b")
+    assert snapshot(media_root) == before
+
+
+def test_missing_columns_and_unknown_columns(tmp_path, media_root):
+    make_study()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "cases.csv").write_text("case_id,diagnosys,clinical_image\nx,MN,a.jpg\n")
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=[
+            "lacks the column(s): diagnosis, dermoscopic_image",
+            "unknown column(s): diagnosys",
+        ],
+    )
+
+
+def test_new_study_without_title_or_with_unknown_choices(tmp_path, media_root):
+    write_bundle(tmp_path / "b", good_rows(1))
+    assert_rejected(
+        media_root, slug="fresh", source=tmp_path / "b", expect=["give --title and --choices"]
+    )
+    assert_rejected(
+        media_root,
+        slug="fresh",
+        source=tmp_path / "b",
+        title="T",
+        choices=["MN", "ZZ"],
+        expect=["unknown diagnosis code(s) in the choices: ZZ"],
+    )
+
+
+def test_open_study_refuses_new_cases(tmp_path, media_root):
+    make_study(status=Study.Status.OPEN)
+    write_bundle(tmp_path / "b", good_rows(1))
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["study 'study' is open; cases can be added only to a draft study"],
+    )
+
+
+def test_reimporting_the_same_case_ids_is_refused(tmp_path, media_root):
+    make_study()
+    write_bundle(tmp_path / "b", good_rows(2))
+    cases_import(slug="study", source=tmp_path / "b")
+    assert_rejected(
+        media_root, source=tmp_path / "b", expect=["case_id already exists in this study"]
+    )
+
+
+def test_command_reports_problems_and_exits_non_zero(tmp_path, media_root):
+    make_study()
+    rows = good_rows(2)
+    rows[0]["diagnosis"] = "XYZ"
+    write_bundle(tmp_path / "b", rows)
+    before = snapshot(media_root)
+    with pytest.raises(CommandError, match="unknown diagnosis code 'XYZ'"):
+        call_command("import_cases", "study", str(tmp_path / "b"))
+    assert snapshot(media_root) == before
+
+
+def test_not_a_zip_and_not_a_folder(tmp_path, media_root):
+    make_study()
+    (tmp_path / "x.zip").write_text("hello")
+    assert_rejected(
+        media_root, source=tmp_path / "x.zip", expect=["is neither a folder nor a .zip archive"]
+    )

@@ -37,6 +37,13 @@ class StudyChoiceInline(admin.TabularInline):
     ordering = ["position"]
 
 
+@admin.register(StudyChoice)
+class StudyChoiceAdmin(admin.ModelAdmin):
+    list_display = ["study", "position", "diagnosis"]
+    list_filter = ["study"]
+    search_fields = ["study__slug", "diagnosis__code"]
+
+
 class CaseImportForm(forms.Form):
     bundle = forms.FileField(
         help_text="A .zip holding cases.csv and the images it names (JPEG, PNG or TIFF)."

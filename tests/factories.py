@@ -36,11 +36,13 @@ def make_study(*, slug: str = "study", choices=("MN", "SK", "BCC"), **options) -
 class CaseFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Case
+        skip_postgeneration_save = True
 
     study = factory.LazyFunction(lambda: make_study())
     source_id = factory.Sequence(lambda n: f"case-{n}")
     position = factory.Sequence(lambda n: n + 1)
     diagnosis = factory.LazyFunction(lambda: Diagnosis.objects.get(code="MN"))
+
 
     @factory.post_generation
     def with_images(case, create, extracted, **kwargs):

@@ -1,0 +1,209 @@
+"""Validation of the two tidy input tables of a reader study.
+
+answers:      one row per reader x case: ``reader, case, truth, answer`` plus optional
+              reader/answer attributes (``level``, ``years``, ``confidence``, ``seconds``...).
+predictions:  one row per model x case: ``model, case, truth, answer`` plus, optionally,
+              one ``prob_<CODE>`` column per choice.
+
+Labels (truth, answer, choices) are compared as strings, so ``1`` and ``"1"`` are the same
+label. Every error is an :class:`InputError` whose message names the offending rows:
+row numbers count data rows from 1 (the header is not counted), i.e. CSV line = row + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ANSWER_COLUMNS = ("reader", "case", "truth", "answer")
+PREDICTION_COLUMNS = ("model", "case", "truth", "answer")
+PROB_PREFIX = "prob_"
+_MAX_LISTED = 10
+
+
+class InputError(ValueError):
+    """A reader-study table that cannot be analysed; the message names the rows."""
+
+
+def _read(df_or_path: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
+    if isinstance(df_or_path, pd.DataFrame):
+        frame = df_or_path.copy()
+    else:
+        try:
+            frame = pd.read_csv(df_or_path, dtype={"reader": str, "model": str, "case": str})
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(f"cannot read the {what} table {df_or_path}: {exc}") from exc
+    if frame.empty:
+        raise InputError(f"the {what} table has no rows")
+    return frame.reset_index(drop=True)
+
+
+def _rows(mask: np.ndarray | pd.Series, frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """'row 3 (reader=r1, case=7, answer=XX), ...': 1-based data rows, at most 10 listed."""
+    positions = np.flatnonzero(np.asarray(mask))
+    parts = []
+    for pos in positions[:_MAX_LISTED]:
+        values = ", ".join(f"{c}={frame.iloc[pos][c]!r}" for c in columns if c in frame.columns)
+        parts.append(f"row {pos + 1} ({values})")
+    more = len(positions) - _MAX_LISTED
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def _label(series: pd.Series) -> pd.Series:
+    """Labels as strings; missing stays missing (NaN) so it can be reported."""
+    text = series.astype("string").str.strip()
+    return text.where(text.notna() & (text != ""), None).astype(object)
+
+
+def _require_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"the {what} table lacks column(s) {', '.join(missing)}; "
+            f"it has {', '.join(map(str, frame.columns))}"
+        )
+
+
+def _validate_common(
+    frame: pd.DataFrame, rater: str, choices: Sequence[str] | None, what: str
+) -> tuple[pd.DataFrame, list[str]]:
+    ident = [rater, "case", "truth", "answer"]
+    frame[rater] = frame[rater].astype("string").astype(object)
+    frame["case"] = frame["case"].astype("string").astype(object)
+    for column in (rater, "case"):
+        missing = frame[column].isna().to_numpy()
+        if missing.any():
+            raise InputError(f"{what}: {column} is missing in " + _rows(missing, frame, ident))
+    frame["truth"] = _label(frame["truth"])
+    frame["answer"] = _label(frame["answer"])
+
+    no_truth = frame["truth"].isna().to_numpy()
+    if no_truth.any():
+        raise InputError(f"{what}: case without truth in " + _rows(no_truth, frame, ident))
+
+    if choices is None:
+        choices = sorted(frame["truth"].unique())
+    else:
+        choices = [str(c).strip() for c in choices]
+        if len(set(choices)) != len(choices):
+            raise InputError(f"choices contain duplicates: {choices}")
+    if len(choices) < 2:
+        raise InputError(f"{what}: at least two choices are needed, got {choices}")
+    allowed = set(choices)
+
+    bad_truth = ~frame["truth"].isin(allowed).to_numpy()
+    if bad_truth.any():
+        raise InputError(
+            f"{what}: truth outside the choices {choices} in " + _rows(bad_truth, frame, ident)
+        )
+    bad_answer = ~frame["answer"].isin(allowed).to_numpy()
+    if bad_answer.any():
+        raise InputError(
+            f"{what}: answer outside the choices {choices} in " + _rows(bad_answer, frame, ident)
+        )
+
+    duplicated = frame.duplicated([rater, "case"], keep=False).to_numpy()
+    if duplicated.any():
+        raise InputError(
+            f"{what}: more than one row per ({rater}, case) in " + _rows(duplicated, frame, ident)
+        )
+
+    n_truths = frame.groupby("case", sort=False)["truth"].transform("nunique").to_numpy()
+    conflicting = n_truths > 1
+    if conflicting.any():
+        raise InputError(
+            f"{what}: a case has different truths in " + _rows(conflicting, frame, ident)
+        )
+    return frame, list(choices)
+
+
+def load_answers(
+    df_or_path: pd.DataFrame | str | Path, choices: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Validated readers' answers: ``reader, case, truth, answer`` (+ attribute columns).
+
+    ``choices`` defaults to the sorted distinct truth values. Readers who answered only
+    some cases are kept. Returns a copy with reader, case and labels as strings and
+    ``attrs["choices"]`` set; raises :class:`InputError` naming the offending rows for a
+    missing column, a case without truth, an answer or truth outside the choices, a
+    duplicate (reader, case) or a case whose truth differs between rows.
+    """
+    frame = _read(df_or_path, "answers")
+    _require_columns(frame, ANSWER_COLUMNS, "answers")
+    frame, choices = _validate_common(frame, "reader", choices, "answers")
+    frame.attrs["choices"] = choices
+    return frame
+
+
+def prob_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``prob_<CODE>`` columns of a predictions table, in table order."""
+    return [c for c in frame.columns if str(c).startswith(PROB_PREFIX)]
+
+
+def load_predictions(
+    df_or_path: pd.DataFrame | str | Path, choices: Sequence[str] | None
+) -> pd.DataFrame:
+    """Validated model predictions: ``model, case, truth, answer`` + ``prob_<CODE>``.
+
+    Probability columns are optional, but when present there must be exactly one per
+    choice (``prob_MN`` for choice ``MN``) with finite values. Same checks as
+    :func:`load_answers` otherwise; ``choices`` default to the sorted distinct truths.
+    """
+    frame = _read(df_or_path, "predictions")
+    _require_columns(frame, PREDICTION_COLUMNS, "predictions")
+    frame, choices = _validate_common(frame, "model", choices, "predictions")
+    probs = prob_columns(frame)
+    if probs:
+        codes = [c[len(PROB_PREFIX) :] for c in probs]
+        unknown = [c for c in codes if c not in choices]
+        if unknown:
+            raise InputError(
+                "predictions: probability column(s) for label(s) outside the choices "
+                f"{choices}: {', '.join(PROB_PREFIX + c for c in unknown)}"
+            )
+        missing = [c for c in choices if c not in codes]
+        if missing:
+            raise InputError(
+                "predictions: missing probability column(s) "
+                f"{', '.join(PROB_PREFIX + c for c in missing)}"
+            )
+        values = frame[[PROB_PREFIX + c for c in choices]].apply(pd.to_numeric, errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
+        if bad.any():
+            raise InputError(
+                "predictions: missing or non-numeric probability in "
+                + _rows(bad, frame, ["model", "case", *probs])
+            )
+        frame[values.columns] = values.astype(float)
+    frame.attrs["choices"] = choices
+    return frame
+
+
+def check_consistent_truth(answers: pd.DataFrame, predictions: pd.DataFrame) -> None:
+    """Raise :class:`InputError` if a case's truth differs between the two tables.
+
+    The message names each conflicting case with both truths and the first row of each
+    table (1-based data rows) where that case appears.
+    """
+    a = answers.reset_index(drop=True)
+    p = predictions.reset_index(drop=True)
+    first_a = a.assign(row=np.arange(1, len(a) + 1)).drop_duplicates("case")
+    first_p = p.assign(row=np.arange(1, len(p) + 1)).drop_duplicates("case")
+    merged = first_a[["case", "truth", "row"]].merge(
+        first_p[["case", "truth", "row"]], on="case", suffixes=("_answers", "_predictions")
+    )
+    bad = merged[merged["truth_answers"] != merged["truth_predictions"]]
+    if len(bad):
+        parts = [
+            f"case {r.case!r}: truth {r.truth_answers!r} in answers row {r.row_answers}, "
+            f"{r.truth_predictions!r} in predictions row {r.row_predictions}"
+            for r in bad.head(_MAX_LISTED).itertuples()
+        ]
+        if len(bad) > _MAX_LISTED:
+            parts.append(f"and {len(bad) - _MAX_LISTED} more")
+        raise InputError("truth differs between answers and predictions: " + "; ".join(parts))

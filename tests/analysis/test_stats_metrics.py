@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.stats.metrics import (
+    confusion_counts,
+    confusion_matrix,
+    encode,
+    group_summary,
+    jackknife_counts,
+    metrics_from_counts,
+    metrics_table,
+)
+
+# Hand-computed: 10 cases, truth A A A A B B B C C C; one rater answers
+#                                  A A B C B B A C C A
+TRUTH = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+ANSWER = np.array([[0, 0, 1, 2, 1, 1, 0, 2, 2, 0]])
+
+
+def test_hand_computed_one_vs_rest_metrics():
+    counts = confusion_counts(ANSWER, TRUTH, 3)
+    # class A: TP 2, FP 2 (cases 7, 10), FN 2, TN 4
+    assert (counts.tp[0, 0], counts.fp[0, 0], counts.fn[0, 0], counts.tn[0, 0]) == (2, 2, 2, 4)
+    m = metrics_from_counts(counts)
+    assert m.sensitivity[0, 0] == pytest.approx(0.5)
+    assert m.specificity[0, 0] == pytest.approx(4 / 6)
+    assert m.ppv[0, 0] == pytest.approx(0.5)
+    assert m.npv[0, 0] == pytest.approx(4 / 6)
+    assert m.accuracy[0, 0] == pytest.approx(0.6)
+    assert m.f1[0, 0] == pytest.approx(0.5)
+    # kappa A: po 0.6, pe (4*4 + 6*6)/100 = 0.52 -> 0.08/0.48
+    assert m.kappa[0, 0] == pytest.approx(0.08 / 0.48)
+    # top-1: 6 of 10 right; multi-class pe = (4*4 + 3*3 + 3*3)/100 = 0.34
+    assert m.top1_accuracy[0] == pytest.approx(0.6)
+    assert m.kappa_all[0] == pytest.approx((0.6 - 0.34) / 0.66)
+    assert m.macro("sensitivity")[0] == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_missing_answers_are_left_out_per_rater():
+    answers = np.vstack([ANSWER, ANSWER])
+    answers[1, 0] = -1  # second rater skipped a case it had right
+    m = metrics_from_counts(confusion_counts(answers, TRUTH, 3))
+    assert m.sensitivity[1, 0] == pytest.approx(1 / 3)
+    assert m.top1_accuracy[1] == pytest.approx(5 / 9)
+
+
+def test_swapping_the_positive_class_swaps_sensitivity_and_specificity():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 40)
+    answers = rng.integers(0, 2, (5, 40))
+    m = metrics_from_counts(confusion_counts(answers, truth, 2))
+    assert m.sensitivity[:, 0] == pytest.approx(m.specificity[:, 1])
+    assert m.specificity[:, 0] == pytest.approx(m.sensitivity[:, 1])
+    assert m.kappa[:, 0] == pytest.approx(m.kappa[:, 1])
+
+
+def test_weighted_counts_equal_counts_of_repeated_cases():
+    weights = np.array([2, 0, 1, 1, 3, 0, 1, 1, 0, 1])
+    repeated = np.repeat(np.arange(10), weights)
+    a = confusion_counts(ANSWER, TRUTH, 3, case_weights=weights[None, :])
+    b = confusion_counts(ANSWER[:, repeated], TRUTH[repeated], 3)
+    assert a.tp[0] == pytest.approx(b.tp) and a.tn[0] == pytest.approx(b.tn)
+
+
+def test_jackknife_counts_leave_each_case_out():
+    jack = jackknife_counts(ANSWER, TRUTH, 3)
+    direct = confusion_counts(np.delete(ANSWER, 3, axis=1), np.delete(TRUTH, 3), 3)
+    assert jack.fn[3] == pytest.approx(direct.fn) and jack.fp[3] == pytest.approx(direct.fp)
+
+
+def test_encode_metrics_table_and_group_summary():
+    frame = pd.DataFrame(
+        {
+            "reader": ["r1"] * 3 + ["r2"] * 3,
+            "case": ["1", "2", "3"] * 2,
+            "truth": ["A", "B", "B"] * 2,
+            "answer": ["A", "B", "A", "A", "A", "B"],
+        }
+    )
+    matrix = encode(frame, rater="reader", choices=["A", "B"])
+    table = metrics_table(matrix)
+    top1 = table[table["metric"] == "top1_accuracy"].set_index("rater")["estimate"]
+    assert top1.to_dict() == pytest.approx({"r1": 2 / 3, "r2": 2 / 3})
+    summary = group_summary(table).set_index(["class", "metric"])
+    assert summary.loc[("A", "sensitivity"), "mean"] == pytest.approx(1.0)
+    assert summary.loc[("B", "sensitivity"), "sd"] == pytest.approx(0.0)
+    # rows truth, columns answer, pooled over readers
+    assert confusion_matrix(matrix).tolist() == [[2, 0], [2, 2]]

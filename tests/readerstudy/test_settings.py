@@ -1,0 +1,108 @@
+"""Settings helpers reject malformed values; production settings pass the deploy check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from readerstudy.env import env_bool, env_int, env_list, env_url, secret_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("raw, expected", [("1", True), ("TRUE", True), ("on", True),
+                                           ("0", False), ("no", False), ("", False)])
+def test_env_bool_accepts_the_usual_spellings(raw, expected):
+    assert env_bool("X", environ={"X": raw}) is expected
+
+
+def test_env_bool_default_when_unset():
+    assert env_bool("X", True, environ={}) is True
+
+
+@pytest.mark.parametrize("raw", ["yes please", "2", "enable", "tru"])
+def test_env_bool_rejects_anything_else(raw):
+    with pytest.raises(ImproperlyConfigured, match=f"X={raw!r} is not a boolean"):
+        env_bool("X", environ={"X": raw})
+
+
+def test_env_int_rejects_text_and_values_below_minimum():
+    assert env_int("N", 3, environ={"N": "12"}) == 12
+    with pytest.raises(ImproperlyConfigured, match="N='12kb' is not an integer"):
+        env_int("N", 3, environ={"N": "12kb"})
+    with pytest.raises(ImproperlyConfigured, match="N=0 is below the minimum 1"):
+        env_int("N", 3, minimum=1, environ={"N": "0"})
+
+
+def test_env_list_rejects_empty_items():
+    assert env_list("H", environ={"H": "a.org, b.org"}) == ["a.org", "b.org"]
+    with pytest.raises(ImproperlyConfigured, match="has an empty item"):
+        env_list("H", environ={"H": "a.org,,b.org"})
+
+
+def test_env_url_checks_scheme_and_host():
+    ok = "postgres://u@db.example.org:5432/rs"
+    assert env_url("D", "sqlite:///x", schemes={"postgres"}, environ={"D": ok}) == ok
+    with pytest.raises(ImproperlyConfigured, match="scheme 'mysql'; expected one of: postgres"):
+        env_url("D", "", schemes={"postgres"}, environ={"D": "mysql://h/db"})
+    with pytest.raises(ImproperlyConfigured, match="has no host name"):
+        env_url("D", "", schemes={"postgres"}, environ={"D": "postgres:///db"})
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path):
+    first = secret_key(data_dir=tmp_path, production=False, environ={})
+    second = secret_key(data_dir=tmp_path, production=False, environ={})
+    assert first == second and len(first) >= 50
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_secret_key_required_and_strong_in_production(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="must be set when DJANGO_SECURE=1"):
+        secret_key(data_dir=tmp_path, production=True, environ={})
+    with pytest.raises(ImproperlyConfigured, match="too short"):
+        secret_key(data_dir=tmp_path, production=True, environ={"DJANGO_SECRET_KEY": "abc"})
+
+
+def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))}
+    clean.update({"READERSTUDY_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE":
+                  "readerstudy.settings", **env})
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=120)
+
+
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "k3Jd9vQ2-xZ8pLm4Rt7wYb1Nc6Hs0Ga5Fe2Ui9Ko3Pq8Vj4Xl7Mz1Dy6Bw0Tr5Sn",
+    "DJANGO_ALLOWED_HOSTS": "readerstudy.example.org",
+    "DJANGO_SECURE": "1",
+}
+
+
+def test_deploy_check_passes_with_production_values(tmp_path):
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION,
+                     tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deploy_check_warns_on_embedded_defaults(tmp_path):
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env={}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "SECURE_SSL_REDIRECT" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("DJANGO_DEBUG", "yes please", "DJANGO_DEBUG='yes please' is not a boolean"),
+    ("DATABASE_URL", "mysql://h/db", "DATABASE_URL has scheme 'mysql'"),
+    ("CELERY_BROKER_URL", "kafka://h", "CELERY_BROKER_URL has scheme 'kafka'"),
+    ("READERSTUDY_MAX_IMAGE_BYTES", "lots", "READERSTUDY_MAX_IMAGE_BYTES='lots' is not an integer"),
+])
+def test_malformed_values_fail_loudly_at_start_up(tmp_path, name, value, message):
+    result = _manage("check", env={name: value}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
-from cases.models import Case, CaseImage, Enrolment, Study
+from cases.models import Answer, Case, CaseImage, Enrolment, Study
 
 
 def is_study_staff(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -56,3 +56,66 @@ def study_overview(*, study: Study) -> dict[str, object]:
         .filter(n__lt=2)
         .count(),
     }
+
+
+ANSWER_COLUMNS = ["reader", "case", "truth", "answer"]
+PROFILE_COLUMNS = [
+    "level",
+    "years",
+    "dermoscopy_hours",
+    "board_certified",
+    "hospital_tier",
+    "region",
+]
+
+
+def answers_frame(*, study: Study, language: str = "en", finished_only: bool = False):
+    """Every answer of ``study`` as a tidy table, one row per reader x case.
+
+    Columns: ``reader`` (the pseudonymous reader code), ``case`` (public id), ``truth``
+    and ``answer`` (diagnosis codes), ``truth_name`` and ``answer_name`` (in
+    ``language``), the reader's profile fields, ``confidence``, ``seconds`` and
+    ``answered_at`` (UTC, ISO 8601). This is what the admin's CSV export and the
+    analysis read. Staff only: it contains the reference diagnoses.
+    """
+    import pandas as pd
+
+    answers = (
+        Answer.objects.filter(enrolment__study=study)
+        .select_related("enrolment__reader__reader_profile", "case__diagnosis", "diagnosis")
+        .order_by("enrolment__reader_code", "case__position")
+    )
+    if finished_only:
+        answers = answers.filter(enrolment__finished_at__isnull=False)
+    rows = []
+    for a in answers.iterator(chunk_size=2000):
+        profile = getattr(a.enrolment.reader, "reader_profile", None)
+        rows.append(
+            {
+                "reader": a.enrolment.reader_code,
+                "case": a.case.public_id,
+                "truth": a.case.diagnosis.code,
+                "answer": a.diagnosis.code,
+                "truth_name": a.case.diagnosis.name_for(language),
+                "answer_name": a.diagnosis.name_for(language),
+                "level": profile.level if profile else "",
+                "years": profile.years_in_dermatology if profile else None,
+                "dermoscopy_hours": profile.dermoscopy_training_hours if profile else None,
+                "board_certified": profile.board_certified if profile else None,
+                "hospital_tier": profile.hospital_tier if profile else "",
+                "region": profile.region if profile else "",
+                "confidence": a.confidence,
+                "seconds": a.seconds,
+                "answered_at": a.answered_at.isoformat(),
+            }
+        )
+    columns = [
+        *ANSWER_COLUMNS,
+        "truth_name",
+        "answer_name",
+        *PROFILE_COLUMNS,
+        "confidence",
+        "seconds",
+        "answered_at",
+    ]
+    return pd.DataFrame(rows, columns=columns)

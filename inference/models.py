@@ -1,0 +1,135 @@
+"""Registered CNNs, inference runs over a study, and one prediction per (model, case)."""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+from django.db import models
+from django.db.models import Q
+
+from cases.models import Case, Diagnosis, Study
+
+
+def _weights_path(instance: RegisteredModel, filename: str) -> str:
+    return f"models/{secrets.token_hex(8)}.pt"
+
+
+def _cam_path(instance: Prediction, filename: str) -> str:
+    return f"gradcam/{secrets.token_hex(12)}.png"
+
+
+class RegisteredModel(models.Model):
+    """A CNN with its weights, class order and the preprocessing it was trained with."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    arch = models.CharField(max_length=64, help_text="Architecture name in inference.nets.")
+    classes = models.JSONField(help_text="Diagnosis codes in the order of the outputs.")
+    preprocessing = models.JSONField(help_text="Input size, normalisation, colour constancy.")
+    weights = models.FileField(upload_to=_weights_path, max_length=200, blank=True)
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    weights_source = models.CharField(
+        max_length=32,
+        default="file",
+        help_text="file (a checkpoint), imagenet (timm's pretrained backbone), random",
+    )
+    trained = models.BooleanField(
+        default=False, help_text="False: untrained for this task; flagged wherever shown."
+    )
+    description = models.TextField(blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(weights_source__in=["file", "imagenet", "random"]),
+                name="weights_source_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name if self.trained else f"{self.name} (untrained)"
+
+
+class InferenceRun(models.Model):
+    """A model run over a study's cases; resumable, so re-running finishes the rest."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="runs")
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="inference_runs")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} on {self.study.slug} ({self.status})"
+
+
+class Prediction(models.Model):
+    """What one model said about one case. One row per (model, case), by constraint."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="predictions")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="predictions")
+    run = models.ForeignKey(
+        InferenceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
+    error = models.TextField(blank=True)
+    probabilities = models.JSONField(
+        default=dict, help_text="Softmax over the model's own classes: {code: p}."
+    )
+    choice = models.ForeignKey(
+        Diagnosis,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Top-1 restricted to the study's choices.",
+    )
+    choice_probabilities = models.JSONField(
+        default=dict, help_text="Probabilities renormalised over the study's choices."
+    )
+    embedding = models.BinaryField(
+        null=True, blank=True, help_text="Last hidden layer, float32 little-endian."
+    )
+    gradcam = models.FileField(upload_to=_cam_path, max_length=200, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "case"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "case"], name="one_prediction_per_case"),
+            models.CheckConstraint(
+                condition=Q(status="failed") | Q(choice__isnull=False),
+                name="ok_prediction_has_choice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} {self.case.public_id}"
+
+    def embedding_array(self) -> np.ndarray | None:
+        if self.embedding is None:
+            return None
+        return np.frombuffer(bytes(self.embedding), dtype="<f4")

@@ -20,6 +20,14 @@ def new_public_id() -> str:
     return secrets.token_hex(8)
 
 
+def default_required_profile_fields() -> list[str]:
+    return ["level", "years_in_dermatology"]
+
+
+def new_invitation_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 def new_reader_code() -> str:
     """A pseudonymous reader id used in exports instead of the user name."""
     return "R" + secrets.token_hex(5)
@@ -73,6 +81,11 @@ class Study(models.Model):
     ask_confidence = models.BooleanField(default=False)
     consent_text = models.TextField(blank=True)
     consent_version = models.CharField(max_length=32, blank=True)
+    required_profile_fields = models.JSONField(
+        default=default_required_profile_fields,
+        blank=True,
+        help_text="Reader profile fields a reader must fill before the first case.",
+    )
     is_synthetic = models.BooleanField(
         default=False, help_text="Generated images: shown as synthetic wherever they appear."
     )
@@ -249,6 +262,9 @@ class Enrolment(models.Model):
     consented_at = models.DateTimeField(null=True, blank=True)
     enrolled_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    invitation = models.ForeignKey(
+        "Invitation", on_delete=models.PROTECT, null=True, blank=True, related_name="enrolments"
+    )
     # The case last served and when, so the server can time each answer.
     served_case = models.ForeignKey(
         Case, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -267,6 +283,38 @@ class Enrolment(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.finished_at is not None
+
+
+class Invitation(models.Model):
+    """A link that lets people register for (or join) one study."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="invitations")
+    token = models.CharField(max_length=64, unique=True, default=new_invitation_token)
+    label = models.CharField(max_length=200, blank=True, help_text="Who it is for (admin only).")
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(max_uses__gte=1), name="invitation_max_uses"),
+            models.CheckConstraint(
+                condition=Q(uses__lte=models.F("max_uses")), name="invitation_uses_within_limit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.study.slug} ({self.uses}/{self.max_uses})"
 
 
 class Answer(models.Model):

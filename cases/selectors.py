@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
-from cases.models import Answer, Case, CaseImage, Enrolment, Study
+from cases.models import Answer, Case, CaseImage, Enrolment, ReaderProfile, Study
 
 
 def is_study_staff(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -119,3 +119,133 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
         "answered_at",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+# --- the reader side -------------------------------------------------------------------
+
+READER_VISIBLE_STATUSES = (Study.Status.OPEN, Study.Status.CLOSED)
+
+
+def enrolment_for_reader(*, user, slug: str) -> Enrolment | None:
+    """The user's own enrolment in the study ``slug`` (never anyone else's); None for a
+    study they are not enrolled in or one that is still a draft."""
+    if not user.is_authenticated:
+        return None
+    return (
+        Enrolment.objects.select_related("study", "reader")
+        .filter(reader=user, study__slug=slug, study__status__in=READER_VISIBLE_STATUSES)
+        .first()
+    )
+
+
+def enrolments_for_reader(*, user) -> QuerySet[Enrolment]:
+    if not user.is_authenticated:
+        return Enrolment.objects.none()
+    return (
+        Enrolment.objects.select_related("study")
+        .filter(reader=user, study__status__in=READER_VISIBLE_STATUSES)
+        .annotate(n_answers=Count("answers"))
+    )
+
+
+def missing_profile_fields(*, enrolment: Enrolment) -> list[str]:
+    """Required profile fields (per study) that the reader has not filled yet."""
+    profile = ReaderProfile.objects.filter(user=enrolment.reader).first()
+    missing = []
+    for name in enrolment.study.required_profile_fields or []:
+        value = getattr(profile, name, None) if profile else None
+        if value is None or value == "":
+            missing.append(name)
+    return missing
+
+
+def reader_step(*, enrolment: Enrolment) -> str:
+    """Where the reader is: ``consent``, ``profile``, ``case``, ``closed`` or ``done``."""
+    if enrolment.finished_at is not None:
+        return "done"
+    if enrolment.consented_at is None:
+        return "consent"
+    if missing_profile_fields(enrolment=enrolment):
+        return "profile"
+    if enrolment.study.status != Study.Status.OPEN:
+        return "closed"
+    return "case"
+
+
+def reader_progress(*, enrolment: Enrolment) -> dict[str, int | bool]:
+    answered = Answer.objects.filter(enrolment=enrolment).count()
+    return {
+        "answered": answered,
+        "total": len(enrolment.case_order),
+        "finished": enrolment.finished_at is not None,
+    }
+
+
+def case_for_reader(*, enrolment: Enrolment, number: int | None = None) -> Case | None:
+    """The case a reader may see: the next unanswered one, or (only where the study
+    allows changes and the reader has not finished) an answered one by its 1-based
+    ``number`` in the reader's order."""
+    answered = set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
+    if number is None:
+        pk = next((pk for pk in enrolment.case_order if pk not in answered), None)
+    else:
+        if not (enrolment.study.allow_answer_changes and enrolment.finished_at is None):
+            return None
+        if not 1 <= number <= len(enrolment.case_order):
+            return None
+        pk = enrolment.case_order[number - 1]
+        if pk not in answered:
+            return None
+    if pk is None:
+        return None
+    return Case.objects.prefetch_related("images").get(pk=pk)
+
+
+def case_number(*, enrolment: Enrolment, case: Case) -> int:
+    return enrolment.case_order.index(case.pk) + 1
+
+
+def following_case(*, enrolment: Enrolment, case: Case) -> Case | None:
+    """The case after ``case`` in the reader's order, for prefetching its images."""
+    index = enrolment.case_order.index(case.pk)
+    if index + 1 >= len(enrolment.case_order):
+        return None
+    return (
+        Case.objects.prefetch_related("images").filter(pk=enrolment.case_order[index + 1]).first()
+    )
+
+
+def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> dict | None:
+    """The reader's own accuracy, overall and per class, against the reference.
+
+    None unless the reader has finished and the study enables feedback: this is the
+    only reader-facing read that touches reference diagnoses.
+    """
+    if enrolment.finished_at is None or not enrolment.study.show_feedback:
+        return None
+    answers = Answer.objects.filter(enrolment=enrolment).select_related(
+        "case__diagnosis", "diagnosis"
+    )
+    per_class: dict[str, dict] = {}
+    correct = 0
+    for answer in answers:
+        truth = answer.case.diagnosis
+        row = per_class.setdefault(
+            truth.code,
+            {"code": truth.code, "name": truth.name_for(language), "cases": 0, "correct": 0},
+        )
+        row["cases"] += 1
+        if answer.diagnosis_id == truth.pk:
+            row["correct"] += 1
+            correct += 1
+    order = enrolment.study.choice_codes()
+    rows = [per_class[c] for c in order if c in per_class]
+    for row in rows:
+        row["accuracy"] = row["correct"] / row["cases"]
+    total = sum(row["cases"] for row in rows)
+    return {
+        "correct": correct,
+        "total": total,
+        "accuracy": correct / total if total else None,
+        "per_class": rows,
+    }

@@ -5,12 +5,27 @@ from __future__ import annotations
 import random
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from cases.models import Diagnosis, Enrolment, Study, StudyChoice
+from cases.models import (
+    Answer,
+    AnswerChange,
+    Case,
+    Diagnosis,
+    Enrolment,
+    Invitation,
+    ReaderProfile,
+    Study,
+    StudyChoice,
+)
 
 
 class StudyError(ValueError):
@@ -76,3 +91,255 @@ def enrolment_create(
         consented_at=timezone.now() if consent else None,
     )
     return enrolment
+
+
+# --- invitations and registration ------------------------------------------------------
+
+
+class InvitationInvalid(ValueError):
+    """The invitation cannot be used; the message is safe to show to the visitor."""
+
+
+def invitations_create(
+    *,
+    study: Study,
+    count: int,
+    max_uses: int = 1,
+    expires_at=None,
+    label: str = "",
+    created_by: AbstractBaseUser | None = None,
+) -> list[Invitation]:
+    """Create ``count`` invitations to ``study`` at once."""
+    if not 1 <= count <= 5000:
+        raise StudyError("create between 1 and 5000 invitations at a time")
+    if max_uses < 1:
+        raise StudyError("an invitation must allow at least one use")
+    with transaction.atomic():
+        return Invitation.objects.bulk_create(
+            Invitation(
+                study=study,
+                max_uses=max_uses,
+                expires_at=expires_at,
+                label=label,
+                created_by=created_by,
+            )
+            for _ in range(count)
+        )
+
+
+def _usable_invitation(token: str) -> Invitation:
+    """The invitation for ``token``, locked for update; raises ``InvitationInvalid``."""
+    invitation = (
+        Invitation.objects.select_for_update().select_related("study").filter(token=token).first()
+    )
+    if invitation is None or invitation.revoked:
+        raise InvitationInvalid(_("This invitation link is not valid."))
+    if invitation.expires_at is not None and invitation.expires_at <= timezone.now():
+        raise InvitationInvalid(_("This invitation link has expired."))
+    if invitation.uses >= invitation.max_uses:
+        raise InvitationInvalid(_("This invitation link has already been used."))
+    if invitation.study.status != Study.Status.OPEN:
+        raise InvitationInvalid(_("This study is not open for new readers."))
+    return invitation
+
+
+def invitation_check(*, token: str) -> Invitation:
+    """Validate an invitation without using it up."""
+    with transaction.atomic():
+        return _usable_invitation(token)
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: AbstractBaseUser) -> Enrolment:
+    """Enrol ``user`` through an invitation. Someone already enrolled in its study gets
+    their enrolment back and the invitation is not used up."""
+    probe = Invitation.objects.select_related("study").filter(token=token).first()
+    if probe is not None:
+        existing = Enrolment.objects.filter(study=probe.study, reader=user).first()
+        if existing is not None:
+            return existing
+    invitation = _usable_invitation(token)
+    Invitation.objects.filter(pk=invitation.pk).update(uses=F("uses") + 1)
+    enrolment = enrolment_create(study=invitation.study, reader=user)
+    Enrolment.objects.filter(pk=enrolment.pk).update(invitation=invitation)
+    enrolment.invitation = invitation
+    return enrolment
+
+
+@transaction.atomic
+def reader_register(
+    *, token: str, username: str, email: str, password: str
+) -> tuple[AbstractBaseUser, Enrolment]:
+    """Create a reader account through an invitation and enrol it; all or nothing."""
+    _usable_invitation(token)
+    User = get_user_model()
+    user = User.objects.create_user(username=username, email=email, password=password)
+    ReaderProfile.objects.create(user=user)
+    return user, invitation_accept(token=token, user=user)
+
+
+@transaction.atomic
+def consent_give(*, enrolment: Enrolment) -> Enrolment:
+    """Record consent to the study's current consent text (its version and the time)."""
+    enrolment = Enrolment.objects.select_for_update().get(pk=enrolment.pk)
+    enrolment.consent_version = enrolment.study.consent_version
+    enrolment.consented_at = timezone.now()
+    enrolment.save(update_fields=["consent_version", "consented_at"])
+    return enrolment
+
+
+@transaction.atomic
+def profile_save(*, user: AbstractBaseUser, **fields: object) -> ReaderProfile:
+    """Create or update the reader's profile with ``fields``."""
+    profile, _created = ReaderProfile.objects.get_or_create(user=user)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    profile.full_clean(exclude=["user"])
+    profile.save()
+    return profile
+
+
+# --- the questionnaire -----------------------------------------------------------------
+
+
+class AnswerRejected(ValueError):
+    """A submission that cannot be accepted. ``status`` is the HTTP status to answer with
+    and ``code`` a stable machine-readable reason."""
+
+    def __init__(self, message: str, *, code: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    answer: Answer
+    created: bool
+    changed: bool
+    finished: bool
+
+
+def _answered_ids(enrolment: Enrolment) -> set[int]:
+    return set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
+
+
+def next_case_id(*, enrolment: Enrolment, answered: set[int] | None = None) -> int | None:
+    """The first case of the reader's order that has no answer, or None when done."""
+    answered = _answered_ids(enrolment) if answered is None else answered
+    return next((pk for pk in enrolment.case_order if pk not in answered), None)
+
+
+def case_serve(*, enrolment: Enrolment, case: Case) -> None:
+    """Remember when ``case`` was first shown, so the answer's time is measured by the
+    server. Reloading the page keeps the first time."""
+    if enrolment.served_case_id == case.pk and enrolment.served_at is not None:
+        return
+    now = timezone.now()
+    Enrolment.objects.filter(pk=enrolment.pk).update(served_case=case, served_at=now)
+    enrolment.served_case, enrolment.served_at = case, now
+
+
+def _seconds_on_case(enrolment: Enrolment, case: Case) -> float:
+    cap = float(getattr(settings, "READERSTUDY_MAX_SECONDS_PER_CASE", 600))
+    if enrolment.served_case_id != case.pk or enrolment.served_at is None:
+        return 0.0
+    elapsed = (timezone.now() - enrolment.served_at).total_seconds()
+    return round(min(max(elapsed, 0.0), cap), 3)
+
+
+@transaction.atomic
+def answer_submit(
+    *,
+    enrolment: Enrolment,
+    case_public_id: str,
+    diagnosis_code: str,
+    confidence: int | None = None,
+) -> SubmitResult:
+    """Record the reader's answer for a case.
+
+    Only the next unanswered case of the reader's own order is accepted. Sending the
+    same answer again (a double click, a second tab) returns the stored answer. A
+    different answer to an answered case is a change: refused unless the study allows
+    changes, in which case the previous value is appended to the history first.
+    """
+    # Row lock: two tabs of one reader are serialised here (PostgreSQL; SQLite
+    # serialises every writer anyway).
+    enrolment = Enrolment.objects.select_for_update().select_related("study").get(pk=enrolment.pk)
+    study = enrolment.study
+    if study.status != Study.Status.OPEN:
+        raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
+    if enrolment.consented_at is None:
+        raise AnswerRejected(_("Please give your consent first."), code="consent_required")
+    choices = {
+        c.diagnosis.code: c.diagnosis for c in study.study_choices.select_related("diagnosis")
+    }
+    diagnosis = choices.get(diagnosis_code)
+    if diagnosis is None:
+        raise AnswerRejected(
+            _("%(code)s is not one of this study's choices.") % {"code": diagnosis_code},
+            code="invalid_choice",
+            status=400,
+        )
+    if study.ask_confidence and confidence is None:
+        raise AnswerRejected(
+            _("Please give your confidence (1 to 5)."), code="confidence_required", status=400
+        )
+    if confidence is not None and not 1 <= confidence <= 5:
+        raise AnswerRejected(
+            _("Confidence must be between 1 and 5."), code="invalid_confidence", status=400
+        )
+    case = Case.objects.filter(public_id=case_public_id, pk__in=enrolment.case_order).first()
+    if case is None:
+        raise AnswerRejected(
+            _("This case is not part of your study."), code="unknown_case", status=404
+        )
+    existing = Answer.objects.filter(enrolment=enrolment, case=case).first()
+    if existing is not None:
+        same = existing.diagnosis_id == diagnosis.pk and (
+            confidence is None or existing.confidence == confidence
+        )
+        if same:
+            return SubmitResult(
+                existing, created=False, changed=False, finished=enrolment.finished_at is not None
+            )
+        if not study.allow_answer_changes or enrolment.finished_at is not None:
+            raise AnswerRejected(
+                _("This case has already been answered; answers are final."),
+                code="already_answered",
+            )
+        AnswerChange.objects.create(
+            answer=existing,
+            previous_diagnosis=existing.diagnosis,
+            previous_confidence=existing.confidence,
+            new_diagnosis=diagnosis,
+            new_confidence=confidence if confidence is not None else existing.confidence,
+        )
+        existing.diagnosis = diagnosis
+        if confidence is not None:
+            existing.confidence = confidence
+        existing.changed_at = timezone.now()
+        existing.save(update_fields=["diagnosis", "confidence", "changed_at"])
+        return SubmitResult(existing, created=False, changed=True, finished=False)
+    answered = _answered_ids(enrolment)
+    if next_case_id(enrolment=enrolment, answered=answered) != case.pk:
+        raise AnswerRejected(_("This is not your next case."), code="not_next_case")
+    try:
+        with transaction.atomic():
+            answer = Answer.objects.create(
+                enrolment=enrolment,
+                case=case,
+                diagnosis=diagnosis,
+                confidence=confidence,
+                seconds=_seconds_on_case(enrolment, case),
+            )
+    except IntegrityError:
+        # A concurrent submission won the race: the stored answer stands.
+        answer = Answer.objects.get(enrolment=enrolment, case=case)
+        return SubmitResult(answer, created=False, changed=False, finished=False)
+    finished = len(answered) + 1 >= len(enrolment.case_order)
+    updates = {"served_case": None, "served_at": None}
+    if finished:
+        updates["finished_at"] = timezone.now()
+    Enrolment.objects.filter(pk=enrolment.pk).update(**updates)
+    return SubmitResult(answer, created=True, changed=False, finished=finished)

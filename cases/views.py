@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404, HttpRequest
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from cases import selectors, services
+from cases.feedback import model_feedback
+from cases.forms import ConsentForm, ProfileForm, RegistrationForm
+from cases.models import ReaderProfile
 from cases.selectors import image_for_user, is_study_staff
 
 _VARIANTS = {"web": "web", "thumb": "thumbnail", "original": "original"}
@@ -35,3 +47,210 @@ def case_image(request: HttpRequest, public_id: str, variant: str) -> FileRespon
     # No file name: the stored name is random and the download name is the opaque id.
     response["Content-Disposition"] = f'inline; filename="{image.public_id}-{variant}"'
     return response
+
+
+# --- the reader's flow ------------------------------------------------------------------
+
+
+def _enrolment_or_404(request: HttpRequest, slug: str):
+    enrolment = selectors.enrolment_for_reader(user=request.user, slug=slug)
+    if enrolment is None:
+        raise Http404("No such study.")
+    return enrolment
+
+
+_STEP_URLS = {
+    "consent": "cases:consent",
+    "profile": "cases:profile",
+    "case": "cases:case",
+    "done": "cases:done",
+    "closed": "cases:done",
+}
+
+
+def _redirect_to_step(enrolment) -> HttpResponse:
+    step = selectors.reader_step(enrolment=enrolment)
+    return redirect(_STEP_URLS[step], slug=enrolment.study.slug)
+
+
+@never_cache
+def join(request: HttpRequest, token: str) -> HttpResponse:
+    """An invitation link: register (or, when logged in, join) and go to the study."""
+    try:
+        invitation = services.invitation_check(token=token)
+    except services.InvitationInvalid as error:
+        return render(request, "cases/invitation_invalid.html", {"error": error}, status=410)
+    study = invitation.study
+    if request.user.is_authenticated:
+        if request.method == "POST":
+            try:
+                enrolment = services.invitation_accept(token=token, user=request.user)
+            except services.InvitationInvalid as error:
+                return render(
+                    request, "cases/invitation_invalid.html", {"error": error}, status=410
+                )
+            return _redirect_to_step(enrolment)
+        return render(request, "cases/join.html", {"study": study, "form": None})
+    form = RegistrationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, enrolment = services.reader_register(
+                token=token,
+                username=form.cleaned_data["username"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+            )
+        except services.InvitationInvalid as error:
+            return render(request, "cases/invitation_invalid.html", {"error": error}, status=410)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return _redirect_to_step(enrolment)
+    return render(
+        request,
+        "cases/join.html",
+        {"study": study, "form": form},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+def study_home(request: HttpRequest, slug: str) -> HttpResponse:
+    return _redirect_to_step(_enrolment_or_404(request, slug))
+
+
+@login_required
+@never_cache
+def consent(request: HttpRequest, slug: str) -> HttpResponse:
+    enrolment = _enrolment_or_404(request, slug)
+    if enrolment.consented_at is not None:
+        return _redirect_to_step(enrolment)
+    form = ConsentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        enrolment = services.consent_give(enrolment=enrolment)
+        return _redirect_to_step(enrolment)
+    return render(request, "cases/consent.html", {"study": enrolment.study, "form": form})
+
+
+@login_required
+@never_cache
+def profile(request: HttpRequest, slug: str) -> HttpResponse:
+    enrolment = _enrolment_or_404(request, slug)
+    if enrolment.consented_at is None:
+        return _redirect_to_step(enrolment)
+    instance = ReaderProfile.objects.filter(user=request.user).first()
+    form = ProfileForm(
+        request.POST or None,
+        instance=instance,
+        required=enrolment.study.required_profile_fields or [],
+    )
+    if request.method == "POST" and form.is_valid():
+        services.profile_save(
+            user=request.user, **{name: form.cleaned_data[name] for name in form.fields}
+        )
+        return _redirect_to_step(enrolment)
+    return render(request, "cases/profile.html", {"study": enrolment.study, "form": form})
+
+
+def _image_urls(case) -> dict[str, str]:
+    return {
+        image.kind: reverse("cases:image", args=[image.public_id, "web"])
+        for image in case.images.all()
+    }
+
+
+@login_required
+@never_cache
+def case_page(request: HttpRequest, slug: str, number: int | None = None) -> HttpResponse:
+    """One case: GET shows it (the next unanswered one), POST submits the answer."""
+    enrolment = _enrolment_or_404(request, slug)
+    if selectors.reader_step(enrolment=enrolment) != "case":
+        return _redirect_to_step(enrolment)
+    study = enrolment.study
+    error, status = None, 200
+    if request.method == "POST":
+        confidence = request.POST.get("confidence") or None
+        try:
+            confidence = int(confidence) if confidence is not None else None
+        except ValueError:
+            confidence = -1
+        try:
+            result = services.answer_submit(
+                enrolment=enrolment,
+                case_public_id=request.POST.get("case", ""),
+                diagnosis_code=request.POST.get("answer", ""),
+                confidence=confidence,
+            )
+        except services.AnswerRejected as rejected:
+            error, status = str(rejected), rejected.status
+        else:
+            if result.finished:
+                return redirect("cases:done", slug=slug)
+            return redirect("cases:case", slug=slug)
+    case = selectors.case_for_reader(enrolment=enrolment, number=number)
+    if case is None:
+        if number is not None:
+            raise Http404("No such case.")
+        return _redirect_to_step(enrolment)
+    if number is None:
+        services.case_serve(enrolment=enrolment, case=case)
+    progress = selectors.reader_progress(enrolment=enrolment)
+    current = selectors.case_number(enrolment=enrolment, case=case)
+    following = selectors.following_case(enrolment=enrolment, case=case)
+    language = get_language()
+    choices = [
+        {"code": c.diagnosis.code, "name": c.diagnosis.name_for(language), "key": i}
+        for i, c in enumerate(
+            study.study_choices.select_related("diagnosis").order_by("position"), start=1
+        )
+    ]
+    previous_answer = None
+    if number is not None:
+        previous_answer = (
+            case.answers.filter(enrolment=enrolment)
+            .values_list("diagnosis__code", "confidence")
+            .first()
+        )
+    images = _image_urls(case)
+    context = {
+        "study": study,
+        "case": case,
+        "images": images,
+        "show_clinical": study.show_clinical_image and "clinical" in images,
+        "prefetch": list(_image_urls(following).values()) if following else [],
+        "choices": choices,
+        "number": current,
+        "progress": progress,
+        "percent": round(100 * progress["answered"] / max(progress["total"], 1)),
+        "error": error,
+        "revising": number is not None,
+        "previous_answer": previous_answer,
+        "can_revise": study.allow_answer_changes and progress["answered"] > 0,
+        "confidence_levels": [1, 2, 3, 4, 5],
+    }
+    return render(request, "cases/case.html", context, status=status)
+
+
+@login_required
+@never_cache
+def done(request: HttpRequest, slug: str) -> HttpResponse:
+    enrolment = _enrolment_or_404(request, slug)
+    step = selectors.reader_step(enrolment=enrolment)
+    if step not in ("done", "closed"):
+        return _redirect_to_step(enrolment)
+    language = get_language()
+    feedback = selectors.reader_feedback(enrolment=enrolment, language=language)
+    models = []
+    if feedback is not None and enrolment.study.show_model_feedback:
+        models = model_feedback(study=enrolment.study, language=language)
+    if step == "closed":
+        messages.info(request, _("This study is closed."))
+    return render(
+        request,
+        "cases/done.html",
+        {
+            "study": enrolment.study,
+            "step": step,
+            "feedback": feedback,
+            "models": models,
+            "progress": selectors.reader_progress(enrolment=enrolment),
+        },
+    )

@@ -3,13 +3,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from cases.selectors import studies_for_user
+from cases.selectors import enrolments_for_reader, is_study_staff, studies_for_user
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page: the studies the user may see, or a login prompt."""
-    studies = studies_for_user(user=request.user) if request.user.is_authenticated else []
-    return render(request, "home.html", {"studies": studies})
+    """The landing page: a reader's enrolments, an admin's studies, or a login prompt."""
+    context = {"studies": [], "enrolments": []}
+    if is_study_staff(request.user):
+        context["studies"] = studies_for_user(user=request.user)
+    if request.user.is_authenticated:
+        context["enrolments"] = enrolments_for_reader(user=request.user)
+    return render(request, "home.html", context)
 
 
 @never_cache

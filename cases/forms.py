@@ -1,0 +1,74 @@
+"""Forms of the reader's flow. Labels are translated (English and Simplified Chinese)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.utils.translation import gettext_lazy as _
+
+from cases.models import ReaderProfile
+
+
+class RegistrationForm(forms.Form):
+    username = forms.RegexField(
+        label=_("User name"),
+        max_length=150,
+        regex=r"^[\w.@+-]+\Z",
+        help_text=_("Letters, digits and @/./+/-/_ only."),
+    )
+    email = forms.EmailField(label=_("E-mail"))
+    password1 = forms.CharField(label=_("Password"), widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(label=_("Password again"), widget=forms.PasswordInput, strip=False)
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(_("This user name is taken."))
+        return username
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password1") and data.get("password1") != data.get("password2"):
+            self.add_error("password2", _("The two passwords differ."))
+        elif data.get("password1"):
+            user = get_user_model()(username=data.get("username", ""), email=data.get("email", ""))
+            try:
+                password_validation.validate_password(data["password1"], user)
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return data
+
+
+class ConsentForm(forms.Form):
+    agree = forms.BooleanField(
+        label=_("I have read the above and agree to take part."), required=True
+    )
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = ReaderProfile
+        fields = [
+            "level",
+            "years_in_dermatology",
+            "dermoscopy_training_hours",
+            "board_certified",
+            "hospital_tier",
+            "region",
+        ]
+        labels = {
+            "level": _("Professional level"),
+            "years_in_dermatology": _("Years in dermatology"),
+            "dermoscopy_training_hours": _("Dermoscopy training (hours)"),
+            "board_certified": _("Board certified"),
+            "hospital_tier": _("Hospital tier"),
+            "region": _("Region (province or country)"),
+        }
+        widgets = {"board_certified": forms.NullBooleanSelect}
+
+    def __init__(self, *args, required: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            field.required = name in required
+        self.fields["years_in_dermatology"].widget.attrs.update(min=0, max=70)
+        self.fields["dermoscopy_training_hours"].widget.attrs.update(min=0)

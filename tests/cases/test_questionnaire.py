@@ -1,0 +1,349 @@
+"""The reader's flow through the HTML views: invitation, consent, profile, cases, done."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from cases.models import Answer, AnswerChange, Diagnosis, Enrolment, Invitation, Study
+from cases.services import (
+    InvitationInvalid,
+    answer_submit,
+    consent_give,
+    enrolment_create,
+    invitation_accept,
+    invitations_create,
+    profile_save,
+)
+from tests.factories import CaseFactory, make_study
+
+pytestmark = pytest.mark.django_db
+
+
+def build_study(n_cases: int = 4, **options) -> Study:
+    options.setdefault("status", Study.Status.OPEN)
+    options.setdefault("consent_text", "I agree to take part.")
+    options.setdefault("consent_version", "v1")
+    study = make_study(choices=("MN", "SK", "BCC"), **options)
+    codes = ["MN", "SK", "BCC"]
+    for i in range(n_cases):
+        CaseFactory(
+            study=study,
+            source_id=f"k{i}",
+            position=i + 1,
+            diagnosis=Diagnosis.objects.get(code=codes[i % 3]),
+        )
+    return study
+
+
+def ready_enrolment(study, user, **profile) -> Enrolment:
+    enrolment = enrolment_create(study=study, reader=user, seed=5)
+    consent_give(enrolment=enrolment)
+    profile_save(user=user, level="attending", years_in_dermatology=4, **profile)
+    return Enrolment.objects.get(pk=enrolment.pk)
+
+
+def next_public_id(client, study) -> str:
+    body = client.get(reverse("cases:case", args=[study.slug])).content.decode()
+    return re.search(r'name="case" value="([0-9a-f]+)"', body).group(1)
+
+
+def test_registration_through_an_invitation_then_consent_profile_cases_and_feedback(client):
+    study = build_study(3, show_feedback=True)
+    token = invitations_create(study=study, count=1)[0].token
+    response = client.post(
+        reverse("cases:join", args=[token]),
+        {
+            "username": "dr.li",
+            "email": "li@example.org",
+            "password1": "a-Long-pass-phrase-9",
+            "password2": "a-Long-pass-phrase-9",
+        },
+    )
+    assert response.status_code == 302 and response["Location"].endswith("/consent/")
+    assert Invitation.objects.get(token=token).uses == 1
+
+    response = client.post(reverse("cases:consent", args=[study.slug]), {"agree": "on"})
+    enrolment = Enrolment.objects.get(study=study, reader__username="dr.li")
+    assert enrolment.consent_version == "v1" and enrolment.consented_at is not None
+    assert response["Location"].endswith("/profile/")
+
+    response = client.post(
+        reverse("cases:profile", args=[study.slug]),
+        {"level": "resident", "years_in_dermatology": "2"},
+    )
+    assert response["Location"].endswith("/case/")
+
+    for i in range(3):
+        page = client.get(reverse("cases:case", args=[study.slug]))
+        assert f"{i + 1} / 3" in page.content.decode()
+        public_id = next_public_id(client, study)
+        response = client.post(
+            reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "MN"}
+        )
+        assert response.status_code == 302
+    assert response["Location"].endswith("/done/")
+    done = client.get(response["Location"]).content.decode()
+    assert "You have answered all 3 cases" in done and "Your results" in done
+    assert Answer.objects.filter(enrolment=enrolment).count() == 3
+
+
+def test_invalid_invitations_are_refused(client, reader):
+    study = build_study(1)
+    expired, used, revoked = invitations_create(study=study, count=3)
+    Invitation.objects.filter(pk=expired.pk).update(
+        expires_at=timezone.now() - dt.timedelta(minutes=1)
+    )
+    Invitation.objects.filter(pk=used.pk).update(uses=1)
+    Invitation.objects.filter(pk=revoked.pk).update(revoked=True)
+    for invitation, text in [
+        (expired, "expired"),
+        (used, "already been used"),
+        (revoked, "not valid"),
+    ]:
+        response = client.get(reverse("cases:join", args=[invitation.token]))
+        assert response.status_code == 410 and text in response.content.decode()
+    assert client.get(reverse("cases:join", args=["nope"])).status_code == 410
+    with pytest.raises(InvitationInvalid):
+        invitation_accept(token=used.token, user=reader)
+
+
+def test_invitation_with_a_use_limit(django_user_model):
+    study = build_study(1)
+    invitation = invitations_create(study=study, count=1, max_uses=2)[0]
+    users = [django_user_model.objects.create_user(f"u{i}") for i in range(3)]
+    invitation_accept(token=invitation.token, user=users[0])
+    invitation_accept(token=invitation.token, user=users[0])  # already enrolled: no use
+    invitation_accept(token=invitation.token, user=users[1])
+    with pytest.raises(InvitationInvalid, match="already been used"):
+        invitation_accept(token=invitation.token, user=users[2])
+    assert Invitation.objects.get(pk=invitation.pk).uses == 2
+
+
+def test_draft_study_invitation_is_refused(client):
+    study = build_study(1, status=Study.Status.DRAFT)
+    token = invitations_create(study=study, count=1)[0].token
+    assert client.get(reverse("cases:join", args=[token])).status_code == 410
+
+
+def test_steps_are_enforced_in_order(client, reader):
+    study = build_study(2)
+    enrolment_create(study=study, reader=reader)
+    client.force_login(reader)
+    assert client.get(reverse("cases:case", args=[study.slug]))["Location"].endswith("/consent/")
+    client.post(reverse("cases:consent", args=[study.slug]), {"agree": "on"})
+    assert client.get(reverse("cases:case", args=[study.slug]))["Location"].endswith("/profile/")
+    response = client.post(reverse("cases:consent", args=[study.slug]), {})
+    assert response.status_code == 302  # consent given already: moves on
+
+
+def test_profile_requires_the_studys_required_fields(client, reader):
+    study = build_study(1, required_profile_fields=["level", "hospital_tier"])
+    enrolment = enrolment_create(study=study, reader=reader)
+    consent_give(enrolment=enrolment)
+    client.force_login(reader)
+    response = client.post(reverse("cases:profile", args=[study.slug]), {"level": "chief"})
+    assert response.status_code == 200 and "This field is required" in response.content.decode()
+    response = client.post(
+        reverse("cases:profile", args=[study.slug]), {"level": "chief", "hospital_tier": "tertiary"}
+    )
+    assert response["Location"].endswith("/case/")
+
+
+def test_order_is_shuffled_per_reader_and_reproducible(reader, other_reader):
+    study = build_study(12)
+    a = enrolment_create(study=study, reader=reader, seed=1)
+    b = enrolment_create(study=study, reader=other_reader, seed=2)
+    assert a.case_order != b.case_order and sorted(a.case_order) == sorted(b.case_order)
+    from cases.services import case_order_for
+
+    assert case_order_for(study=study, seed=a.order_seed) == a.case_order
+
+
+def test_resume_exactly_where_the_reader_left_off(client, reader):
+    study = build_study(4)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    for _ in range(2):
+        client.post(
+            reverse("cases:case", args=[study.slug]),
+            {"case": next_public_id(client, study), "answer": "SK"},
+        )
+    client.logout()
+    client.force_login(reader)  # another device, another session
+    body = client.get(reverse("cases:case", args=[study.slug])).content.decode()
+    third = enrolment.case_order[2]
+    assert "3 / 4" in body
+    from cases.models import Case
+
+    assert Case.objects.get(pk=third).public_id in body
+
+
+def test_time_is_measured_by_the_server_and_capped(client, reader, settings):
+    settings.READERSTUDY_MAX_SECONDS_PER_CASE = 30
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    public_id = next_public_id(client, study)
+    Enrolment.objects.filter(pk=enrolment.pk).update(
+        served_at=timezone.now() - dt.timedelta(seconds=12)
+    )
+    client.post(
+        reverse("cases:case", args=[study.slug]),
+        {"case": public_id, "answer": "MN", "seconds": "0.1"},
+    )
+    assert 11.5 < Answer.objects.get(enrolment=enrolment).seconds < 20
+    public_id = next_public_id(client, study)
+    Enrolment.objects.filter(pk=enrolment.pk).update(
+        served_at=timezone.now() - dt.timedelta(hours=3)
+    )
+    client.post(reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "MN"})
+    assert Answer.objects.filter(enrolment=enrolment).order_by("-answered_at")[0].seconds == 30
+
+
+def test_reloading_the_page_keeps_the_first_serving_time(client, reader):
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    client.get(reverse("cases:case", args=[study.slug]))
+    first = Enrolment.objects.get(pk=enrolment.pk).served_at
+    client.get(reverse("cases:case", args=[study.slug]))
+    assert Enrolment.objects.get(pk=enrolment.pk).served_at == first
+
+
+# --- bad input --------------------------------------------------------------------------
+
+
+def test_a_choice_outside_the_study_is_a_400(client, reader):
+    study = build_study(2)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    response = client.post(
+        reverse("cases:case", args=[study.slug]),
+        {"case": next_public_id(client, study), "answer": "Pso"},
+    )
+    assert (
+        response.status_code == 400 and "Pso is not one of this study" in response.content.decode()
+    )
+    assert Answer.objects.count() == 0
+
+
+def test_not_the_next_case_is_a_409(client, reader):
+    study = build_study(3)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    from cases.models import Case
+
+    later = Case.objects.get(pk=enrolment.case_order[2]).public_id
+    response = client.post(
+        reverse("cases:case", args=[study.slug]), {"case": later, "answer": "MN"}
+    )
+    assert response.status_code == 409 and "not your next case" in response.content.decode()
+    assert Answer.objects.count() == 0
+
+
+def test_a_case_outside_the_enrolment_is_a_404(client, reader):
+    study = build_study(2)
+    other = CaseFactory(study=make_study(slug="other"), with_images=False)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    response = client.post(
+        reverse("cases:case", args=[study.slug]), {"case": other.public_id, "answer": "MN"}
+    )
+    assert response.status_code == 404 and Answer.objects.count() == 0
+
+
+def test_double_submit_stores_one_answer(client, reader):
+    study = build_study(3)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    public_id = next_public_id(client, study)
+    for _ in range(2):
+        response = client.post(
+            reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "MN"}
+        )
+        assert response.status_code == 302
+    assert Answer.objects.count() == 1
+    # The same case with a different answer (a second tab): refused, answers are final.
+    response = client.post(
+        reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "SK"}
+    )
+    assert response.status_code == 409 and "answers are final" in response.content.decode()
+    assert Answer.objects.get().diagnosis.code == "MN"
+
+
+def test_changes_when_allowed_keep_the_old_answer(client, reader):
+    study = build_study(3, allow_answer_changes=True)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    public_id = next_public_id(client, study)
+    client.post(reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "MN"})
+    page = client.get(reverse("cases:case_revise", args=[study.slug, 1]))
+    assert page.status_code == 200 and public_id in page.content.decode()
+    client.post(
+        reverse("cases:case_revise", args=[study.slug, 1]), {"case": public_id, "answer": "BCC"}
+    )
+    answer = Answer.objects.get(enrolment=enrolment)
+    assert answer.diagnosis.code == "BCC" and answer.changed_at is not None
+    change = AnswerChange.objects.get(answer=answer)
+    assert (change.previous_diagnosis.code, change.new_diagnosis.code) == ("MN", "BCC")
+    # Unanswered cases cannot be opened by number: no skipping ahead.
+    assert client.get(reverse("cases:case_revise", args=[study.slug, 3])).status_code == 404
+
+
+def test_revising_is_not_possible_when_the_study_forbids_it(client, reader):
+    study = build_study(2)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    client.post(
+        reverse("cases:case", args=[study.slug]),
+        {"case": next_public_id(client, study), "answer": "MN"},
+    )
+    assert client.get(reverse("cases:case_revise", args=[study.slug, 1])).status_code == 404
+
+
+def test_confidence_required_and_bounded_when_asked(reader):
+    study = build_study(2, ask_confidence=True)
+    enrolment = ready_enrolment(study, reader)
+    from cases.models import Case
+    from cases.services import AnswerRejected
+
+    first = Case.objects.get(pk=enrolment.case_order[0]).public_id
+    with pytest.raises(AnswerRejected, match="confidence"):
+        answer_submit(enrolment=enrolment, case_public_id=first, diagnosis_code="MN")
+    with pytest.raises(AnswerRejected, match="between 1 and 5"):
+        answer_submit(enrolment=enrolment, case_public_id=first, diagnosis_code="MN", confidence=9)
+    result = answer_submit(
+        enrolment=enrolment, case_public_id=first, diagnosis_code="MN", confidence=4
+    )
+    assert result.created and result.answer.confidence == 4
+
+
+def test_closed_study_accepts_no_answers(client, reader):
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED)
+    client.force_login(reader)
+    response = client.get(reverse("cases:case", args=[study.slug]))
+    assert response["Location"].endswith("/done/")
+    from cases.models import Case
+    from cases.services import AnswerRejected
+
+    with pytest.raises(AnswerRejected, match="closed"):
+        answer_submit(
+            enrolment=enrolment,
+            diagnosis_code="MN",
+            case_public_id=Case.objects.get(pk=enrolment.case_order[0]).public_id,
+        )
+
+
+def test_another_readers_study_is_a_404(client, reader, other_reader):
+    study = build_study(2)
+    ready_enrolment(study, other_reader)
+    client.force_login(reader)
+    for name in ("cases:study", "cases:consent", "cases:profile", "cases:case", "cases:done"):
+        assert client.get(reverse(name, args=[study.slug])).status_code == 404

@@ -1,0 +1,107 @@
+"""The whole reader flow in a real browser, with the keyboard alone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cases.models import Answer, Enrolment, Invitation
+from cases.services import invitations_create
+from tests.cases.test_questionnaire import build_study
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+def register(page, live_server, token: str, username: str) -> None:
+    page.goto(f"{live_server.url}/join/{token}/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=email]", f"{username}@example.org")
+    page.fill("input[name=password1]", "a-Long-pass-phrase-9")
+    page.fill("input[name=password2]", "a-Long-pass-phrase-9")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/consent/$"))
+
+
+def consent_and_profile(page) -> None:
+    page.check("input[name=agree]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/profile/$"))
+    page.select_option("select[name=level]", "attending")
+    page.fill("input[name=years_in_dermatology]", "7")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/case/$"))
+
+
+def answer_with_keys(
+    page, number: int, total: int, *, diagnosis_key: str, confidence_key: str | None
+) -> None:
+    assert page.get_by_test_id("progress").inner_text() == f"{number} / {total}"
+    # both images are loaded through the permission-checked view
+    for test_id in ("clinical", "dermoscopic"):
+        assert page.get_by_test_id(test_id).evaluate("img => img.naturalWidth") > 0
+    page.keyboard.press(diagnosis_key)
+    if confidence_key:
+        page.keyboard.press(confidence_key)
+    page.keyboard.press("Enter")
+
+
+def test_invited_reader_answers_every_case_with_the_keyboard_and_sees_feedback(page, live_server):
+    study = build_study(4, show_feedback=True, ask_confidence=True)
+    token = invitations_create(study=study, count=1)[0].token
+    register(page, live_server, token, "dr_wang")
+    consent_and_profile(page)
+    for number in range(1, 5):
+        answer_with_keys(page, number, 4, diagnosis_key=str(number % 3 + 1), confidence_key="4")
+        if number < 4:
+            page.wait_for_function(
+                f"document.querySelector('[data-testid=progress]')?.innerText === "
+                f"'{number + 1} / 4'"
+            )
+    page.wait_for_url(re.compile(r"/done/$"))
+    assert "You have answered all 4 cases" in page.get_by_test_id("finished").inner_text()
+    assert "Your results" in page.get_by_test_id("feedback").inner_text()
+    enrolment = Enrolment.objects.get(reader__username="dr_wang")
+    answers = Answer.objects.filter(enrolment=enrolment)
+    assert answers.count() == 4 and set(answers.values_list("confidence", flat=True)) == {4}
+    assert enrolment.finished_at is not None
+    assert Invitation.objects.get(token=token).uses == 1
+
+
+def test_resume_after_logging_out_half_way(page, live_server):
+    study = build_study(4)
+    token = invitations_create(study=study, count=1)[0].token
+    register(page, live_server, token, "dr_zhao")
+    consent_and_profile(page)
+    for number in (1, 2):
+        answer_with_keys(page, number, 4, diagnosis_key="2", confidence_key=None)
+        page.wait_for_function(
+            f"document.querySelector('[data-testid=progress]')?.innerText === '{number + 1} / 4'"
+        )
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/accounts/logout/$"))
+
+    page.goto(f"{live_server.url}/accounts/login/?next=/studies/{study.slug}/")
+    page.fill("input[name=username]", "dr_zhao")
+    page.fill("input[name=password]", "a-Long-pass-phrase-9")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/case/$"))
+    assert page.get_by_test_id("progress").inner_text() == "3 / 4"
+    enrolment = Enrolment.objects.get(reader__username="dr_zhao")
+    assert Answer.objects.filter(enrolment=enrolment).count() == 2
+
+
+def test_chinese_from_the_browser_and_switchable_to_english(browser, live_server):
+    study = build_study(2)
+    token = invitations_create(study=study, count=1)[0].token
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server.url}/join/{token}/")
+        assert page.get_by_role("button", name="注册并加入").is_visible()
+        assert page.locator("html").get_attribute("lang") == "zh-hans"
+        with page.expect_navigation():
+            page.select_option("select[name=language]", "en")
+        assert page.get_by_role("button", name="Register and join").is_visible()
+    finally:
+        context.close()

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-sqlite test-postgres lint format clean-demo
+.PHONY: install demo test test-sqlite test-postgres browser-deps lint format clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ demo: $(STAMP)
 # PostgreSQL (constraints, concurrency) against the real server.
 test: test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
+# Browser tests drive Debian's chromium; install it when missing (needs root, as in CI).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "The browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; \
+	fi
+
+test-sqlite: $(STAMP) browser-deps
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-postgres: $(STAMP)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from cases.api import answers_csv_response
 from cases.importing import ImportRejected, cases_import
 from cases.models import (
     Answer,
@@ -18,11 +23,13 @@ from cases.models import (
     CaseImage,
     Diagnosis,
     Enrolment,
+    Invitation,
     ReaderProfile,
     Study,
     StudyChoice,
 )
-from cases.selectors import study_overview
+from cases.selectors import reader_progress_table, study_overview
+from cases.services import invitations_create
 
 
 @admin.register(Diagnosis)
@@ -42,6 +49,40 @@ class StudyChoiceAdmin(admin.ModelAdmin):
     list_display = ["study", "position", "diagnosis"]
     list_filter = ["study"]
     search_fields = ["study__slug", "diagnosis__code"]
+
+
+class InvitationCreateForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=5000, initial=10)
+    max_uses = forms.IntegerField(
+        min_value=1, initial=1, help_text="1: a personal link. More: a link for a group."
+    )
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, initial=30, help_text="Empty: never expires."
+    )
+    label = forms.CharField(
+        max_length=200, required=False, help_text="Who the links are for (admins only see this)."
+    )
+
+
+def invitations_csv_response(request: HttpRequest, invitations, *, filename: str):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    writer = csv.writer(response)
+    writer.writerow(["url", "token", "label", "max_uses", "uses", "expires_at", "revoked"])
+    for invitation in invitations:
+        writer.writerow(
+            [
+                request.build_absolute_uri(reverse("cases:join", args=[invitation.token])),
+                invitation.token,
+                invitation.label,
+                invitation.max_uses,
+                invitation.uses,
+                invitation.expires_at.isoformat() if invitation.expires_at else "",
+                invitation.revoked,
+            ]
+        )
+    return response
 
 
 class CaseImportForm(forms.Form):
@@ -85,9 +126,14 @@ class StudyAdmin(admin.ModelAdmin):
         if not study.pk:
             return "-"
         return format_html(
-            '<a href="{}">Overview</a> · <a href="{}">Import cases</a>',
+            '<a href="{}">Overview</a> · <a href="{}">Reader progress</a> · '
+            '<a href="{}">Invitations</a> · <a href="{}">Import cases</a> · '
+            '<a href="{}">Export answers (CSV)</a>',
             reverse("admin:cases_study_overview", args=[study.pk]),
+            reverse("admin:cases_study_progress", args=[study.pk]),
+            reverse("admin:cases_study_invitations", args=[study.pk]),
             reverse("admin:cases_study_import", args=[study.pk]),
+            reverse("admin:cases_study_answers_csv", args=[study.pk]),
         )
 
     def get_urls(self):
@@ -101,6 +147,21 @@ class StudyAdmin(admin.ModelAdmin):
                 "<int:pk>/import/",
                 self.admin_site.admin_view(self.import_view),
                 name="cases_study_import",
+            ),
+            path(
+                "<int:pk>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="cases_study_progress",
+            ),
+            path(
+                "<int:pk>/answers.csv",
+                self.admin_site.admin_view(self.answers_csv_view),
+                name="cases_study_answers_csv",
+            ),
+            path(
+                "<int:pk>/invitations/",
+                self.admin_site.admin_view(self.invitations_view),
+                name="cases_study_invitations",
             ),
         ]
         return own + super().get_urls()
@@ -117,6 +178,58 @@ class StudyAdmin(admin.ModelAdmin):
             "overview": study_overview(study=study),
         }
         return TemplateResponse(request, "admin/cases/study/overview.html", context)
+
+    def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        study = get_object_or_404(Study, pk=pk)
+        if not self.has_view_permission(request, study):
+            return HttpResponseRedirect(reverse("admin:index"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reader progress: {study.title}",
+            "study": study,
+            "opts": self.model._meta,
+            "rows": reader_progress_table(study=study),
+        }
+        return TemplateResponse(request, "admin/cases/study/progress.html", context)
+
+    def answers_csv_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        study = get_object_or_404(Study, pk=pk)
+        if not self.has_view_permission(request, study):
+            return HttpResponseRedirect(reverse("admin:index"))
+        return answers_csv_response(study, language=request.GET.get("language", "en"))
+
+    def invitations_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        study = get_object_or_404(Study, pk=pk)
+        if not self.has_change_permission(request, study):
+            return HttpResponseRedirect(reverse("admin:index"))
+        if request.GET.get("format") == "csv":
+            return invitations_csv_response(
+                request, study.invitations.all(), filename=f"{study.slug}-invitations.csv"
+            )
+        form = InvitationCreateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            days = form.cleaned_data["expires_in_days"]
+            created = invitations_create(
+                study=study,
+                count=form.cleaned_data["count"],
+                max_uses=form.cleaned_data["max_uses"],
+                label=form.cleaned_data["label"],
+                expires_at=timezone.now() + dt.timedelta(days=days) if days else None,
+                created_by=request.user,
+            )
+            return invitations_csv_response(
+                request, created, filename=f"{study.slug}-new-invitations.csv"
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Invitations: {study.title}",
+            "study": study,
+            "opts": self.model._meta,
+            "form": form,
+            "invitations": study.invitations.all()[:200],
+            "total": study.invitations.count(),
+        }
+        return TemplateResponse(request, "admin/cases/study/invitations.html", context)
 
     def import_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         study = get_object_or_404(Study, pk=pk)
@@ -228,6 +341,24 @@ class AnswerChangeInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["study", "label", "uses", "max_uses", "expires_at", "revoked", "created_at"]
+    list_filter = ["study", "revoked"]
+    search_fields = ["label", "token"]
+    readonly_fields = ["token", "uses", "created_by", "created_at"]
+    actions = ["export_csv", "revoke"]
+
+    @admin.action(description="Download the selected invitations as CSV")
+    def export_csv(self, request, queryset):
+        return invitations_csv_response(request, queryset, filename="invitations.csv")
+
+    @admin.action(description="Revoke the selected invitations")
+    def revoke(self, request, queryset):
+        count = queryset.update(revoked=True)
+        self.message_user(request, f"{count} invitation(s) revoked.", messages.SUCCESS)
 
 
 @admin.register(Answer)

@@ -249,3 +249,46 @@ def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> dict | Non
         "accuracy": correct / total if total else None,
         "per_class": rows,
     }
+
+
+def reader_progress_table(*, study: Study) -> list[dict]:
+    """Per reader of ``study``: code, progress, median seconds per case, last activity.
+
+    Staff only. Medians are computed per reader from the stored server-side times.
+    """
+    import statistics
+
+    seconds: dict[int, list[float]] = {}
+    last: dict[int, object] = {}
+    for enrolment_id, secs, answered_at, changed_at in Answer.objects.filter(
+        enrolment__study=study
+    ).values_list("enrolment_id", "seconds", "answered_at", "changed_at"):
+        seconds.setdefault(enrolment_id, []).append(secs)
+        moment = max(filter(None, (answered_at, changed_at)))
+        if enrolment_id not in last or moment > last[enrolment_id]:
+            last[enrolment_id] = moment
+    rows = []
+    for enrolment in (
+        Enrolment.objects.filter(study=study)
+        .select_related("reader__reader_profile")
+        .order_by("enrolled_at")
+    ):
+        times = seconds.get(enrolment.pk, [])
+        profile = getattr(enrolment.reader, "reader_profile", None)
+        rows.append(
+            {
+                "reader_code": enrolment.reader_code,
+                "username": enrolment.reader.get_username(),
+                "simulated": bool(profile and profile.is_simulated),
+                "level": profile.get_level_display() if profile and profile.level else "",
+                "answered": len(times),
+                "total": len(enrolment.case_order),
+                "consented_at": enrolment.consented_at,
+                "finished_at": enrolment.finished_at,
+                "median_seconds": statistics.median(times) if times else None,
+                "last_activity": last.get(enrolment.pk)
+                or enrolment.consented_at
+                or enrolment.enrolled_at,
+            }
+        )
+    return rows

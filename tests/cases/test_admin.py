@@ -79,3 +79,29 @@ def test_admin_upload_lists_problems_and_writes_nothing(admin_client, tmp_path, 
     assert "Import refused, nothing was written" in body and "unknown diagnosis code" in body
     assert snapshot(media_root) == before
     assert Study.objects.get(pk=study.pk).cases.count() == 0
+
+
+def test_progress_page_and_answers_export(admin_client, reader):
+    from tests.cases.test_questionnaire import build_study, ready_enrolment
+
+    study = build_study(2)
+    ready_enrolment(study, reader)
+    response = admin_client.get(reverse("admin:cases_study_progress", args=[study.pk]))
+    body = response.content.decode()
+    assert response.status_code == 200 and "0 / 2" in body and reader.username in body
+    response = admin_client.get(reverse("admin:cases_study_answers_csv", args=[study.pk]))
+    assert response.status_code == 200
+    assert response.content.decode("utf-8-sig").startswith("reader,case,truth,answer")
+
+
+def test_invitations_created_in_bulk_and_downloaded(admin_client):
+    study = make_study(status=Study.Status.OPEN)
+    url = reverse("admin:cases_study_invitations", args=[study.pk])
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(url, {"count": 3, "max_uses": 1, "expires_in_days": 7,
+                                       "label": "ward 5"})
+    lines = response.content.decode().strip().splitlines()
+    assert response["Content-Type"].startswith("text/csv") and len(lines) == 4
+    assert "/join/" in lines[1] and "ward 5" in lines[1]
+    assert study.invitations.count() == 3
+    assert len(admin_client.get(url + "?format=csv").content.decode().strip().splitlines()) == 4

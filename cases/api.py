@@ -1,0 +1,442 @@
+"""REST API (DRF): the reader's flow, and the study admin's read and export endpoints.
+
+Separate serializers per role: the reader's shapes have no field for the reference
+diagnosis, case metadata or model output at all.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import get_language
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cases import selectors, services
+from cases.models import Answer, Case, Enrolment, Invitation, Study
+
+# --- reader shapes ----------------------------------------------------------------------
+
+
+class ChoiceOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    key = serializers.IntegerField(help_text="Keyboard key that picks it in the web page.")
+
+
+class ReaderCaseOut(serializers.Serializer):
+    id = serializers.CharField(help_text="The case's opaque public id.")
+    number = serializers.IntegerField(help_text="1-based position in this reader's order.")
+    images = serializers.DictField(
+        child=serializers.CharField(), help_text="Image URLs by kind (clinical, dermoscopic)."
+    )
+
+
+class ProgressOut(serializers.Serializer):
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+    finished = serializers.BooleanField()
+
+
+class ReaderStudyOut(serializers.Serializer):
+    slug = serializers.SlugField(source="study.slug")
+    title = serializers.CharField(source="study.title")
+    synthetic = serializers.BooleanField(source="study.is_synthetic")
+    step = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    def get_step(self, enrolment) -> str:
+        return selectors.reader_step(enrolment=enrolment)
+
+    def get_progress(self, enrolment) -> dict:
+        return selectors.reader_progress(enrolment=enrolment)
+
+
+class NextOut(serializers.Serializer):
+    step = serializers.ChoiceField(choices=["consent", "profile", "case", "closed", "done"])
+    case = ReaderCaseOut(allow_null=True)
+    choices = ChoiceOut(many=True)
+    ask_confidence = serializers.BooleanField()
+    show_clinical_image = serializers.BooleanField()
+    progress = ProgressOut()
+
+
+class AnswerIn(serializers.Serializer):
+    case = serializers.CharField(max_length=32)
+    answer = serializers.CharField(max_length=16, help_text="A diagnosis code of the study.")
+    confidence = serializers.IntegerField(required=False, allow_null=True)
+
+
+class AnswerOut(serializers.Serializer):
+    case = serializers.CharField(source="answer.case.public_id")
+    answer = serializers.CharField(source="answer.diagnosis.code")
+    confidence = serializers.IntegerField(source="answer.confidence", allow_null=True)
+    created = serializers.BooleanField()
+    changed = serializers.BooleanField()
+    finished = serializers.BooleanField()
+
+
+class ErrorOut(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+def _enrolment(request, slug: str) -> Enrolment:
+    enrolment = selectors.enrolment_for_reader(user=request.user, slug=slug)
+    if enrolment is None:
+        raise Http404
+    return enrolment
+
+
+def _choices(study: Study) -> list[dict]:
+    language = get_language()
+    return [
+        {"code": c.diagnosis.code, "name": c.diagnosis.name_for(language), "key": i}
+        for i, c in enumerate(
+            study.study_choices.select_related("diagnosis").order_by("position"), start=1
+        )
+    ]
+
+
+class ReaderStudies(generics.ListAPIView):
+    """The studies the current reader is enrolled in, with their progress."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = ReaderStudyOut
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.enrolments_for_reader(user=self.request.user)
+
+
+class ReaderNext(APIView):
+    """The reader's next case (and marks it served, which starts its clock)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: NextOut})
+    def get(self, request, slug: str):
+        enrolment = _enrolment(request, slug)
+        step = selectors.reader_step(enrolment=enrolment)
+        case_out = None
+        if step == "case":
+            case = selectors.case_for_reader(enrolment=enrolment)
+            if case is not None:
+                services.case_serve(enrolment=enrolment, case=case)
+                case_out = {
+                    "id": case.public_id,
+                    "number": selectors.case_number(enrolment=enrolment, case=case),
+                    "images": {
+                        i.kind: request.build_absolute_uri(
+                            reverse("cases:image", args=[i.public_id, "web"])
+                        )
+                        for i in case.images.all()
+                    },
+                }
+        study = enrolment.study
+        return Response(
+            NextOut(
+                {
+                    "step": step,
+                    "case": case_out,
+                    "choices": _choices(study),
+                    "ask_confidence": study.ask_confidence,
+                    "show_clinical_image": study.show_clinical_image,
+                    "progress": selectors.reader_progress(enrolment=enrolment),
+                }
+            ).data
+        )
+
+
+class ReaderProgress(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: ProgressOut})
+    def get(self, request, slug: str):
+        enrolment = _enrolment(request, slug)
+        return Response(ProgressOut(selectors.reader_progress(enrolment=enrolment)).data)
+
+
+class ConsentOut(serializers.Serializer):
+    consent_version = serializers.CharField()
+
+
+class ReaderConsent(APIView):
+    """Consent to the study's current consent text."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: ConsentOut})
+    def post(self, request, slug: str):
+        enrolment = _enrolment(request, slug)
+        if enrolment.consented_at is None:
+            services.consent_give(enrolment=enrolment)
+        return Response({"consent_version": enrolment.study.consent_version})
+
+
+class ReaderAnswer(APIView):
+    """Submit the answer for the next case. Re-sending the same answer returns 200 with
+    the stored answer; anything else that cannot be accepted is a 4xx with a code."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=AnswerIn,
+        responses={201: AnswerOut, 200: AnswerOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+    )
+    def post(self, request, slug: str):
+        enrolment = _enrolment(request, slug)
+        data = AnswerIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            result = services.answer_submit(
+                enrolment=enrolment,
+                case_public_id=data.validated_data["case"],
+                diagnosis_code=data.validated_data["answer"],
+                confidence=data.validated_data.get("confidence"),
+            )
+        except services.AnswerRejected as rejected:
+            return Response(
+                {"detail": str(rejected), "code": rejected.code}, status=rejected.status
+            )
+        return Response(
+            AnswerOut(result).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+# --- admin shapes -----------------------------------------------------------------------
+
+
+class StudyOut(serializers.ModelSerializer):
+    choices = serializers.SerializerMethodField()
+    cases = serializers.IntegerField(source="cases.count", read_only=True)
+
+    class Meta:
+        model = Study
+        fields = [
+            "slug",
+            "title",
+            "description",
+            "status",
+            "choices",
+            "cases",
+            "shuffle_cases",
+            "show_clinical_image",
+            "allow_answer_changes",
+            "show_feedback",
+            "show_model_feedback",
+            "ask_confidence",
+            "consent_version",
+            "required_profile_fields",
+            "is_synthetic",
+            "created_at",
+        ]
+
+    def get_choices(self, study) -> list[str]:
+        return study.choice_codes()
+
+
+class CaseOut(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id")
+    diagnosis = serializers.CharField(source="diagnosis.code")
+    images = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "source_id",
+            "position",
+            "diagnosis",
+            "age",
+            "sex",
+            "site",
+            "histopathology",
+            "images",
+        ]
+
+    def get_images(self, case) -> dict[str, dict]:
+        return {
+            i.kind: {
+                "id": i.public_id,
+                "sha256": i.sha256,
+                "width": i.width,
+                "height": i.height,
+                "format": i.format,
+            }
+            for i in case.images.all()
+        }
+
+
+class EnrolmentProgressOut(serializers.Serializer):
+    reader_code = serializers.CharField()
+    username = serializers.CharField()
+    simulated = serializers.BooleanField()
+    level = serializers.CharField()
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+    consented_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    median_seconds = serializers.FloatField(allow_null=True)
+    last_activity = serializers.DateTimeField(allow_null=True)
+
+
+class AdminAnswerOut(serializers.ModelSerializer):
+    reader = serializers.CharField(source="enrolment.reader_code")
+    case = serializers.CharField(source="case.public_id")
+    truth = serializers.CharField(source="case.diagnosis.code")
+    answer = serializers.CharField(source="diagnosis.code")
+
+    class Meta:
+        model = Answer
+        fields = [
+            "reader",
+            "case",
+            "truth",
+            "answer",
+            "confidence",
+            "seconds",
+            "answered_at",
+            "changed_at",
+        ]
+
+
+class InvitationIn(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=5000)
+    max_uses = serializers.IntegerField(min_value=1, default=1)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    label = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("must be in the future")
+        return value
+
+
+class InvitationOut(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "token",
+            "url",
+            "label",
+            "max_uses",
+            "uses",
+            "expires_at",
+            "revoked",
+            "created_at",
+        ]
+
+    def get_url(self, invitation) -> str:
+        return self.context["request"].build_absolute_uri(
+            reverse("cases:join", args=[invitation.token])
+        )
+
+
+def _study(slug: str) -> Study:
+    return get_object_or_404(Study, slug=slug)
+
+
+class AdminStudies(generics.ListAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = StudyOut
+    queryset = Study.objects.all()
+
+
+class AdminStudy(generics.RetrieveAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = StudyOut
+    queryset = Study.objects.all()
+    lookup_field = "slug"
+
+
+class AdminCases(generics.ListAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = CaseOut
+
+    def get_queryset(self):
+        return (
+            _study(self.kwargs["slug"])
+            .cases.select_related("diagnosis")
+            .prefetch_related("images")
+            .order_by("position")
+        )
+
+
+class AdminEnrolments(APIView):
+    """Each reader's progress, median seconds per case and last activity."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: EnrolmentProgressOut(many=True)})
+    def get(self, request, slug: str):
+        rows = selectors.reader_progress_table(study=_study(slug))
+        return Response(EnrolmentProgressOut(rows, many=True).data)
+
+
+class AdminAnswers(generics.ListAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = AdminAnswerOut
+
+    def get_queryset(self):
+        return (
+            Answer.objects.filter(enrolment__study=_study(self.kwargs["slug"]))
+            .select_related("enrolment", "case__diagnosis", "diagnosis")
+            .order_by("enrolment__reader_code", "case__position")
+        )
+
+
+def answers_csv_response(study: Study, *, language: str) -> HttpResponse:
+    """The answers of ``study`` as CSV, one row per reader x case (see answers_frame)."""
+    frame = selectors.answers_frame(study=study, language=language)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-answers.csv"'
+    response["Cache-Control"] = "private, no-store"
+    # UTF-8 with a BOM so that Excel shows the Chinese names correctly.
+    response.write("\ufeff")
+    frame.to_csv(response, index=False)
+    return response
+
+
+class AdminAnswersCsv(APIView):
+    """Download the answers as CSV: ``reader, case, truth, answer``, the diagnoses'
+    names, the reader's profile fields, ``confidence, seconds, answered_at``."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="CSV file")})
+    def get(self, request, slug: str):
+        return answers_csv_response(
+            _study(slug), language=request.query_params.get("language", get_language())
+        )
+
+
+class AdminInvitations(APIView):
+    """List a study's invitations, or create several at once."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: InvitationOut(many=True)})
+    def get(self, request, slug: str):
+        invitations = _study(slug).invitations.all()
+        return Response(InvitationOut(invitations, many=True, context={"request": request}).data)
+
+    @extend_schema(request=InvitationIn, responses={201: InvitationOut(many=True)})
+    def post(self, request, slug: str):
+        data = InvitationIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = services.invitations_create(
+            study=_study(slug), created_by=request.user, **data.validated_data
+        )
+        return Response(
+            InvitationOut(created, many=True, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )

@@ -1,0 +1,200 @@
+"""The REST API: the reader's flow, bad input, and the admin's reads and exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+
+from cases.models import Answer, Invitation
+from tests.cases.test_questionnaire import build_study, ready_enrolment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def study():
+    return build_study(3, ask_confidence=True)
+
+
+@pytest.fixture
+def reader_client(client, reader, study):
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    return client
+
+
+def next_case(client, study) -> dict:
+    response = client.get(reverse("api-reader-next", args=[study.slug]))
+    assert response.status_code == 200
+    return response.json()
+
+
+def submit(client, study, **body):
+    return client.post(
+        reverse("api-reader-answer", args=[study.slug]), body, content_type="application/json"
+    )
+
+
+def test_reader_answers_every_case_through_the_api(reader_client, study):
+    for number in (1, 2, 3):
+        data = next_case(reader_client, study)
+        assert data["step"] == "case" and data["case"]["number"] == number
+        assert [c["code"] for c in data["choices"]] == ["MN", "SK", "BCC"]
+        assert set(data["case"]["images"]) == {"clinical", "dermoscopic"}
+        response = submit(reader_client, study, case=data["case"]["id"], answer="SK", confidence=3)
+        assert response.status_code == 201, response.json()
+    assert response.json()["finished"] is True
+    assert next_case(reader_client, study)["step"] == "done"
+    progress = reader_client.get(reverse("api-reader-progress", args=[study.slug])).json()
+    assert progress == {"answered": 3, "total": 3, "finished": True}
+    studies = reader_client.get(reverse("api-reader-studies")).json()
+    assert studies[0]["slug"] == study.slug and studies[0]["step"] == "done"
+
+
+def test_reader_next_says_which_step_comes_first(client, reader, study):
+    from cases.services import enrolment_create
+
+    enrolment_create(study=study, reader=reader)
+    client.force_login(reader)
+    assert next_case(client, study) | {"choices": None} == next_case(client, study) | {
+        "choices": None
+    }
+    assert next_case(client, study)["step"] == "consent"
+    client.post(reverse("api-reader-consent", args=[study.slug]))
+    assert next_case(client, study)["step"] == "profile"
+
+
+def test_double_submit_is_harmless(reader_client, study):
+    case = next_case(reader_client, study)["case"]["id"]
+    first = submit(reader_client, study, case=case, answer="MN", confidence=2)
+    second = submit(reader_client, study, case=case, answer="MN", confidence=2)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json()["created"] is False and Answer.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"answer": "Pso", "confidence": 3}, 400, "invalid_choice"),
+        ({"answer": "MN"}, 400, "confidence_required"),
+        ({"answer": "MN", "confidence": 7}, 400, "invalid_confidence"),
+    ],
+)
+def test_bad_answers_are_4xx_with_a_code(reader_client, study, body, status, code):
+    case = next_case(reader_client, study)["case"]["id"]
+    response = submit(reader_client, study, case=case, **body)
+    assert response.status_code == status and response.json()["code"] == code
+    assert Answer.objects.count() == 0
+
+
+def test_not_the_next_case_and_a_forged_case(reader_client, reader, study):
+    from cases.models import Case, Enrolment
+
+    enrolment = Enrolment.objects.get(reader=reader)
+    third = Case.objects.get(pk=enrolment.case_order[2]).public_id
+    response = submit(reader_client, study, case=third, answer="MN", confidence=1)
+    assert response.status_code == 409 and response.json()["code"] == "not_next_case"
+    response = submit(reader_client, study, case="0123456789abcdef", answer="MN", confidence=1)
+    assert response.status_code == 404 and response.json()["code"] == "unknown_case"
+    assert Answer.objects.count() == 0
+
+
+def test_malformed_json_is_a_400(reader_client, study):
+    response = reader_client.post(
+        reverse("api-reader-answer", args=[study.slug]),
+        "{not json",
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "JSON parse error" in response.json()["detail"]
+    response = submit(reader_client, study, answer="MN")
+    assert response.status_code == 400 and "case" in response.json()
+
+
+def test_forged_reader_or_enrolment_in_the_body_is_ignored(
+    reader_client, reader, other_reader, study
+):
+    other = ready_enrolment(build_study_for_other(), other_reader)
+    case = next_case(reader_client, study)["case"]["id"]
+    response = submit(
+        reader_client,
+        study,
+        case=case,
+        answer="MN",
+        confidence=2,
+        reader=other_reader.pk,
+        enrolment=other.pk,
+    )
+    assert response.status_code == 201
+    assert Answer.objects.get().enrolment.reader == reader
+    assert not Answer.objects.filter(enrolment=other).exists()
+
+
+def build_study_for_other():
+    from tests.factories import make_study
+
+    return make_study(slug="other-study", status="open", consent_text="x", consent_version="1")
+
+
+def test_another_study_is_a_404(reader_client, study):
+    other = build_study_for_other()
+    assert reader_client.get(reverse("api-reader-next", args=[other.slug])).status_code == 404
+    assert submit(reader_client, other, case="x", answer="MN").status_code == 404
+
+
+def test_admin_endpoints_and_csv_export(admin_client, reader_client, reader, study):
+    case = next_case(reader_client, study)["case"]["id"]
+    submit(reader_client, study, case=case, answer="BCC", confidence=5)
+    studies = admin_client.get(reverse("api-admin-studies")).json()["results"]
+    assert studies[0]["choices"] == ["MN", "SK", "BCC"] and studies[0]["cases"] == 3
+    cases = admin_client.get(reverse("api-admin-cases", args=[study.slug])).json()["results"]
+    assert {c["diagnosis"] for c in cases} == {"MN", "SK", "BCC"}
+    enrolments = admin_client.get(reverse("api-admin-enrolments", args=[study.slug])).json()
+    assert enrolments[0]["answered"] == 1 and enrolments[0]["total"] == 3
+    answers = admin_client.get(reverse("api-admin-answers", args=[study.slug])).json()
+    assert answers["results"][0]["answer"] == "BCC"
+
+    response = admin_client.get(reverse("api-admin-answers-csv", args=[study.slug]))
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert list(rows[0])[:4] == ["reader", "case", "truth", "answer"]
+    assert {
+        "truth_name",
+        "answer_name",
+        "level",
+        "years",
+        "confidence",
+        "seconds",
+        "answered_at",
+    } <= set(rows[0])
+    assert rows[0]["case"] == case and rows[0]["answer"] == "BCC"
+    assert rows[0]["answer_name"] == "Basal cell carcinoma"
+    # pseudonymous: the reader code, never the account name
+    assert rows[0]["reader"].startswith("R")
+    assert all(reader.username not in value for row in rows for value in row.values())
+
+
+def test_admin_creates_invitations_in_bulk(admin_client, study):
+    response = admin_client.post(
+        reverse("api-admin-invitations", args=[study.slug]),
+        {"count": 5, "max_uses": 2, "label": "dept"},
+        content_type="application/json",
+    )
+    assert response.status_code == 201 and len(response.json()) == 5
+    assert "/join/" in response.json()[0]["url"]
+    assert Invitation.objects.filter(study=study, max_uses=2).count() == 5
+    response = admin_client.post(
+        reverse("api-admin-invitations", args=[study.slug]),
+        {"count": 0},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+
+
+def test_openapi_schema_and_docs(admin_client):
+    schema = admin_client.get(reverse("api-schema"))
+    assert schema.status_code == 200 and b"/api/reader/studies/{slug}/answers/" in schema.content
+    docs = admin_client.get(reverse("api-docs"))
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()

@@ -240,6 +240,7 @@ def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> dict | Non
             correct += 1
     order = enrolment.study.choice_codes()
     rows = [per_class[c] for c in order if c in per_class]
+    rows += [row for code, row in sorted(per_class.items()) if code not in order]
     for row in rows:
         row["accuracy"] = row["correct"] / row["cases"]
     total = sum(row["cases"] for row in rows)

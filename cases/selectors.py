@@ -223,33 +223,14 @@ def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> dict | Non
     """
     if enrolment.finished_at is None or not enrolment.study.show_feedback:
         return None
-    answers = Answer.objects.filter(enrolment=enrolment).select_related(
-        "case__diagnosis", "diagnosis"
+    from cases.feedback import accuracy_summary
+
+    answers = Answer.objects.filter(enrolment=enrolment).select_related("case__diagnosis")
+    return accuracy_summary(
+        ((a.case.diagnosis, a.diagnosis_id == a.case.diagnosis_id) for a in answers),
+        order=enrolment.study.choice_codes(),
+        language=language,
     )
-    per_class: dict[str, dict] = {}
-    correct = 0
-    for answer in answers:
-        truth = answer.case.diagnosis
-        row = per_class.setdefault(
-            truth.code,
-            {"code": truth.code, "name": truth.name_for(language), "cases": 0, "correct": 0},
-        )
-        row["cases"] += 1
-        if answer.diagnosis_id == truth.pk:
-            row["correct"] += 1
-            correct += 1
-    order = enrolment.study.choice_codes()
-    rows = [per_class[c] for c in order if c in per_class]
-    rows += [row for code, row in sorted(per_class.items()) if code not in order]
-    for row in rows:
-        row["accuracy"] = row["correct"] / row["cases"]
-    total = sum(row["cases"] for row in rows)
-    return {
-        "correct": correct,
-        "total": total,
-        "accuracy": correct / total if total else None,
-        "per_class": rows,
-    }
 
 
 def reader_progress_table(*, study: Study) -> list[dict]:

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class InferenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "inference"
+
+    def ready(self) -> None:
+        from cases.feedback import register_model_feedback
+        from inference.selectors import model_feedback_rows
+
+        register_model_feedback(model_feedback_rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cases.feedback import accuracy_summary
 from cases.models import Study
 from inference.models import Prediction, RegisteredModel
 
@@ -76,3 +77,20 @@ def gradcam_predictions(*, study: Study, model: str, limit: int | None = None):
         .order_by("case__position")
     )
     return list(rows[:limit] if limit else rows)
+
+
+def model_feedback_rows(study: Study, language: str) -> list[dict]:
+    """Each model's accuracy on ``study``, overall and per class (its sensitivity), for
+    the feedback page a reader sees after finishing (see cases.feedback)."""
+    rows = []
+    for model in models_for_study(study=study).order_by("name"):
+        predictions = Prediction.objects.filter(
+            model=model, case__study=study, status=Prediction.Status.OK
+        ).select_related("case__diagnosis")
+        summary = accuracy_summary(
+            ((p.case.diagnosis, p.choice_id == p.case.diagnosis_id) for p in predictions),
+            order=study.choice_codes(),
+            language=language,
+        )
+        rows.append({"name": model.name, "trained": model.trained, **summary})
+    return rows

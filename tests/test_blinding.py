@@ -196,6 +196,7 @@ def test_nothing_leaks_before_the_reader_finishes(client, planted):
     assert response.status_code == 201 and response.json()["finished"]
     done = client.get(reverse("cases:done", args=[study.slug])).content.decode()
     assert "SENTINEL-TRUTH-EN" in done  # feedback, only now
+    assert "sentinel-model" in done  # the study shows model feedback after finishing
     for sentinel in ("SENTINEL-OTHER-USER", "RSENTINEL0", "SENTINEL-SOURCE", "SENTINEL-SITE"):
         assert sentinel not in done
 

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -134,7 +134,16 @@ class StudyAdmin(admin.ModelAdmin):
             reverse("admin:cases_study_invitations", args=[study.pk]),
             reverse("admin:cases_study_import", args=[study.pk]),
             reverse("admin:cases_study_answers_csv", args=[study.pk]),
-        )
+        ) + self._report_link(study)
+
+    @staticmethod
+    def _report_link(study: Study) -> str:
+        # The analysis app adds its report page to the admin; cases does not import it.
+        try:
+            url = reverse("admin:analysis_study_report", args=[study.pk])
+        except NoReverseMatch:
+            return ""
+        return format_html(' · <a href="{}">Analysis report</a>', url)
 
     def get_urls(self):
         own = [

@@ -82,6 +82,8 @@ TABLE = [
     ("api-admin-invitations", [S], "get", (403, 403, 403, 403, 200)),
     ("api-schema", [], "get", (403, 200, 200, 200, 200)),
     ("api-docs", [], "get", (403, 200, 200, 200, 200)),
+    # report files: staff only (tests/analysis/test_admin_reports.py serves real ones)
+    ("analysis:report_file", [999, "report.html"], "get", (404, 404, 404, 404, 404)),
 ]
 
 

@@ -105,3 +105,37 @@ def test_chinese_from_the_browser_and_switchable_to_english(browser, live_server
         assert page.get_by_role("button", name="Register and join").is_visible()
     finally:
         context.close()
+
+
+@pytest.mark.slow
+def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
+    """The reference study's size: 200 cases, 8 choices, keyboard only, Chinese UI."""
+    from cases.models import Diagnosis
+    from tests.factories import CaseFactory, make_study
+
+    codes = ["MN", "SK", "BCC", "EAD", "SD", "Pso", "VW", "Rosa"]
+    study = make_study(slug="full", choices=codes, status="open", consent_text="同意",
+                       consent_version="1", show_feedback=True)
+    diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
+    for i in range(200):
+        CaseFactory(study=study, source_id=f"f{i}", position=i + 1,
+                    diagnosis=diagnoses[codes[i % 8]])
+    token = invitations_create(study=study, count=1)[0].token
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        register(page, live_server, token, "dr_chen")
+        consent_and_profile(page)
+        assert page.get_by_text("最可能的诊断").is_visible()
+        for number in range(1, 201):
+            assert page.get_by_test_id("progress").inner_text() == f"{number} / 200"
+            page.keyboard.press(str(number % 8 + 1))
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+        assert "200" in page.get_by_test_id("finished").inner_text()
+        assert "您的结果" in page.get_by_test_id("feedback").inner_text()
+    finally:
+        context.close()
+    enrolment = Enrolment.objects.get(reader__username="dr_chen")
+    assert enrolment.answers.count() == 200 and enrolment.finished_at is not None

@@ -1,0 +1,127 @@
+"""Study data -> the tidy tables the statistics core reads, from the database or from files.
+
+Both paths return ``(answers, predictions, choices)`` where a missing table is ``None``
+(:func:`analysis.stats.analyze_tables` accepts either being absent), so a study without
+readers still gets its model tables and vice versa. Everything here is staff-only data:
+the tables hold the reference diagnoses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import InputError, load_answers, load_predictions
+
+Tables = tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]
+
+
+def study_tables(study, *, language: str = "en") -> Tables:
+    """Answers and successful predictions of ``study`` (``None`` where there are none) and
+    the study's choice codes in display order."""
+    from cases.selectors import answers_frame
+    from inference.selectors import predictions_frame
+
+    answers = answers_frame(study=study, language=language)
+    predictions = predictions_frame(study=study)
+    return (
+        answers if len(answers) else None,
+        predictions if len(predictions) else None,
+        study.choice_codes(),
+    )
+
+
+def file_tables(
+    answers_csv: str | Path | None,
+    predictions_csv: str | Path | None,
+    choices: Sequence[str] | None = None,
+) -> Tables:
+    """Validated answers / predictions read from CSV files (either may be ``None``).
+
+    ``choices`` default to the sorted union of the truths in both files. Raises
+    :class:`~analysis.stats.InputError` naming the offending rows.
+    """
+    if answers_csv is None and predictions_csv is None:
+        raise InputError("nothing to analyse: give an answers file, a predictions file or both")
+    answers = load_answers(answers_csv, choices) if answers_csv is not None else None
+    predictions = (
+        load_predictions(predictions_csv, choices) if predictions_csv is not None else None
+    )
+    if choices is None:
+        found = sorted(
+            {c for t in (answers, predictions) if t is not None for c in t.attrs["choices"]}
+        )
+        if answers is not None and answers.attrs["choices"] != found:
+            answers = load_answers(answers, found)
+        if predictions is not None and predictions.attrs["choices"] != found:
+            predictions = load_predictions(predictions, found)
+        choices = found
+    return answers, predictions, list(choices)
+
+
+@dataclass(frozen=True)
+class StudyExtras:
+    """What a report shows beyond the tables: facts about the study and its models, the
+    models' embeddings ``{model: (cases with case/truth, n x d matrix)}`` and Grad-CAM
+    overlays (dicts with model, case, truth, answer, path)."""
+
+    meta: dict
+    embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] = field(default_factory=dict)
+    gradcams: list[dict] = field(default_factory=list)
+
+
+def study_extras(study, *, gradcam_limit: int = 16) -> StudyExtras:
+    """Report metadata, embeddings and Grad-CAM overlays of ``study`` from the database."""
+    from inference.selectors import embeddings_frame, gradcam_predictions, models_for_study
+
+    models = list(models_for_study(study=study).order_by("name"))
+    meta = {
+        "source": "database",
+        "study": study.slug,
+        "study_title": study.title,
+        "synthetic": bool(study.is_synthetic),
+        "models": [
+            {
+                "name": m.name,
+                "arch": m.arch,
+                "trained": bool(m.trained),
+                "weights_source": m.weights_source,
+            }
+            for m in models
+        ],
+    }
+    embeddings = {}
+    gradcams = []
+    for m in models:
+        cases, matrix = embeddings_frame(study=study, model=m.name)
+        if len(cases) and matrix.size:
+            embeddings[m.name] = (cases, matrix)
+        for p in gradcam_predictions(study=study, model=m.name, limit=gradcam_limit):
+            gradcams.append(
+                {
+                    "model": m.name,
+                    "case": p.case.public_id,
+                    "truth": p.case.diagnosis.code,
+                    "answer": p.choice.code if p.choice else "",
+                    "path": p.gradcam.path,
+                }
+            )
+    return StudyExtras(meta=meta, embeddings=embeddings, gradcams=gradcams)
+
+
+def file_meta(answers_csv, predictions_csv, predictions: pd.DataFrame | None) -> dict:
+    """Report metadata for the files path: models' training status is not recorded there."""
+    return {
+        "source": "files",
+        "answers_file": str(answers_csv) if answers_csv is not None else None,
+        "predictions_file": str(predictions_csv) if predictions_csv is not None else None,
+        "synthetic": None,
+        "models": [
+            {"name": name, "arch": None, "trained": None, "weights_source": None}
+            for name in (sorted(predictions["model"].unique()) if predictions is not None else [])
+        ],
+    }

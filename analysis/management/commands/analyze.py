@@ -1,0 +1,117 @@
+"""``manage.py analyze``: every table, figure and the HTML report of a study, from the
+database (``--study SLUG``) or from exported CSV files (``--answers`` / ``--predictions``,
+either may be left out)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from analysis.stats import InputError
+
+
+class Command(BaseCommand):
+    help = (
+        "Analyse a reader study (per-class metrics, kappa, CNN vs readers, ROC/AUC, "
+        "agreement) and write CSV/Excel tables, figures and report.html into --out."
+    )
+
+    def add_arguments(self, parser):
+        source = parser.add_argument_group("data (either --study or the files)")
+        source.add_argument("--study", help="slug of a study in the database")
+        source.add_argument("--answers", help="answers CSV: reader, case, truth, answer, ...")
+        source.add_argument(
+            "--predictions", help="predictions CSV: model, case, truth, answer[, prob_<CODE>...]"
+        )
+        parser.add_argument("--out", required=True, help="output folder (created if missing)")
+        parser.add_argument("--seed", type=int, default=0, help="bootstrap / t-SNE seed")
+        parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+        parser.add_argument(
+            "--choices",
+            help="comma-separated diagnosis codes (default: the study's choices, "
+            "or the sorted truths of the files)",
+        )
+        parser.add_argument("--adjust", choices=["holm", "bonferroni"], default="holm")
+        parser.add_argument("--subgroup", help="reader attribute for per-subgroup metrics")
+        parser.add_argument("--title", help="report title")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def handle(self, *args, **options):
+        from analysis import loaders
+        from analysis.reports import write_report
+        from analysis.stats import analyze_tables
+
+        study_slug = options["study"]
+        answers_csv, predictions_csv = options["answers"], options["predictions"]
+        if study_slug and (answers_csv or predictions_csv):
+            raise CommandError("give either --study or --answers/--predictions, not both")
+        if not study_slug and not (answers_csv or predictions_csv):
+            raise CommandError("give --study SLUG, or --answers and/or --predictions CSV files")
+        if options["bootstrap"] < 1:
+            raise CommandError(f"--bootstrap must be at least 1, got {options['bootstrap']}")
+        for path in (answers_csv, predictions_csv):
+            if path and not Path(path).is_file():
+                raise CommandError(f"no such file: {path}")
+        choices = (
+            [c.strip() for c in options["choices"].split(",") if c.strip()]
+            if options["choices"]
+            else None
+        )
+        progress = not options["no_progress"] and options["verbosity"] >= 1 and sys.stderr.isatty()
+        started = time.perf_counter()
+        try:
+            if study_slug:
+                from analysis.services import study_report_write
+                from cases.models import Study
+
+                study = Study.objects.filter(slug=study_slug).first()
+                if study is None:
+                    raise CommandError(f"no study with slug {study_slug!r}")
+                files = study_report_write(
+                    study=study,
+                    out_dir=Path(options["out"]),
+                    seed=options["seed"],
+                    n_bootstrap=options["bootstrap"],
+                    adjust=options["adjust"],
+                    subgroup=options["subgroup"],
+                    choices=choices,
+                    title=options["title"],
+                    progress=progress,
+                )
+            else:
+                answers, predictions, choices = loaders.file_tables(
+                    answers_csv, predictions_csv, choices
+                )
+                tables = analyze_tables(
+                    answers,
+                    predictions,
+                    choices,
+                    seed=options["seed"],
+                    n_bootstrap=options["bootstrap"],
+                    adjust=options["adjust"],
+                    subgroup=options["subgroup"],
+                    progress=progress,
+                )
+                files = write_report(
+                    tables,
+                    Path(options["out"]),
+                    title=options["title"] or "Reader study analysis",
+                    choices=choices,
+                    meta=loaders.file_meta(answers_csv, predictions_csv, predictions),
+                    predictions_df=predictions,
+                    answers_df=answers,
+                    progress=progress,
+                )
+        except InputError as exc:
+            raise CommandError(str(exc)) from exc
+        for path in files.paths():
+            self.stdout.write(str(path))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{len(files.paths())} files written to {files.out_dir} in "
+                f"{time.perf_counter() - started:.1f} s; open {files.html}"
+            )
+        )

@@ -1,0 +1,81 @@
+"""A study's analysis report as computed in the background, with its files on disk."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from cases.models import Study
+
+
+def new_report_folder() -> str:
+    """A random folder under MEDIA_ROOT: its name says nothing about the study."""
+    return f"reports/{secrets.token_hex(12)}"
+
+
+class AnalysisReport(models.Model):
+    """One computation of a study's report for a fingerprint of its data and parameters.
+
+    ``fingerprint`` hashes what the numbers depend on (see
+    :func:`analysis.services.report_fingerprint`); a request for the same fingerprint
+    reuses a done report instead of computing it again. ``files`` lists the names written
+    into ``folder``: the download view serves those names and nothing else.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="analysis_reports")
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the inputs below.")
+    inputs = models.JSONField(default=dict, blank=True, help_text="What the fingerprint hashes.")
+    seed = models.BigIntegerField(default=0)
+    n_bootstrap = models.PositiveIntegerField(default=2000)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    folder = models.CharField(max_length=64, unique=True, default=new_report_folder, editable=False)
+    files = models.JSONField(default=list, blank=True, help_text="File names in the folder.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["study", "fingerprint"], name="report_study_fingerprint")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]),
+                name="report_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(n_bootstrap__gte=1), name="report_bootstrap_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"report {self.pk} of {self.study.slug} ({self.status})"
+
+    @property
+    def path(self) -> Path:
+        """The report's folder on disk."""
+        return Path(settings.MEDIA_ROOT) / self.folder
+
+    def file_path(self, name: str) -> Path | None:
+        """The path of a file this report wrote, or None for any other name."""
+        from analysis.reports import is_report_file_name
+
+        if self.status != self.Status.DONE or name not in self.files:
+            return None
+        if not is_report_file_name(name):
+            return None
+        path = self.path / name
+        return path if path.is_file() else None

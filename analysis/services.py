@@ -1,0 +1,190 @@
+"""Writes of the analysis app: a study's report files, and report requests (cached by a
+fingerprint of the data) computed by a Celery task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from analysis.models import AnalysisReport
+from analysis.reports import ReportFiles
+
+logger = logging.getLogger(__name__)
+
+# Bump when the report's content changes for the same data, so cached reports are redone.
+REPORT_VERSION = 1
+
+
+def study_report_write(
+    *,
+    study,
+    out_dir: Path,
+    seed: int = 0,
+    n_bootstrap: int = 2000,
+    adjust: str = "holm",
+    subgroup: str | None = None,
+    choices: list[str] | None = None,
+    title: str | None = None,
+    progress: bool = False,
+) -> ReportFiles:
+    """Analyse ``study`` from the database and write its report into ``out_dir``.
+
+    Raises :class:`analysis.stats.InputError` when the data cannot be analysed (no
+    answers and no predictions, labels outside the choices, ...).
+    """
+    from analysis.loaders import study_extras, study_tables
+    from analysis.reports import write_report
+    from analysis.stats import analyze_tables
+
+    answers, predictions, study_choices = study_tables(study)
+    choices = choices or study_choices or None
+    tables = analyze_tables(
+        answers,
+        predictions,
+        choices,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        adjust=adjust,
+        subgroup=subgroup,
+        progress=progress,
+    )
+    extras = study_extras(study)
+    return write_report(
+        tables,
+        out_dir,
+        title=title or f"{study.title} — reader study analysis",
+        choices=tables.summary["choices"],
+        meta=extras.meta,
+        embeddings=extras.embeddings,
+        gradcams=extras.gradcams,
+        predictions_df=predictions,
+        answers_df=answers,
+        progress=progress,
+    )
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def report_fingerprint(*, study, seed: int, n_bootstrap: int) -> tuple[str, dict]:
+    """(sha256 hex, the inputs it hashes): answers count and latest answer / change time,
+    predictions count and latest prediction time, the cases' reference diagnoses, the
+    choices, the models' training flags, the parameters and :data:`REPORT_VERSION`."""
+    from cases.models import Answer, Case
+    from inference.models import Prediction, RegisteredModel
+
+    answers = Answer.objects.filter(enrolment__study=study).aggregate(
+        n=Count("id"), latest=Max("answered_at"), changed=Max("changed_at")
+    )
+    predictions = Prediction.objects.filter(case__study=study).aggregate(
+        n=Count("id"), latest=Max("created_at")
+    )
+    cases = list(Case.objects.filter(study=study).order_by("pk").values_list("pk", "diagnosis_id"))
+    models = sorted(
+        RegisteredModel.objects.filter(predictions__case__study=study)
+        .distinct()
+        .values_list("name", "trained")
+    )
+    inputs = {
+        "version": REPORT_VERSION,
+        "answers": answers["n"],
+        "answers_latest": _iso(answers["latest"]),
+        "answers_changed": _iso(answers["changed"]),
+        "predictions": predictions["n"],
+        "predictions_latest": _iso(predictions["latest"]),
+        "cases": len(cases),
+        "cases_sha256": hashlib.sha256(json.dumps(cases).encode()).hexdigest(),
+        "choices": study.choice_codes(),
+        "models": [[name, trained] for name, trained in models],
+        "synthetic": study.is_synthetic,
+        "seed": seed,
+        "n_bootstrap": n_bootstrap,
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return digest, inputs
+
+
+def report_request(
+    *, study, seed: int = 0, n_bootstrap: int = 2000, requested_by=None, force: bool = False
+) -> AnalysisReport:
+    """The report of ``study`` for its current data and these parameters.
+
+    Returns the newest done, queued or running report with the same fingerprint (so
+    asking twice computes once); otherwise, or with ``force``, creates a queued report and
+    enqueues :func:`analysis.tasks.report_compute_task` once the transaction commits.
+    """
+    from analysis.tasks import report_compute_task
+
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
+    with transaction.atomic():
+        fingerprint, inputs = report_fingerprint(study=study, seed=seed, n_bootstrap=n_bootstrap)
+        if not force:
+            cached = (
+                AnalysisReport.objects.filter(study=study, fingerprint=fingerprint)
+                .exclude(status=AnalysisReport.Status.FAILED)
+                .order_by("-created_at", "-pk")
+                .first()
+            )
+            if cached is not None:
+                return cached
+        report = AnalysisReport.objects.create(
+            study=study,
+            fingerprint=fingerprint,
+            inputs=inputs,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+            requested_by=requested_by,
+        )
+        transaction.on_commit(lambda: report_compute_task.delay(report_id=report.pk))
+    return report
+
+
+def report_compute(*, report_id: int) -> AnalysisReport:
+    """Compute report ``report_id`` into its folder; a done report is returned as it is.
+
+    The fingerprint is taken again before the data are read, so a report never claims
+    older data than it contains. Any failure marks the report failed with the error
+    (the task does not retry: a new request makes a new report).
+    """
+    from analysis.stats import InputError
+
+    report = AnalysisReport.objects.select_related("study").get(pk=report_id)
+    if report.status == AnalysisReport.Status.DONE:
+        return report
+    report.status = AnalysisReport.Status.RUNNING
+    report.started_at = timezone.now()
+    report.error = ""
+    report.save(update_fields=["status", "started_at", "error"])
+    try:
+        fingerprint, inputs = report_fingerprint(
+            study=report.study, seed=report.seed, n_bootstrap=report.n_bootstrap
+        )
+        files = study_report_write(
+            study=report.study,
+            out_dir=report.path,
+            seed=report.seed,
+            n_bootstrap=report.n_bootstrap,
+        )
+    except Exception as exc:
+        if not isinstance(exc, InputError):
+            logger.exception("report %s of study %s failed", report.pk, report.study.slug)
+        report.status = AnalysisReport.Status.FAILED
+        report.error = f"{type(exc).__name__}: {exc}"
+        report.finished_at = timezone.now()
+        report.save(update_fields=["status", "error", "finished_at"])
+        return report
+    report.fingerprint = fingerprint
+    report.inputs = inputs
+    report.files = files.names()
+    report.status = AnalysisReport.Status.DONE
+    report.finished_at = timezone.now()
+    report.save(update_fields=["fingerprint", "inputs", "files", "status", "finished_at"])
+    return report

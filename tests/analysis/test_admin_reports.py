@@ -1,0 +1,246 @@
+"""Report requests (cached by fingerprint), the Celery task, the admin Report page and the
+staff-only file download view."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import include, path, reverse
+
+from analysis import services
+from analysis.models import AnalysisReport
+from analysis.services import report_fingerprint, report_request
+from analysis.tasks import report_compute_task
+from readerstudy import urls as project_urls
+from tests.analysis.test_commands import build_db_study
+from tests.factories import enrol
+
+# The project's URLs plus analysis.urls, whether or not readerstudy/urls.py includes it yet.
+urlpatterns = list(project_urls.urlpatterns)
+if not any(getattr(p, "namespace", None) == "analysis" for p in urlpatterns):
+    urlpatterns.append(path("analysis/", include("analysis.urls")))
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Undoes tests/analysis/conftest.py's no-Django override: these tests use Django."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Records the report ids the task was enqueued with instead of sending them."""
+    calls = []
+    monkeypatch.setattr(report_compute_task, "delay", lambda **kw: calls.append(kw["report_id"]))
+    return calls
+
+
+@pytest.fixture
+def study():
+    return build_db_study(slug="adm", n_readers=2, per_class=3, embeddings=False)
+
+
+def add_answer(study):
+    from cases.models import Answer
+    from tests.factories import CaseFactory, UserFactory
+
+    user = UserFactory(username="late-reader")
+    enrolment = enrol(study=study, user=user, seed=99)
+    case = CaseFactory(study=study, diagnosis=study.cases.first().diagnosis, with_images=False)
+    return Answer.objects.create(
+        enrolment=enrolment, case=case, diagnosis=case.diagnosis, seconds=2
+    )
+
+
+# --- requests and caching -----------------------------------------------------------------
+
+
+def test_request_enqueues_the_task_after_commit(
+    study, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        report = report_request(study=study, seed=0, n_bootstrap=20)
+    assert enqueued == [report.pk]
+    assert report.status == AnalysisReport.Status.QUEUED
+    assert report.folder.startswith("reports/") and "adm" not in report.folder
+
+
+def test_same_data_gives_the_same_report(study, enqueued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = report_request(study=study, seed=0, n_bootstrap=20)
+        again = report_request(study=study, seed=0, n_bootstrap=20)
+    assert again.pk == first.pk and enqueued == [first.pk]  # queued: not enqueued twice
+    assert report_compute_task(report_id=first.pk) == "done"
+    cached = report_request(study=study, seed=0, n_bootstrap=20)
+    assert cached.pk == first.pk and cached.status == AnalysisReport.Status.DONE
+
+
+def test_new_answer_or_other_parameters_give_a_new_report(study, enqueued):
+    first = report_request(study=study, seed=0, n_bootstrap=20)
+    assert report_request(study=study, seed=1, n_bootstrap=20).pk != first.pk
+    assert report_request(study=study, seed=0, n_bootstrap=30).pk != first.pk
+    add_answer(study)
+    after = report_request(study=study, seed=0, n_bootstrap=20)
+    assert after.pk != first.pk and after.fingerprint != first.fingerprint
+
+
+def test_changed_answer_and_changed_model_flag_change_the_fingerprint(study):
+    from django.utils import timezone
+
+    from cases.models import Answer
+    from inference.models import RegisteredModel
+
+    before, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    answer = Answer.objects.filter(enrolment__study=study).first()
+    Answer.objects.filter(pk=answer.pk).update(changed_at=timezone.now())
+    changed, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    RegisteredModel.objects.update(trained=True)
+    trained, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert len({before, changed, trained}) == 3
+
+
+def test_failed_report_is_not_reused_and_force_recomputes(study, enqueued):
+    failed = report_request(study=study, seed=0, n_bootstrap=20)
+    AnalysisReport.objects.filter(pk=failed.pk).update(status="failed")
+    retry = report_request(study=study, seed=0, n_bootstrap=20)
+    assert retry.pk != failed.pk
+    assert report_request(study=study, seed=0, n_bootstrap=20, force=True).pk != retry.pk
+
+
+# --- the task -----------------------------------------------------------------------------
+
+
+def test_task_computes_the_report_once(study, enqueued, monkeypatch, settings, client, admin_user):
+    report = report_request(study=study, seed=2, n_bootstrap=20)
+    assert report_compute_task(report_id=report.pk) == "done"
+    report.refresh_from_db()
+    assert report.status == "done" and report.finished_at and not report.error
+    folder = settings.MEDIA_ROOT / report.folder
+    assert {"report.html", "per_class.csv", "report.xlsx", "roc_adm-cnn.png"} <= set(report.files)
+    assert all((folder / name).is_file() for name in report.files)
+
+    def must_not_run(**kwargs):
+        raise AssertionError("a done report was computed again")
+
+    monkeypatch.setattr(services, "study_report_write", must_not_run)
+    assert report_compute_task(report_id=report.pk) == "done"
+
+    client.force_login(admin_user)
+    response = client.get(reverse("analysis:report_file", args=[report.pk, "report.html"]))
+    assert response.status_code == 200
+    assert b"UNTRAINED" in b"".join(response.streaming_content)
+
+
+def test_task_records_why_a_report_failed(enqueued):
+    from tests.factories import make_study
+
+    empty = make_study(slug="empty")
+    report = report_request(study=empty, seed=0, n_bootstrap=20)
+    assert report_compute_task(report_id=report.pk) == "failed"
+    report.refresh_from_db()
+    assert "nothing to analyse" in report.error and report.files == []
+
+
+# --- file downloads -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def done_report(study, settings):
+    """A done report with two files on disk (no computation: this is about the view)."""
+    report = AnalysisReport.objects.create(
+        study=study,
+        fingerprint="0" * 64,
+        seed=0,
+        n_bootstrap=20,
+        status="done",
+        files=["per_class.csv", "report.html"],
+    )
+    folder = settings.MEDIA_ROOT / report.folder
+    folder.mkdir(parents=True)
+    (folder / "per_class.csv").write_text("rater,class\nR1,MN\n")
+    (folder / "report.html").write_text("<html>report</html>")
+    (folder / "forest.png").write_bytes(b"\x89PNG not listed")
+    (settings.MEDIA_ROOT / "secret.csv").write_text("do not serve")
+    return report
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("staff", password="pw-staff-123", is_staff=True)
+
+
+@pytest.mark.parametrize(
+    ("persona", "expected"),
+    [("admin_user", 200), ("staff", 200), ("reader", 404), ("outsider", 404), (None, 404)],
+)
+def test_only_staff_download_report_files(request, client, done_report, study, persona, expected):
+    if persona is not None:
+        user = request.getfixturevalue(persona)
+        if persona == "reader":
+            enrol(study=study, user=user, seed=5)
+        client.force_login(user)
+    response = client.get(reverse("analysis:report_file", args=[done_report.pk, "per_class.csv"]))
+    assert response.status_code == expected
+    if expected == 200:
+        assert b"".join(response.streaming_content) == b"rater,class\nR1,MN\n"
+        assert response["Cache-Control"].startswith("private")
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Content-Type"].startswith("text/csv")
+        assert "attachment" in response["Content-Disposition"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["forest.png", "notes.txt", "..%2Fsecret.csv", "..", "%2E%2E%2F..%2Fsecret.csv", "auc.csv"],
+)
+def test_unknown_names_are_404(client, admin_user, done_report, name):
+    client.force_login(admin_user)
+    url = reverse("analysis:report_file", args=[done_report.pk, "x"])[:-1] + name
+    assert client.get(url).status_code == 404
+
+
+def test_files_of_an_unfinished_or_missing_report_are_404(client, admin_user, done_report):
+    client.force_login(admin_user)
+    url = reverse("analysis:report_file", args=[done_report.pk, "report.html"])
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "sandbox" in response["Content-Security-Policy"]
+    AnalysisReport.objects.filter(pk=done_report.pk).update(status="running")
+    assert client.get(url).status_code == 404
+    assert (
+        client.get(reverse("analysis:report_file", args=[999999, "report.html"])).status_code == 404
+    )
+
+
+# --- the admin Report page ------------------------------------------------------------------
+
+
+def test_admin_report_page_lists_the_files_and_computes(
+    client, admin_user, done_report, study, enqueued, django_capture_on_commit_callbacks
+):
+    client.force_login(admin_user)
+    url = reverse("admin:analysis_study_report", args=[study.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    for name in done_report.files:
+        assert reverse("analysis:report_file", args=[done_report.pk, name]) in page.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"seed": 4, "n_bootstrap": 25})
+    assert response.status_code == 302
+    created = AnalysisReport.objects.get(study=study, seed=4)
+    assert created.n_bootstrap == 25 and created.requested_by == admin_user
+    assert enqueued == [created.pk]
+    changelist = client.get(reverse("admin:analysis_analysisreport_changelist"))
+    assert changelist.status_code == 200 and url in changelist.content.decode()
+    detail = client.get(reverse("admin:analysis_analysisreport_change", args=[done_report.pk]))
+    link = reverse("analysis:report_file", args=[done_report.pk, "report.html"])
+    assert detail.status_code == 200 and link in detail.content.decode()
+
+
+def test_admin_report_page_is_not_for_readers(client, reader, study):
+    client.force_login(reader)
+    response = client.get(reverse("admin:analysis_study_report", args=[study.pk]))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert not AnalysisReport.objects.exists()

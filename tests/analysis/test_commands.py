@@ -1,0 +1,400 @@
+"""The ``mrmc`` and ``analyze`` management commands."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.management import CommandError, call_command
+
+from analysis.stats.pipeline import PER_CLASS_COLUMNS
+from tests.analysis.conftest import reference_data_dir
+from tests.analysis.test_reports import CHOICES, synthetic_tables
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Undoes tests/analysis/conftest.py's no-Django override: these tests use Django."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def mrmc_json(*args) -> dict:
+    return json.loads(run("mrmc", *args, "--json"))
+
+
+def one(records: list[dict], **where) -> dict:
+    found = [r for r in records if all(r[k] == v for k, v in where.items())]
+    assert len(found) == 1, where
+    return found[0]
+
+
+# --- mrmc ------------------------------------------------------------------------------
+
+
+def test_mrmc_json_reproduces_van_dyke_published_analysis():
+    # OR-DBM MRMC 2.51 output for Van Dyke et al. (1993), see reference-data/README.md
+    res = mrmc_json(str(reference_data_dir() / "vandyke_roc.csv"))
+    assert res["analysis"] == "or"
+    assert np.round(res["fom"], 8).tolist() == [
+        [0.91964573, 0.85877617, 0.90386473, 0.97310789, 0.82979066],
+        [0.94782609, 0.90531401, 0.92173913, 0.99935588, 0.92995169],
+    ]
+    assert round(res["ms_t"], 8) == 0.00479617
+    assert round(res["ms_r"], 8) == 0.00383620
+    assert round(res["ms_tr"], 8) == 0.00055103
+    assert round(res["var_error"], 8) == 0.00080229
+    assert round(res["cov1"], 8) == 0.00034661
+    assert round(res["cov2"], 8) == 0.00034407
+    assert round(res["cov3"], 8) == 0.00023903
+    rrrc = one(res["tests"], analysis="rrrc")
+    assert (round(rrrc["statistic"], 2), round(rrrc["df2"], 2), round(rrrc["p"], 4)) == (
+        4.46,
+        15.26,
+        0.0517,
+    )
+    diff = one(res["differences"], analysis="rrrc")
+    assert round(diff["difference"], 5) == -0.04380
+    assert round(diff["se"], 5) == 0.02075
+    assert (round(diff["ci_low"], 5), round(diff["ci_high"], 5)) == (-0.08796, 0.00036)
+    frrc = one(res["tests"], analysis="frrc")
+    assert (round(frrc["statistic"], 5), round(frrc["p"], 4)) == (5.47595, 0.0193)
+    assert frrc["df2"] is None  # infinite: JSON has no inf
+    frrc_ci = one(res["differences"], analysis="frrc")
+    assert (round(frrc_ci["ci_low"], 5), round(frrc_ci["ci_high"], 5)) == (-0.08049, -0.00711)
+    rrfc = one(res["tests"], analysis="rrfc")
+    assert (round(rrfc["statistic"], 2), rrfc["df1"], rrfc["df2"], round(rrfc["p"], 4)) == (
+        8.70,
+        1,
+        4,
+        0.0420,
+    )
+    rrfc_ci = one(res["differences"], analysis="rrfc")
+    assert (round(rrfc_ci["ci_low"], 5), round(rrfc_ci["ci_high"], 5)) == (-0.08502, -0.00258)
+
+
+def test_mrmc_json_reproduces_rjafroc_cad_versus_radiologists():
+    # RJafroc StSignificanceTestingCadVsRad(dataset09), Chakraborty's RJafrocBook
+    res = mrmc_json(str(reference_data_dir() / "cad_vs_radiologists_roc.csv"), "--ai-reader", "CAD")
+    assert res["analysis"] == "ai_vs_readers" and res["ai_reader"] == "CAD"
+    assert round(res["fom_ai"], 3) == 0.817
+    assert round(res["readers_mean"], 3) == 0.849
+    assert round(res["difference"], 4) == 0.0317
+    assert round(res["var_readers"], 6) == 0.000878
+    assert round(res["cov2"], 6) == 0.000924
+    rrrc = one(res["analyses"], analysis="rrrc")
+    assert (round(rrrc["statistic"], 2), round(rrrc["df"]), round(rrrc["p"], 4)) == (
+        0.99,
+        878,
+        0.3210,
+    )
+    assert (round(rrrc["ci_low"], 3), round(rrrc["ci_high"], 3)) == (-0.031, 0.094)
+    rrfc = one(res["analyses"], analysis="rrfc")
+    assert (round(rrfc["statistic"]), rrfc["df"], round(rrfc["p"], 3)) == (10, 8, 0.012)
+
+
+def test_mrmc_text_report_shows_tests_and_covariances():
+    text = run("mrmc", str(reference_data_dir() / "vandyke_roc.csv"))
+    for expected in (
+        "F(1, 15.26) = 4.4563, p = 0.0517",
+        "chi2(1) = 5.4760, p = 0.0193",
+        "F(1, 4.00) = 8.7040, p = 0.0420",
+        "Var(Error) 0.00080229",
+        "Cov3       0.00023903",
+        "MS(T*R)    0.00055103",
+        "95% CI -0.08796 to 0.00036",
+    ):
+        assert expected in text, expected
+
+
+def test_mrmc_alpha_changes_the_confidence_level():
+    text = run(
+        "mrmc",
+        str(reference_data_dir() / "cad_vs_radiologists_roc.csv"),
+        "--ai-reader",
+        "CAD",
+        "--alpha",
+        "0.1",
+    )
+    assert "90% CI" in text and "95% CI" not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("reader,case,rating\nA,1,3\n", "lacks column"),
+        ("reader,case,truth,rating\nA,1,0,3\nA,1,0,4\n", "more than one rating"),
+        ("reader,case,truth,rating\nA,1,0,3\nA,2,1,4\n", "at least two treatments"),
+        ("reader,case,truth,rating\nA,1,0,3\nA,2,2,4\n", "truth must be 0 or 1"),
+    ],
+)
+def test_mrmc_bad_ratings_give_a_command_error(tmp_path, content, message):
+    path = tmp_path / "ratings.csv"
+    path.write_text(content)
+    with pytest.raises(CommandError, match=message):
+        run("mrmc", str(path))
+
+
+def test_mrmc_unknown_ai_reader_and_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="no reader 'CNN'"):
+        run("mrmc", str(reference_data_dir() / "cad_vs_radiologists_roc.csv"), "--ai-reader", "CNN")
+    with pytest.raises(CommandError, match="cannot read"):
+        run("mrmc", str(tmp_path / "missing.csv"))
+
+
+# --- analyze on files ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def csv_report(tmp_path_factory):
+    """``analyze --answers --predictions`` once: 6 readers x 24 cases x 2 models."""
+    folder = tmp_path_factory.mktemp("analyze")
+    answers, predictions = synthetic_tables()
+    answers.to_csv(folder / "answers.csv", index=False)
+    predictions.to_csv(folder / "predictions.csv", index=False)
+    out = folder / "out"
+    text = run(
+        "analyze",
+        "--answers",
+        str(folder / "answers.csv"),
+        "--predictions",
+        str(folder / "predictions.csv"),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "50",
+        "--seed",
+        "7",
+        "--choices",
+        ",".join(CHOICES),
+        "--no-progress",
+    )
+    return out, text
+
+
+def test_analyze_files_writes_every_table_figure_and_the_page(csv_report):
+    out, text = csv_report
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "per_class.csv",
+        "comparisons.csv",
+        "agreement.csv",
+        "auc.csv",
+        "auc_tests.csv",
+        "summary.json",
+        "report.xlsx",
+        "report.html",
+    } <= names
+    for stem in (
+        "confusion_readers",
+        "confusion_cnn-0",
+        "confusion_cnn-1",
+        "roc_cnn-0",
+        "roc_cnn-1",
+        "forest",
+    ):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
+    for name in names:  # it says where each file went
+        assert str(out / name) in text
+    html = (out / "report.html").read_text()
+    assert "not recorded" in html and "UNTRAINED" not in html  # files: status unknown
+
+
+def test_analyze_files_tables_have_the_documented_columns(csv_report):
+    out, _ = csv_report
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert list(per_class.columns) == PER_CLASS_COLUMNS
+    raters = set(per_class["rater"])
+    assert {"readers", "cnn-0", "cnn-1", *(f"R{r}" for r in range(6))} == raters
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert list(comparisons.columns) == [
+        "model",
+        "class",
+        "metric",
+        "method",
+        "model_value",
+        "readers_value",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "statistic",
+        "df",
+        "p",
+        "p_adjusted",
+    ]
+    assert set(comparisons["method"]) == {"z_kappa", "bootstrap", "mrmc_rrrc", "mrmc_rrfc"}
+    auc = pd.read_csv(out / "auc.csv")
+    assert set(auc["class"]) == {*CHOICES, "macro", "micro"}
+    assert len(pd.read_csv(out / "auc_tests.csv")) == len(CHOICES)  # one pair of models
+    assert {"fleiss_kappa", "cohen_kappa"} <= set(pd.read_csv(out / "agreement.csv")["statistic"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["seed"], summary["n_bootstrap"], summary["choices"]) == (7, 50, CHOICES)
+
+
+def test_analyze_answers_only_and_predictions_only(tmp_path):
+    answers, predictions = synthetic_tables(n_readers=3, n_cases=8, n_models=1)
+    answers.to_csv(tmp_path / "a.csv", index=False)
+    predictions.to_csv(tmp_path / "p.csv", index=False)
+    run(
+        "analyze",
+        "--answers",
+        str(tmp_path / "a.csv"),
+        "--out",
+        str(tmp_path / "readers"),
+        "--bootstrap",
+        "10",
+        "--subgroup",
+        "level",
+        "--no-progress",
+    )
+    per_class = pd.read_csv(tmp_path / "readers" / "per_class.csv")
+    assert set(per_class["rater_kind"]) == {"reader", "readers"}
+    assert set(per_class["subgroup"]) == {"all readers", "chief", "resident"}
+    assert pd.read_csv(tmp_path / "readers" / "auc.csv").empty
+    run(
+        "analyze",
+        "--predictions",
+        str(tmp_path / "p.csv"),
+        "--out",
+        str(tmp_path / "models"),
+        "--no-progress",
+    )
+    per_class = pd.read_csv(tmp_path / "models" / "per_class.csv")
+    assert set(per_class["rater"]) == {"cnn-0"}
+    assert not pd.read_csv(tmp_path / "models" / "auc.csv").empty
+    assert (tmp_path / "models" / "roc_cnn-0.png").is_file()
+
+
+def test_analyze_bad_csv_names_the_rows(tmp_path):
+    answers, _ = synthetic_tables(n_readers=2, n_cases=8)
+    answers.loc[2, "answer"] = "XX"
+    answers.to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(CommandError, match=r"answer outside the choices .* row 3 \(reader='R0'"):
+        run(
+            "analyze",
+            "--answers",
+            str(tmp_path / "a.csv"),
+            "--out",
+            str(tmp_path / "o"),
+            "--choices",
+            ",".join(CHOICES),
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give --study SLUG, or --answers"),
+        (["--study", "x", "--answers", "a.csv"], "not both"),
+        (["--answers", "nowhere.csv"], "no such file"),
+        (["--answers", "{a}", "--bootstrap", "0"], "at least 1"),
+        (["--answers", "{a}", "--subgroup", "shoe_size"], "subgroup column 'shoe_size'"),
+    ],
+)
+def test_analyze_rejects_bad_arguments(tmp_path, args, message):
+    answers, _ = synthetic_tables(n_readers=2, n_cases=8)
+    answers.to_csv(tmp_path / "a.csv", index=False)
+    args = [a.format(a=tmp_path / "a.csv") for a in args]
+    with pytest.raises(CommandError, match=message):
+        run("analyze", *args, "--out", str(tmp_path / "o"))
+
+
+# --- analyze on a study in the database ---------------------------------------------------
+
+
+def build_db_study(*, slug="small", n_readers=3, per_class=4, trained=False, embeddings=True):
+    """A study with MN/SK/BCC, ``per_class`` cases each, readers right ~2/3 of the time
+    and one registered model with probabilities (and embeddings)."""
+    from cases.models import Answer, Diagnosis
+    from inference.models import Prediction, RegisteredModel
+    from tests.factories import CaseFactory, ReaderProfileFactory, UserFactory, enrol, make_study
+
+    codes = ["MN", "SK", "BCC"]
+    study = make_study(slug=slug, choices=codes, is_synthetic=True)
+    diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
+    cases = [
+        CaseFactory(study=study, diagnosis=diagnoses[codes[k % 3]], with_images=False)
+        for k in range(3 * per_class)
+    ]
+    rng = np.random.default_rng(0)
+    for r in range(n_readers):
+        user = UserFactory(username=f"{slug}-reader{r}")
+        ReaderProfileFactory(user=user)
+        enrolment = enrol(study=study, user=user, seed=r + 1)
+        Answer.objects.bulk_create(
+            Answer(
+                enrolment=enrolment,
+                case=case,
+                diagnosis=case.diagnosis
+                if rng.random() < 0.67
+                else diagnoses[codes[rng.integers(3)]],
+                seconds=4.0,
+            )
+            for case in cases
+        )
+    model = RegisteredModel.objects.create(
+        name=f"{slug}-cnn",
+        arch="efficientnet_b4",
+        classes=codes,
+        preprocessing={},
+        trained=trained,
+        weights_source="random",
+    )
+    for case in cases:
+        probs = rng.dirichlet(np.ones(3))
+        probs[codes.index(case.diagnosis.code)] += 0.6
+        probs /= probs.sum()
+        Prediction.objects.create(
+            model=model,
+            case=case,
+            choice=diagnoses[codes[int(probs.argmax())]],
+            probabilities=dict(zip(codes, probs.tolist(), strict=True)),
+            choice_probabilities=dict(zip(codes, probs.tolist(), strict=True)),
+            embedding=rng.normal(size=6).astype("<f4").tobytes() if embeddings else None,
+        )
+    return study
+
+
+@pytest.mark.django_db
+def test_analyze_study_from_the_database(tmp_path):
+    study = build_db_study(embeddings=True)
+    text = run(
+        "analyze",
+        "--study",
+        study.slug,
+        "--out",
+        str(tmp_path),
+        "--bootstrap",
+        "20",
+        "--no-progress",
+    )
+    assert "files written" in text
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert set(per_class["rater_kind"]) == {"reader", "readers", "model"}
+    assert "small-cnn" in set(per_class["rater"])
+    readers = pd.read_csv(tmp_path / "readers.csv")
+    assert len(readers) == 3 and readers["complete"].all() and "level" in readers.columns
+    assert (tmp_path / "tsne_small-cnn.png").is_file()
+    html = (tmp_path / "report.html").read_text()
+    assert "UNTRAINED" in html and "Synthetic study" in html
+    assert "Small — reader study analysis" in html
+
+
+@pytest.mark.django_db
+def test_analyze_unknown_study_and_empty_study(tmp_path):
+    from tests.factories import make_study
+
+    with pytest.raises(CommandError, match="no study with slug 'nope'"):
+        run("analyze", "--study", "nope", "--out", str(tmp_path))
+    make_study(slug="empty")
+    with pytest.raises(CommandError, match="nothing to analyse"):
+        run("analyze", "--study", "empty", "--out", str(tmp_path))

@@ -1,0 +1,264 @@
+"""The report writer and the loaders: files, columns, figures, flags and safe names."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from analysis import figures
+from analysis.loaders import file_tables, study_extras, study_tables
+from analysis.reports import (
+    REPORT_FILES,
+    is_report_file_name,
+    software_versions,
+    write_report,
+)
+from analysis.stats import InputError, analyze_tables
+from analysis.stats.pipeline import PER_CLASS_COLUMNS
+
+CHOICES = ["MN", "SK", "BCC", "EAD"]
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Undoes tests/analysis/conftest.py's no-Django override: these tests use Django."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def synthetic_tables(*, n_readers=6, n_cases=24, n_models=2, seed=0, choices=CHOICES):
+    """(answers, predictions): readers right ~70% of the time, models with probabilities
+    that favour the truth; reader attribute ``level``; the last reader skips 4 cases."""
+    rng = np.random.default_rng(seed)
+    c = len(choices)
+    truth = np.arange(n_cases) % c
+    cases = [f"case{k:03d}" for k in range(n_cases)]
+    rows = []
+    for r in range(n_readers):
+        for k in range(n_cases):
+            if r == n_readers - 1 and k >= n_cases - 4:
+                continue
+            answer = truth[k] if rng.random() < 0.7 else rng.integers(c)
+            rows.append(
+                (
+                    f"R{r}",
+                    cases[k],
+                    choices[truth[k]],
+                    choices[answer],
+                    "chief" if r % 2 else "resident",
+                )
+            )
+    answers = pd.DataFrame(rows, columns=["reader", "case", "truth", "answer", "level"])
+    frames = []
+    for m in range(n_models):
+        probs = rng.dirichlet(np.ones(c), n_cases)
+        probs[np.arange(n_cases), truth] += 0.5 + 0.2 * m
+        probs /= probs.sum(axis=1, keepdims=True)
+        frame = pd.DataFrame(
+            {
+                "model": f"cnn-{m}",
+                "case": cases,
+                "truth": np.array(choices)[truth],
+                "answer": np.array(choices)[probs.argmax(axis=1)],
+            }
+        )
+        for j, code in enumerate(choices):
+            frame[f"prob_{code}"] = probs[:, j]
+        frames.append(frame)
+    return answers, pd.concat(frames, ignore_index=True)
+
+
+def png_bytes(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """One full report on 6 readers x 24 cases x 2 models, with embeddings and Grad-CAMs."""
+    answers, predictions = synthetic_tables()
+    tables = analyze_tables(answers, predictions, CHOICES, seed=3, n_bootstrap=50)
+    rng = np.random.default_rng(1)
+    cases = predictions[predictions["model"] == "cnn-0"][["case", "truth"]].reset_index(drop=True)
+    out = tmp_path_factory.mktemp("report")
+    cams = []
+    for k in range(3):
+        path = out.parent / f"cam{k}.png"
+        path.write_bytes(png_bytes(k))
+        cams.append(
+            {
+                "model": "cnn-0",
+                "case": f"case{k:03d}",
+                "truth": "MN",
+                "answer": "SK",
+                "path": str(path),
+            }
+        )
+    files = write_report(
+        tables,
+        out,
+        title="Synthetic <study> & report",
+        choices=CHOICES,
+        meta={
+            "synthetic": True,
+            "source": "database",
+            "study": "synth",
+            "models": [
+                {"name": "cnn-0", "arch": "efficientnet_b4", "trained": False},
+                {"name": "cnn-1", "arch": "resnet101", "trained": True},
+            ],
+        },
+        embeddings={"cnn-0": (cases, rng.normal(size=(len(cases), 8)).astype(np.float32))},
+        gradcams=cams,
+        predictions_df=predictions,
+        answers_df=answers,
+    )
+    return files, tables
+
+
+def test_every_table_is_written_as_csv_and_excel_sheet(written):
+    files, tables = written
+    for name in REPORT_FILES:
+        assert (files.out_dir / name).is_file(), name
+    per_class = pd.read_csv(files.out_dir / "per_class.csv")
+    assert list(per_class.columns) == PER_CLASS_COLUMNS
+    assert list(pd.read_csv(files.out_dir / "comparisons.csv").columns) == list(
+        tables.comparisons.columns
+    )
+    sheets = pd.read_excel(files.workbook, sheet_name=None)
+    assert {"per_class", "comparisons", "agreement", "auc", "auc_tests"} <= set(sheets)
+    assert len(sheets["per_class"]) == len(tables.per_class)
+
+
+def test_per_class_has_each_reader_the_readers_group_and_each_model(written):
+    files, _ = written
+    per_class = pd.read_csv(files.out_dir / "per_class.csv")
+    kinds = per_class.groupby("rater")["rater_kind"].first()
+    assert {f"R{r}" for r in range(6)} == set(kinds[kinds == "reader"].index)
+    assert kinds["readers"] == "readers"
+    assert kinds["cnn-0"] == kinds["cnn-1"] == "model"
+    assert set(per_class["class"]) == {*CHOICES, "all"}
+
+
+def test_figures_exist_as_png_and_svg(written):
+    files, _ = written
+    stems = {p.stem for p in files.figures}
+    assert {
+        "confusion_readers",
+        "confusion_cnn-0",
+        "confusion_cnn-1",
+        "roc_cnn-0",
+        "roc_cnn-1",
+        "forest",
+        "tsne_cnn-0",
+        "gradcam",
+    } <= stems
+    for stem in stems:
+        assert (files.out_dir / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (files.out_dir / f"{stem}.svg").read_bytes()[:2000]
+    for path in files.paths():
+        assert is_report_file_name(path.name), path.name
+
+
+def test_html_is_self_contained_and_flags_untrained_and_synthetic(written):
+    files, _ = written
+    html = files.html.read_text()
+    assert "Synthetic &lt;study&gt; &amp; report" in html  # the title is escaped
+    assert "UNTRAINED" in html and "cnn-0" in html
+    assert "Synthetic study" in html
+    assert html.count("data:image/png;base64,") == len(files.figures) // 2
+    assert 'src="http' not in html and "<script" not in html
+    for phrase in (
+        "Fleiss\u2013Cohen\u2013Everitt",
+        "Holm",
+        "paired bootstrap",
+        "1T-RRRC",
+        "Hillis 2007",
+        "DeLong",
+        "Fleiss' kappa",
+        "SE<sub>readers</sub>",
+    ):
+        assert phrase in html, phrase
+    for name, version in software_versions().items():
+        assert f"<th>{name}</th><td>{version}</td>" in html
+
+
+def test_summary_json_is_strict_and_lists_files(written):
+    files, _ = written
+    summary = json.loads(files.summary.read_text(), parse_constant=pytest.fail)
+    assert summary["n_readers"] == 6 and summary["n_models"] == 2
+    assert summary["facts"]["untrained_models"] == ["cnn-0"]
+    assert summary["facts"]["cases_per_class"] == [{"class": c, "n": 6} for c in CHOICES]
+    assert set(summary["files"]) == set(files.names())
+
+
+def test_a_report_without_predictions_has_reader_tables_only(tmp_path):
+    answers, _ = synthetic_tables(n_readers=3, n_cases=8)
+    tables = analyze_tables(answers, None, CHOICES, n_bootstrap=10)
+    files = write_report(
+        tables, tmp_path, title="Readers only", choices=CHOICES, answers_df=answers
+    )
+    assert {p.stem for p in files.figures} == {"confusion_readers"}
+    assert pd.read_csv(tmp_path / "comparisons.csv").empty
+    assert "No model predictions." in files.html.read_text()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../per_class.csv",
+        "per_class.csv/..",
+        "/etc/passwd",
+        "roc_../../x.png",
+        "tsne_a b.png",
+        "notes.txt",
+        "report.HTML",
+        "forest.exe",
+        "..",
+    ],
+)
+def test_only_known_file_names_are_report_files(name):
+    assert not is_report_file_name(name)
+
+
+def test_model_names_become_safe_file_names():
+    assert figures.safe_name("../evil model/é") == "evil_model"
+    assert is_report_file_name("roc_" + figures.safe_name("a/b c") + ".png")
+
+
+def test_tsne_perplexity_stays_below_the_number_of_points():
+    assert figures.tsne_perplexity(200) == 30
+    assert 2 <= figures.tsne_perplexity(7) < 7
+
+
+def test_file_tables_use_the_union_of_truths_as_choices(tmp_path):
+    answers, predictions = synthetic_tables(n_readers=2, n_cases=8)
+    answers = answers[answers["truth"] != "EAD"]
+    a, p = tmp_path / "a.csv", tmp_path / "p.csv"
+    answers[answers["answer"] != "EAD"].to_csv(a, index=False)
+    predictions.to_csv(p, index=False)
+    _, _, choices = file_tables(a, p)
+    assert choices == sorted(CHOICES)
+
+
+def test_file_tables_need_at_least_one_file():
+    with pytest.raises(InputError, match="nothing to analyse"):
+        file_tables(None, None)
+
+
+@pytest.mark.django_db
+def test_study_tables_of_an_empty_study_are_none():
+    from tests.factories import make_study
+
+    study = make_study(slug="empty", choices=("MN", "SK"))
+    answers, predictions, choices = study_tables(study)
+    assert answers is None and predictions is None and choices == ["MN", "SK"]
+    extras = study_extras(study)
+    assert extras.meta["models"] == [] and extras.embeddings == {} and extras.gradcams == []

@@ -241,7 +241,7 @@ def case_serve(*, enrolment: Enrolment, case: Case) -> None:
 
 
 def _seconds_on_case(enrolment: Enrolment, case: Case) -> float:
-    cap = float(getattr(settings, "READERSTUDY_MAX_SECONDS_PER_CASE", 600))
+    cap = float(settings.READERSTUDY_MAX_SECONDS_PER_CASE)
     if enrolment.served_case_id != case.pk or enrolment.served_at is None:
         return 0.0
     elapsed = (timezone.now() - enrolment.served_at).total_seconds()

@@ -131,6 +131,9 @@ READERSTUDY_MAX_ARCHIVE_BYTES = env_int(
     "READERSTUDY_MAX_ARCHIVE_BYTES", 4 * 1024 * 1024 * 1024, minimum=1
 )
 
+# Time on a case is measured by the server and capped, so an idle tab does not count.
+READERSTUDY_MAX_SECONDS_PER_CASE = env_int("READERSTUDY_MAX_SECONDS_PER_CASE", 600, minimum=1)
+
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL",

@@ -1,0 +1,88 @@
+"""Shared fixtures: random-init models (no downloads) at tiny input sizes, generated images."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from inference.nets import build_model, list_archs
+
+# Tiny inputs are dominated by per-op overhead; a second intra-op thread mostly spins,
+# and stalls badly when other test suites share the two cores.
+torch.set_num_threads(1)
+
+NUM_CLASSES = 5
+# Small inputs that still leave a spatial map at the Grad-CAM layer: Inception-v3's
+# unpadded stem needs ~139 px for a 3x3 map at Mixed_7c; the others are at 2x2 with 64.
+TINY_SIZE = {"inception_v3": 139}
+
+
+def tiny_size(arch: str) -> int:
+    return TINY_SIZE.get(arch, 64)
+
+
+def seeded_model(arch: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(arch, num_classes=NUM_CLASSES).eval()
+
+
+def tiny_input(arch: str, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    size = tiny_size(arch)
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path):
+    """Overrides the project-wide fixture, which needs pytest-django: these tests touch
+    neither Django nor media files and must also run with ``-p no:django``."""
+    return tmp_path / "media"
+
+
+_cache: dict[str, torch.nn.Module] = {}
+
+
+@pytest.fixture(scope="session")
+def model_for():
+    """Builds each architecture once per session (seed 0, eval mode). Do not mutate weights."""
+
+    def get(arch: str):
+        if arch not in _cache:
+            _cache[arch] = seeded_model(arch)
+        return _cache[arch]
+
+    return get
+
+
+@pytest.fixture(params=list_archs())
+def arch(request) -> str:
+    return request.param
+
+
+def shape_image(kind: str, size: int = 32, seed: int = 0) -> Image.Image:
+    """A coloured shape on a textured background; ``kind`` is disc, square or stripes."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(90, 140, (size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    lo, hi = int(rng.integers(2, size // 4)), int(rng.integers(3 * size // 4, size - 2))
+    if kind == "disc":
+        draw.ellipse([lo, lo, hi, hi], fill=(200, 60, 60))
+    elif kind == "square":
+        draw.rectangle([lo, lo, hi, hi], fill=(40, 160, 40))
+    elif kind == "stripes":
+        for y in range(0, size, 6):
+            draw.rectangle([0, y, size, y + 2], fill=(30, 30, 170))
+    else:
+        raise ValueError(kind)
+    return image
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """An ImageFolder of 3 classes x 6 generated 32x32 PNGs."""
+    root = tmp_path_factory.mktemp("imagefolder")
+    for kind in ("disc", "square", "stripes"):
+        (root / kind).mkdir()
+        for i in range(6):
+            shape_image(kind, seed=i).save(root / kind / f"{i}.png")
+    return root

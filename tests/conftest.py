@@ -43,6 +43,17 @@ def image_bytes(*, seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture
+def reference_diagnoses(transactional_db):
+    """Transactional tests flush every table, data migrations included: put the 14
+    reference diagnoses back, from the migration that creates them."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("cases.migrations.0002_diagnoses").create(apps, None)
+
+
 # --- personas ---------------------------------------------------------------------------
 
 

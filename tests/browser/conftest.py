@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 
@@ -38,13 +37,8 @@ def browser():
 
 
 @pytest.fixture(autouse=True)
-def _diagnoses(transactional_db):
-    """Transactional tests flush the tables, data migrations included: put the 14
-    reference diagnoses back, from the migration that creates them."""
-    from django.apps import apps
-
-    migration = importlib.import_module("cases.migrations.0002_diagnoses")
-    migration.create(apps, None)
+def _diagnoses(reference_diagnoses):
+    return reference_diagnoses
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.models import AuditEvent
+from audit.services import audit_log, client_ip
 from cases.api import answers_csv_response
 from cases.importing import ImportRejected, cases_import
 from cases.models import (
@@ -65,6 +67,14 @@ class InvitationCreateForm(forms.Form):
 
 
 def invitations_csv_response(request: HttpRequest, invitations, *, filename: str):
+    invitations = list(invitations)
+    audit_log(
+        action=AuditEvent.Action.EXPORT_DOWNLOAD,
+        actor=request.user,
+        study=invitations[0].study.slug if invitations else "",
+        after={"export": filename, "rows": len(invitations)},
+        ip=client_ip(request),
+    )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
@@ -205,7 +215,9 @@ class StudyAdmin(admin.ModelAdmin):
         study = get_object_or_404(Study, pk=pk)
         if not self.has_view_permission(request, study):
             return HttpResponseRedirect(reverse("admin:index"))
-        return answers_csv_response(study, language=request.GET.get("language", "en"))
+        return answers_csv_response(
+            study, language=request.GET.get("language", "en"), request=request
+        )
 
     def invitations_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         study = get_object_or_404(Study, pk=pk)
@@ -248,7 +260,9 @@ class StudyAdmin(admin.ModelAdmin):
         form = CaseImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
-                result = cases_import(slug=study.slug, source=request.FILES["bundle"])
+                result = cases_import(
+                    slug=study.slug, source=request.FILES["bundle"], actor=request.user
+                )
             except ImportRejected as exc:
                 problems = exc.problems
             else:

@@ -17,6 +17,8 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import AuditEvent
+from audit.services import audit_log, client_ip
 from cases import selectors, services
 from cases.models import Answer, Case, Enrolment, Invitation, Study
 
@@ -394,9 +396,18 @@ class AdminAnswers(generics.ListAPIView):
         )
 
 
-def answers_csv_response(study: Study, *, language: str) -> HttpResponse:
-    """The answers of ``study`` as CSV, one row per reader x case (see answers_frame)."""
+def answers_csv_response(study: Study, *, language: str, request) -> HttpResponse:
+    """The answers of ``study`` as CSV, one row per reader x case (see answers_frame).
+    The download is recorded in the audit trail."""
     frame = selectors.answers_frame(study=study, language=language)
+    audit_log(
+        action=AuditEvent.Action.EXPORT_DOWNLOAD,
+        actor=request.user,
+        study=study.slug,
+        obj=study,
+        after={"export": "answers.csv", "rows": len(frame)},
+        ip=client_ip(request),
+    )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-answers.csv"'
     response["Cache-Control"] = "private, no-store"
@@ -415,7 +426,9 @@ class AdminAnswersCsv(APIView):
     @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="CSV file")})
     def get(self, request, slug: str):
         return answers_csv_response(
-            _study(slug), language=request.query_params.get("language", get_language())
+            _study(slug),
+            language=request.query_params.get("language", get_language()),
+            request=request,
         )
 
 

@@ -22,6 +22,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils.text import slugify
 
+from audit.models import AuditEvent
+from audit.services import audit_log
 from cases.bundles import MANIFEST, STUDY_FILE, Bundle, BundleError, open_bundle
 from cases.imaging import (
     THUMB_MAX_SIDE,
@@ -306,6 +308,8 @@ def cases_import(
     title: str | None = None,
     choices: Sequence[str] | None = None,
     description: str | None = None,
+    actor=None,
+    actor_name: str | None = None,
 ) -> ImportResult:
     """Import a bundle into study ``slug``, creating the study (as a draft) if needed.
 
@@ -315,7 +319,13 @@ def cases_import(
     try:
         with open_bundle(source, max_total_bytes=settings.READERSTUDY_MAX_ARCHIVE_BYTES) as bundle:
             return _import_from(
-                bundle, slug=slug, title=title, choices=choices, description=description
+                bundle,
+                slug=slug,
+                title=title,
+                choices=choices,
+                description=description,
+                actor=actor,
+                actor_name=actor_name,
             )
     except BundleError as exc:
         raise ImportRejected([Problem(str(exc))]) from None
@@ -330,6 +340,8 @@ def _import_from(
     title: str | None,
     choices: Sequence[str] | None,
     description: str | None,
+    actor=None,
+    actor_name: str | None = None,
 ) -> ImportResult:
     study = Study.objects.filter(slug=slug).first()
     problems: list[Problem] = []
@@ -412,6 +424,20 @@ def _import_from(
                 )
                 for kind, ref in row.images.items():
                     _store_image(case=case, kind=kind, bundle=bundle, ref=ref, written=written)
+            audit_log(
+                action=AuditEvent.Action.CASES_IMPORT,
+                actor=actor,
+                actor_name=actor_name,
+                study=study.slug,
+                obj=study,
+                after={
+                    "study_created": created,
+                    "cases": [row.case_id for row in parsed],
+                    "images_sha256": sorted(
+                        ref.image.sha256 for row in parsed for ref in row.images.values()
+                    ),
+                },
+            )
     except BaseException:
         _remove_files(written)
         raise

@@ -15,6 +15,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from audit.models import AuditEvent
+from audit.services import audit_log
 from cases.models import (
     Answer,
     AnswerChange,
@@ -75,7 +77,12 @@ def case_order_for(*, study: Study, seed: int) -> list[int]:
 
 @transaction.atomic
 def enrolment_create(
-    *, study: Study, reader: AbstractBaseUser, seed: int | None = None, consent: bool = False
+    *,
+    study: Study,
+    reader: AbstractBaseUser,
+    seed: int | None = None,
+    consent: bool = False,
+    actor: AbstractBaseUser | None = None,
 ) -> Enrolment:
     """Enrol ``reader`` in ``study``, fixing their case order; idempotent per reader."""
     existing = Enrolment.objects.filter(study=study, reader=reader).first()
@@ -89,6 +96,13 @@ def enrolment_create(
         case_order=case_order_for(study=study, seed=seed),
         consent_version=study.consent_version if consent else "",
         consented_at=timezone.now() if consent else None,
+    )
+    audit_log(
+        action=AuditEvent.Action.ENROLMENT_CREATE,
+        actor=actor,
+        study=study.slug,
+        obj=enrolment,
+        after={"reader_code": enrolment.reader_code, "order_seed": seed, "consented": consent},
     )
     return enrolment
 
@@ -115,6 +129,12 @@ def invitations_create(
     if max_uses < 1:
         raise StudyError("an invitation must allow at least one use")
     with transaction.atomic():
+        audit_log(
+            action=AuditEvent.Action.INVITATIONS_CREATE,
+            actor=created_by,
+            study=study.slug,
+            after={"count": count, "max_uses": max_uses, "expires_at": expires_at, "label": label},
+        )
         return Invitation.objects.bulk_create(
             Invitation(
                 study=study,
@@ -160,7 +180,7 @@ def invitation_accept(*, token: str, user: AbstractBaseUser) -> Enrolment:
             return existing
     invitation = _usable_invitation(token)
     Invitation.objects.filter(pk=invitation.pk).update(uses=F("uses") + 1)
-    enrolment = enrolment_create(study=invitation.study, reader=user)
+    enrolment = enrolment_create(study=invitation.study, reader=user, actor=user)
     Enrolment.objects.filter(pk=enrolment.pk).update(invitation=invitation)
     enrolment.invitation = invitation
     return enrolment
@@ -181,10 +201,22 @@ def reader_register(
 @transaction.atomic
 def consent_give(*, enrolment: Enrolment) -> Enrolment:
     """Record consent to the study's current consent text (its version and the time)."""
-    enrolment = Enrolment.objects.select_for_update().get(pk=enrolment.pk)
+    enrolment = (
+        Enrolment.objects.select_for_update().select_related("study", "reader").get(pk=enrolment.pk)
+    )
     enrolment.consent_version = enrolment.study.consent_version
     enrolment.consented_at = timezone.now()
     enrolment.save(update_fields=["consent_version", "consented_at"])
+    audit_log(
+        action=AuditEvent.Action.CONSENT_GIVE,
+        actor=enrolment.reader,
+        study=enrolment.study.slug,
+        obj=enrolment,
+        after={
+            "consent_version": enrolment.consent_version,
+            "consented_at": enrolment.consented_at,
+        },
+    )
     return enrolment
 
 
@@ -192,10 +224,18 @@ def consent_give(*, enrolment: Enrolment) -> Enrolment:
 def profile_save(*, user: AbstractBaseUser, **fields: object) -> ReaderProfile:
     """Create or update the reader's profile with ``fields``."""
     profile, _created = ReaderProfile.objects.get_or_create(user=user)
+    before = {name: getattr(profile, name) for name in fields}
     for name, value in fields.items():
         setattr(profile, name, value)
     profile.full_clean(exclude=["user"])
     profile.save()
+    audit_log(
+        action=AuditEvent.Action.PROFILE_SAVE,
+        actor=user,
+        obj=profile,
+        before=before,
+        after=dict(fields),
+    )
     return profile
 
 
@@ -265,7 +305,9 @@ def answer_submit(
     """
     # Row lock: two tabs of one reader are serialised here (PostgreSQL; SQLite
     # serialises every writer anyway).
-    enrolment = Enrolment.objects.select_for_update().select_related("study").get(pk=enrolment.pk)
+    enrolment = (
+        Enrolment.objects.select_for_update().select_related("study", "reader").get(pk=enrolment.pk)
+    )
     study = enrolment.study
     if study.status != Study.Status.OPEN:
         raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
@@ -308,6 +350,11 @@ def answer_submit(
                 _("This case has already been answered; answers are final."),
                 code="already_answered",
             )
+        before = {
+            "case": case.public_id,
+            "answer": existing.diagnosis.code,
+            "confidence": existing.confidence,
+        }
         AnswerChange.objects.create(
             answer=existing,
             previous_diagnosis=existing.diagnosis,
@@ -320,6 +367,18 @@ def answer_submit(
             existing.confidence = confidence
         existing.changed_at = timezone.now()
         existing.save(update_fields=["diagnosis", "confidence", "changed_at"])
+        audit_log(
+            action=AuditEvent.Action.ANSWER_CHANGE,
+            actor=enrolment.reader,
+            study=study.slug,
+            obj=existing,
+            before=before,
+            after={
+                "case": case.public_id,
+                "answer": diagnosis.code,
+                "confidence": existing.confidence,
+            },
+        )
         return SubmitResult(existing, created=False, changed=True, finished=False)
     answered = _answered_ids(enrolment)
     if next_case_id(enrolment=enrolment, answered=answered) != case.pk:
@@ -337,6 +396,18 @@ def answer_submit(
         # A concurrent submission won the race: the stored answer stands.
         answer = Answer.objects.get(enrolment=enrolment, case=case)
         return SubmitResult(answer, created=False, changed=False, finished=False)
+    audit_log(
+        action=AuditEvent.Action.ANSWER_SUBMIT,
+        actor=enrolment.reader,
+        study=study.slug,
+        obj=answer,
+        after={
+            "case": case.public_id,
+            "answer": diagnosis.code,
+            "confidence": confidence,
+            "seconds": answer.seconds,
+        },
+    )
     finished = len(answered) + 1 >= len(enrolment.case_order)
     updates = {"served_case": None, "served_at": None}
     if finished:

@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.models import AuditEvent
+from audit.services import audit_log, cli_actor_name
 from cases.importing import cases_export
 from cases.models import Study
 
@@ -22,4 +24,11 @@ class Command(BaseCommand):
             count = cases_export(study=study, destination=path)
         except FileExistsError as exc:
             raise CommandError(str(exc)) from None
+        audit_log(
+            action=AuditEvent.Action.EXPORT_DOWNLOAD,
+            actor_name=cli_actor_name(),
+            study=study.slug,
+            obj=study,
+            after={"export": "cases", "path": str(path), "cases": count},
+        )
         self.stdout.write(self.style.SUCCESS(f"Exported {count} case(s) to {path}."))

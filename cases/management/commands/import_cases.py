@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.services import cli_actor_name
 from cases.importing import ImportRejected, cases_import
 
 
@@ -23,7 +24,12 @@ class Command(BaseCommand):
         codes = [c.strip() for c in choices.split(",")] if choices else None
         try:
             result = cases_import(
-                slug=study_slug, source=path, title=title, choices=codes, description=description
+                slug=study_slug,
+                source=path,
+                title=title,
+                choices=codes,
+                description=description,
+                actor_name=cli_actor_name(),
             )
         except ImportRejected as exc:
             raise CommandError(exc.report()) from None

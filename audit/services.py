@@ -1,0 +1,66 @@
+"""Writing audit events. Call ``audit_log`` inside the transaction of the change it
+records, so the event and the change are committed (or rolled back) together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.serializers.json import DjangoJSONEncoder
+
+from audit.models import AuditEvent
+
+
+def _json_safe(value: Any) -> Any:
+    import json
+
+    return None if value is None else json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def client_ip(request) -> str | None:
+    """The client's address as the server saw it (REMOTE_ADDR; a proxy sets it right
+    with its own configuration, we do not trust X-Forwarded-For blindly)."""
+    return request.META.get("REMOTE_ADDR") if request is not None else None
+
+
+def audit_log(
+    *,
+    action: str,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor_name: str | None = None,
+    study: str = "",
+    obj: Any = None,
+    object_type: str = "",
+    object_id: str = "",
+    before: Any = None,
+    after: Any = None,
+    ip: str | None = None,
+) -> AuditEvent:
+    """Append one event. ``obj`` (a model instance) fills ``object_type``/``object_id``."""
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or str(obj.pk)
+    user = actor if actor is not None and actor.is_authenticated else None
+    if actor_name is None:
+        actor_name = user.get_username() if user is not None else "system"
+    return AuditEvent.objects.create(
+        action=action,
+        actor=user,
+        actor_name=actor_name[:150],
+        study=study or "",
+        object_type=object_type,
+        object_id=str(object_id),
+        before=_json_safe(before),
+        after=_json_safe(after),
+        ip=ip,
+    )
+
+
+def cli_actor_name() -> str:
+    """Who ran a management command: the operating-system account, as ``cli:NAME``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -53,6 +54,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "readerstudy.middleware.SessionTimeoutMiddleware",
+    # Last, as django-axes asks: it turns a lockout into a 403 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "readerstudy.urls"
@@ -99,6 +103,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out user name + address before the password
+    # is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock a user name from one address after this many failed logins, for an hour; every
+# failure is also in the audit trail. Admins unlock with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = env_int("READERSTUDY_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("READERSTUDY_LOGIN_LOCKOUT_HOURS", 1, minimum=1)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 
@@ -185,7 +202,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- security ---------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_AGE = env_int("READERSTUDY_SESSION_SECONDS", 12 * 3600, minimum=60)
+# A session ends after this long without a request, and in any case this long after login.
+READERSTUDY_SESSION_IDLE_SECONDS = env_int("READERSTUDY_SESSION_IDLE_SECONDS", 2 * 3600, minimum=60)
+READERSTUDY_SESSION_ABSOLUTE_SECONDS = env_int("READERSTUDY_SESSION_SECONDS", 12 * 3600, minimum=60)
+SESSION_COOKIE_AGE = READERSTUDY_SESSION_ABSOLUTE_SECONDS
 CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -15,8 +15,10 @@ from readerstudy.env import env_bool, env_int, env_list, env_url, secret_key
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("raw, expected", [("1", True), ("TRUE", True), ("on", True),
-                                           ("0", False), ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("1", True), ("TRUE", True), ("on", True), ("0", False), ("no", False), ("", False)],
+)
 def test_env_bool_accepts_the_usual_spellings(raw, expected):
     assert env_bool("X", environ={"X": raw}) is expected
 
@@ -69,12 +71,26 @@ def test_secret_key_required_and_strong_in_production(tmp_path):
 
 
 def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))}
-    clean.update({"READERSTUDY_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE":
-                  "readerstudy.settings", **env})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean,
-                          capture_output=True, text=True, timeout=120)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
+    }
+    clean.update(
+        {
+            "READERSTUDY_DATA_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "readerstudy.settings",
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 PRODUCTION = {
@@ -85,8 +101,9 @@ PRODUCTION = {
 
 
 def test_deploy_check_passes_with_production_values(tmp_path):
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION,
-                     tmp_path=tmp_path)
+    result = _manage(
+        "check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION, tmp_path=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -96,12 +113,19 @@ def test_deploy_check_warns_on_embedded_defaults(tmp_path):
     assert "SECURE_SSL_REDIRECT" in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("DJANGO_DEBUG", "yes please", "DJANGO_DEBUG='yes please' is not a boolean"),
-    ("DATABASE_URL", "mysql://h/db", "DATABASE_URL has scheme 'mysql'"),
-    ("CELERY_BROKER_URL", "kafka://h", "CELERY_BROKER_URL has scheme 'kafka'"),
-    ("READERSTUDY_MAX_IMAGE_BYTES", "lots", "READERSTUDY_MAX_IMAGE_BYTES='lots' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("DJANGO_DEBUG", "yes please", "DJANGO_DEBUG='yes please' is not a boolean"),
+        ("DATABASE_URL", "mysql://h/db", "DATABASE_URL has scheme 'mysql'"),
+        ("CELERY_BROKER_URL", "kafka://h", "CELERY_BROKER_URL has scheme 'kafka'"),
+        (
+            "READERSTUDY_MAX_IMAGE_BYTES",
+            "lots",
+            "READERSTUDY_MAX_IMAGE_BYTES='lots' is not an integer",
+        ),
+    ],
+)
 def test_malformed_values_fail_loudly_at_start_up(tmp_path, name, value, message):
     result = _manage("check", env={name: value}, tmp_path=tmp_path)
     assert result.returncode != 0

@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
+
+.PHONY: production
 .PHONY: install demo test test-sqlite test-postgres browser-deps lint format clean-demo
 
 $(STAMP): pyproject.toml
@@ -38,6 +40,11 @@ test-sqlite: $(STAMP) browser-deps
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$(PG_TEST_URL) READERSTUDY_REQUIRE_SERVICES=1 $(PY) -m pytest -m postgres
+
+# The production-shaped stack (gunicorn + Celery workers) from environment variables;
+# see the README's "Production set-up".
+production: $(STAMP)
+	bin/production
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,99 @@
+"""The production-shaped stack starts from environment variables and serves custom error
+pages without tracebacks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.slow
+def test_bin_production_serves_and_stops_cleanly(tmp_path):
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
+    }
+    env.update(
+        {
+            "PYTHON": str(Path(os.sys.executable)),
+            "DJANGO_SECRET_KEY": "p9Xv2Lq8Zt4Wm7Rc1Ns5Hb3Ky6Jd0Fg2Ue8Io4Pa7Sl1Qw5Er9Ty3Ui6Op0As2D",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DJANGO_SECURE": "0",  # plain HTTP on loopback for the test
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "CELERY_BROKER_URL": "filesystem://",
+            "READERSTUDY_DATA_DIR": str(tmp_path),
+            "WEB_CONCURRENCY": "2",
+            "BIND": f"127.0.0.1:{port}",
+            "DJANGO_LOG_FORMAT": "json",
+        }
+    )
+    process = subprocess.Popen(
+        [str(ROOT / "bin" / "production")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = _get(f"http://127.0.0.1:{port}/health/")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        assert status == 200 and '"database": "ok"' in body
+        status, body = _get(f"http://127.0.0.1:{port}/no-such-page/")
+        assert status == 404 and "Not found" in body and "Traceback" not in body
+        status, _ = _get(f"http://127.0.0.1:{port}/static/css/site.css")
+        assert status == 200  # whitenoise
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert '"level": "INFO"' in output  # structured JSON log lines on stdout
+
+
+@pytest.mark.django_db
+def test_server_error_page_has_no_traceback(client, monkeypatch, settings):
+    settings.DEBUG = False
+    client.raise_request_exception = False
+
+    def boom(**kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr("readerstudy.views.studies_for_user", boom)
+    monkeypatch.setattr("readerstudy.views.is_study_staff", lambda user: True)
+    response = client.get("/")
+    body = response.content.decode()
+    assert response.status_code == 500 and "Something went wrong" in body
+    assert "secret internal detail" not in body and "Traceback" not in body

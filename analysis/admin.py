@@ -13,7 +13,8 @@ from django.utils.html import format_html, format_html_join
 
 from analysis.models import AnalysisReport
 from analysis.services import report_request
-from cases.models import Study
+from cases.admin import StudyScopedAdmin
+from cases.selectors import administered_studies
 
 
 class ReportRequestForm(forms.Form):
@@ -36,7 +37,7 @@ def file_links(report: AnalysisReport) -> list[tuple[str, str]]:
 
 
 @admin.register(AnalysisReport)
-class AnalysisReportAdmin(admin.ModelAdmin):
+class AnalysisReportAdmin(StudyScopedAdmin):
     list_display = [
         "pk",
         "study",
@@ -112,12 +113,12 @@ class AnalysisReportAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context=None):
         studies = [
             (study, reverse("admin:analysis_study_report", args=[study.pk]))
-            for study in Study.objects.order_by("title")
+            for study in administered_studies(user=request.user).order_by("title")
         ]
         return super().changelist_view(request, {**(extra_context or {}), "studies": studies})
 
     def study_report_view(self, request: HttpRequest, study_id: int) -> HttpResponse:
-        study = get_object_or_404(Study, pk=study_id)
+        study = get_object_or_404(administered_studies(user=request.user), pk=study_id)
         if not self.has_view_permission(request):
             return HttpResponseRedirect(reverse("admin:index"))
         can_compute = request.user.has_perm("analysis.add_analysisreport")

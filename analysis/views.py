@@ -7,7 +7,7 @@ from django.http import FileResponse, Http404, HttpRequest
 from django.views.decorators.http import require_GET
 
 from analysis.models import AnalysisReport
-from cases.selectors import is_study_staff
+from cases.selectors import administered_studies
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -22,12 +22,12 @@ INLINE = {"html", "png", "svg"}
 
 @require_GET
 def report_file(request: HttpRequest, pk: int, name: str) -> FileResponse:
-    """One file of a done report, to staff only; anyone else gets a 404 that does not
+    """One file of a done report, to the study's admins only; anyone else gets a 404 that does not
     confirm the report exists. HTML and SVG open in the browser under a sandboxing
     Content-Security-Policy (no scripts, no requests; the page embeds its figures)."""
-    if not is_study_staff(request.user):
-        raise Http404("No such report file.")
-    report = AnalysisReport.objects.filter(pk=pk).first()
+    report = AnalysisReport.objects.filter(
+        pk=pk, study__in=administered_studies(user=request.user)
+    ).first()
     path = report.file_path(name) if report is not None else None
     suffix = name.rpartition(".")[2]
     if path is None or suffix not in CONTENT_TYPES:

@@ -14,6 +14,16 @@ class AuditEventAdmin(admin.ModelAdmin):
     date_hierarchy = "at"
     actions = ["export_csv"]
 
+    def get_queryset(self, request):
+        # A study admin sees the events of their own studies; superusers see everything.
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        from cases.selectors import administered_studies
+
+        slugs = administered_studies(user=request.user).values_list("slug", flat=True)
+        return queryset.filter(study__in=list(slugs))
+
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
 

@@ -42,6 +42,7 @@ class AuditEvent(models.Model):
         LOGIN_FAILED = "auth.login_failed"
         LOGOUT = "auth.logout"
         USER_DEACTIVATED = "auth.user_deactivated"
+        STUDY_ADMIN_ADD = "study.admin_add"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No database constraint and no cascade: deleting a user must not rewrite history,

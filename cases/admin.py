@@ -30,8 +30,41 @@ from cases.models import (
     Study,
     StudyChoice,
 )
-from cases.selectors import reader_progress_table, study_overview
+from cases.selectors import administered_studies, reader_progress_table, study_overview
 from cases.services import invitations_create
+
+
+class StudyScopedAdmin(admin.ModelAdmin):
+    """Lists and pages limited to the studies the user administers (all for a superuser).
+
+    ``study_path`` is the lookup from the model to its Study; None for Study itself.
+    """
+
+    study_path: str | None = "study"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        studies = administered_studies(user=request.user)
+        if self.study_path is None:
+            return queryset.filter(pk__in=studies)
+        return queryset.filter(**{f"{self.study_path}__in": studies}).distinct()
+
+    def get_list_filter(self, request):
+        # A plain filter on a study lists every study in the sidebar; list only those
+        # that occur in the (scoped) rows instead.
+        return [
+            (entry, admin.RelatedOnlyFieldListFilter)
+            if isinstance(entry, str) and entry.split("__")[-1] == "study"
+            else entry
+            for entry in super().get_list_filter(request)
+        ]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Study and not request.user.is_superuser:
+            kwargs["queryset"] = administered_studies(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Diagnosis)
@@ -47,7 +80,7 @@ class StudyChoiceInline(admin.TabularInline):
 
 
 @admin.register(StudyChoice)
-class StudyChoiceAdmin(admin.ModelAdmin):
+class StudyChoiceAdmin(StudyScopedAdmin):
     list_display = ["study", "position", "diagnosis"]
     list_filter = ["study"]
     search_fields = ["study__slug", "diagnosis__code"]
@@ -102,7 +135,8 @@ class CaseImportForm(forms.Form):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(StudyScopedAdmin):
+    study_path = None
     list_display = ["title", "slug", "status", "case_count", "is_synthetic", "created_at"]
     list_filter = ["status", "is_synthetic", "shuffle_cases", "show_feedback"]
     search_fields = ["title", "slug", "description"]
@@ -125,7 +159,19 @@ class StudyAdmin(admin.ModelAdmin):
             },
         ),
         ("Consent", {"fields": ["consent_text", "consent_version"]}),
+        ("Readers and admins", {"fields": ["required_profile_fields", "admins"]}),
     ]
+    filter_horizontal = ["admins"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Only superusers decide who administers a study.
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else [*fields, "admins"]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change and not request.user.is_superuser:
+            form.instance.admins.add(request.user)  # who creates a study administers it
 
     @admin.display(description="cases")
     def case_count(self, study: Study) -> int:
@@ -186,7 +232,7 @@ class StudyAdmin(admin.ModelAdmin):
         return own + super().get_urls()
 
     def overview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        study = get_object_or_404(Study, pk=pk)
+        study = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_view_permission(request, study):
             return HttpResponseRedirect(reverse("admin:index"))
         context = {
@@ -199,7 +245,7 @@ class StudyAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/cases/study/overview.html", context)
 
     def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        study = get_object_or_404(Study, pk=pk)
+        study = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_view_permission(request, study):
             return HttpResponseRedirect(reverse("admin:index"))
         context = {
@@ -212,7 +258,7 @@ class StudyAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/cases/study/progress.html", context)
 
     def answers_csv_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        study = get_object_or_404(Study, pk=pk)
+        study = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_view_permission(request, study):
             return HttpResponseRedirect(reverse("admin:index"))
         return answers_csv_response(
@@ -220,7 +266,7 @@ class StudyAdmin(admin.ModelAdmin):
         )
 
     def invitations_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        study = get_object_or_404(Study, pk=pk)
+        study = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_change_permission(request, study):
             return HttpResponseRedirect(reverse("admin:index"))
         if request.GET.get("format") == "csv":
@@ -253,7 +299,7 @@ class StudyAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/cases/study/invitations.html", context)
 
     def import_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        study = get_object_or_404(Study, pk=pk)
+        study = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_change_permission(request, study):
             return HttpResponseRedirect(reverse("admin:index"))
         problems = []
@@ -298,7 +344,7 @@ class CaseImageInline(admin.TabularInline):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(StudyScopedAdmin):
     list_display = [
         "source_id",
         "public_id",
@@ -317,7 +363,8 @@ class CaseAdmin(admin.ModelAdmin):
 
 
 @admin.register(CaseImage)
-class CaseImageAdmin(admin.ModelAdmin):
+class CaseImageAdmin(StudyScopedAdmin):
+    study_path = "case__study"
     list_display = ["case", "kind", "format", "width", "height", "sha256"]
     list_filter = ["kind", "format", "case__study"]
     search_fields = ["case__source_id", "case__public_id", "public_id", "sha256"]
@@ -326,7 +373,8 @@ class CaseImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReaderProfile)
-class ReaderProfileAdmin(admin.ModelAdmin):
+class ReaderProfileAdmin(StudyScopedAdmin):
+    study_path = "user__enrolments__study"
     list_display = [
         "user",
         "level",
@@ -342,7 +390,7 @@ class ReaderProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(Enrolment)
-class EnrolmentAdmin(admin.ModelAdmin):
+class EnrolmentAdmin(StudyScopedAdmin):
     list_display = ["reader_code", "reader", "study", "consented_at", "enrolled_at", "finished_at"]
     list_filter = ["study", ("finished_at", admin.EmptyFieldListFilter)]
     search_fields = ["reader_code", "reader__username", "reader__email"]
@@ -367,7 +415,7 @@ class AnswerChangeInline(admin.TabularInline):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(StudyScopedAdmin):
     list_display = ["study", "label", "uses", "max_uses", "expires_at", "revoked", "created_at"]
     list_filter = ["study", "revoked"]
     search_fields = ["label", "token"]
@@ -385,7 +433,8 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Answer)
-class AnswerAdmin(admin.ModelAdmin):
+class AnswerAdmin(StudyScopedAdmin):
+    study_path = "enrolment__study"
     list_display = ["enrolment", "case", "diagnosis", "confidence", "seconds", "answered_at"]
     list_filter = ["enrolment__study", "diagnosis"]
     search_fields = ["enrolment__reader_code", "case__public_id", "case__source_id"]
@@ -401,7 +450,8 @@ class AnswerAdmin(admin.ModelAdmin):
 
 
 @admin.register(AnswerChange)
-class AnswerChangeAdmin(admin.ModelAdmin):
+class AnswerChangeAdmin(StudyScopedAdmin):
+    study_path = "answer__enrolment__study"
     list_display = ["answer", "previous_diagnosis", "new_diagnosis", "changed_at"]
     list_filter = ["answer__enrolment__study"]
 

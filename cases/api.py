@@ -343,21 +343,26 @@ class InvitationOut(serializers.ModelSerializer):
         )
 
 
-def _study(slug: str) -> Study:
-    return get_object_or_404(Study, slug=slug)
+def _study(request, slug: str) -> Study:
+    """A study the requesting admin administers; any other is a 404."""
+    return get_object_or_404(selectors.administered_studies(user=request.user), slug=slug)
 
 
 class AdminStudies(generics.ListAPIView):
     permission_classes = [IsAdminUser]
     serializer_class = StudyOut
-    queryset = Study.objects.all()
+
+    def get_queryset(self):
+        return selectors.administered_studies(user=self.request.user)
 
 
 class AdminStudy(generics.RetrieveAPIView):
     permission_classes = [IsAdminUser]
     serializer_class = StudyOut
-    queryset = Study.objects.all()
     lookup_field = "slug"
+
+    def get_queryset(self):
+        return selectors.administered_studies(user=self.request.user)
 
 
 class AdminCases(generics.ListAPIView):
@@ -366,7 +371,7 @@ class AdminCases(generics.ListAPIView):
 
     def get_queryset(self):
         return (
-            _study(self.kwargs["slug"])
+            _study(self.request, self.kwargs["slug"])
             .cases.select_related("diagnosis")
             .prefetch_related("images")
             .order_by("position")
@@ -380,7 +385,7 @@ class AdminEnrolments(APIView):
 
     @extend_schema(responses={200: EnrolmentProgressOut(many=True)})
     def get(self, request, slug: str):
-        rows = selectors.reader_progress_table(study=_study(slug))
+        rows = selectors.reader_progress_table(study=_study(request, slug))
         return Response(EnrolmentProgressOut(rows, many=True).data)
 
 
@@ -390,7 +395,7 @@ class AdminAnswers(generics.ListAPIView):
 
     def get_queryset(self):
         return (
-            Answer.objects.filter(enrolment__study=_study(self.kwargs["slug"]))
+            Answer.objects.filter(enrolment__study=_study(self.request, self.kwargs["slug"]))
             .select_related("enrolment", "case__diagnosis", "diagnosis")
             .order_by("enrolment__reader_code", "case__position")
         )
@@ -426,7 +431,7 @@ class AdminAnswersCsv(APIView):
     @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="CSV file")})
     def get(self, request, slug: str):
         return answers_csv_response(
-            _study(slug),
+            _study(request, slug),
             language=request.query_params.get("language", get_language()),
             request=request,
         )
@@ -439,7 +444,7 @@ class AdminInvitations(APIView):
 
     @extend_schema(responses={200: InvitationOut(many=True)})
     def get(self, request, slug: str):
-        invitations = _study(slug).invitations.all()
+        invitations = _study(request, slug).invitations.all()
         return Response(InvitationOut(invitations, many=True, context={"request": request}).data)
 
     @extend_schema(request=InvitationIn, responses={201: InvitationOut(many=True)})
@@ -447,7 +452,7 @@ class AdminInvitations(APIView):
         data = InvitationIn(data=request.data)
         data.is_valid(raise_exception=True)
         created = services.invitations_create(
-            study=_study(slug), created_by=request.user, **data.validated_data
+            study=_study(request, slug), created_by=request.user, **data.validated_data
         )
         return Response(
             InvitationOut(created, many=True, context={"request": request}).data,

@@ -89,6 +89,12 @@ class Study(models.Model):
     is_synthetic = models.BooleanField(
         default=False, help_text="Generated images: shown as synthetic wherever they appear."
     )
+    admins = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="administered_studies",
+        help_text="Staff who administer this study. Superusers administer every study.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

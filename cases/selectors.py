@@ -9,27 +9,47 @@ from cases.models import Answer, Case, CaseImage, Enrolment, ReaderProfile, Stud
 
 
 def is_study_staff(user: AbstractBaseUser | AnonymousUser) -> bool:
-    """Staff users administer studies (per-study admin roles come with the audit issue)."""
+    """Whether ``user`` may use the admin side at all (staff, active)."""
     return bool(user.is_authenticated and user.is_active and user.is_staff)
 
 
+def administered_studies(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Study]:
+    """The studies ``user`` administers: every study for a superuser, the studies that
+    list them as admins for other staff, none for anyone else."""
+    if not is_study_staff(user):
+        return Study.objects.none()
+    if user.is_superuser:
+        return Study.objects.all()
+    return Study.objects.filter(admins=user)
+
+
+def can_admin_study(*, user: AbstractBaseUser | AnonymousUser, study: Study) -> bool:
+    return administered_studies(user=user).filter(pk=study.pk).exists()
+
+
 def studies_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Study]:
-    """Staff see every study; a reader sees the studies they are enrolled in."""
+    """Staff see the studies they administer; a reader those they are enrolled in."""
     if not user.is_authenticated:
         return Study.objects.none()
     if is_study_staff(user):
-        return Study.objects.all()
+        return administered_studies(user=user)
     return Study.objects.filter(enrolments__reader=user).distinct()
 
 
 def image_for_user(*, user: AbstractBaseUser | AnonymousUser, public_id: str) -> CaseImage | None:
-    """The image if ``user`` may see it (staff, or a reader enrolled in its study)."""
+    """The image if ``user`` may see it: an admin of its study, or a reader enrolled in
+    it."""
     if not user.is_authenticated or not user.is_active:
         return None
     images = CaseImage.objects.select_related("case__study").filter(public_id=public_id)
-    if not is_study_staff(user):
-        images = images.filter(case__study__enrolments__reader=user)
-    return images.first()
+    return images.filter(
+        Q(case__study__in=administered_studies(user=user)) | Q(case__study__enrolments__reader=user)
+    ).first()
+
+
+def may_download_original(*, user, image: CaseImage) -> bool:
+    """Originals (with their metadata) go to the study's admins only."""
+    return can_admin_study(user=user, study=image.case.study)
 
 
 def study_overview(*, study: Study) -> dict[str, object]:

@@ -414,3 +414,62 @@ def answer_submit(
         updates["finished_at"] = timezone.now()
     Enrolment.objects.filter(pk=enrolment.pk).update(**updates)
     return SubmitResult(answer, created=True, changed=False, finished=finished)
+
+
+# --- study admins ----------------------------------------------------------------------
+
+STUDY_ADMIN_GROUP = "Study admins"
+# What a study admin may do in the admin, always within their own studies (the admin
+# classes filter every list by study).
+_STUDY_ADMIN_PERMISSIONS = {
+    "cases": {
+        "study": ("view", "change"),
+        "studychoice": ("view", "add", "change", "delete"),
+        "case": ("view", "change"),
+        "caseimage": ("view",),
+        "diagnosis": ("view",),
+        "readerprofile": ("view",),
+        "enrolment": ("view",),
+        "answer": ("view",),
+        "answerchange": ("view",),
+        "invitation": ("view", "add", "change"),
+    },
+    "inference": {
+        "registeredmodel": ("view",),
+        "inferencerun": ("view", "add"),
+        "prediction": ("view",),
+    },
+    "analysis": {"analysisreport": ("view", "add")},
+    "audit": {"auditevent": ("view",)},
+}
+
+
+@transaction.atomic
+def study_admin_add(*, user: AbstractBaseUser, study: Study) -> None:
+    """Make ``user`` an admin of ``study``: staff, in the study-admin group, listed on the
+    study. They see and manage that study only."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=STUDY_ADMIN_GROUP)
+    wanted = [
+        (app, f"{action}_{model}")
+        for app, models in _STUDY_ADMIN_PERMISSIONS.items()
+        for model, actions in models.items()
+        for action in actions
+    ]
+    permissions = Permission.objects.filter(
+        content_type__app_label__in=_STUDY_ADMIN_PERMISSIONS,
+        codename__in=[codename for _, codename in wanted],
+    )
+    group.permissions.add(*permissions)
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    user.groups.add(group)
+    study.admins.add(user)
+    audit_log(
+        action=AuditEvent.Action.STUDY_ADMIN_ADD,
+        study=study.slug,
+        obj=study,
+        after={"admin": user.get_username()},
+    )

@@ -17,7 +17,7 @@ from cases import selectors, services
 from cases.feedback import model_feedback
 from cases.forms import ConsentForm, ProfileForm, RegistrationForm
 from cases.models import ReaderProfile
-from cases.selectors import image_for_user, is_study_staff
+from cases.selectors import image_for_user
 
 _VARIANTS = {"web": "web", "thumb": "thumbnail", "original": "original"}
 
@@ -32,7 +32,14 @@ def case_image(request: HttpRequest, public_id: str, variant: str) -> FileRespon
     """
     field = _VARIANTS.get(variant)
     image = image_for_user(user=request.user, public_id=public_id)
-    if image is None or field is None or (field == "original" and not is_study_staff(request.user)):
+    if (
+        image is None
+        or field is None
+        or (
+            field == "original"
+            and not selectors.may_download_original(user=request.user, image=image)
+        )
+    ):
         raise Http404("No such image.")
     stored = getattr(image, field)
     content_type = (

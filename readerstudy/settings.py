@@ -244,7 +244,14 @@ LOGGING = {
             "timestamp": False,
         },
     },
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
-                            "stream": "ext://sys.stdout"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "stream": "ext://sys.stdout",
+        }
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    # django-axes announces itself at every start-up; keep its warnings only.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -15,7 +15,7 @@ MO = PO.with_suffix(".mo")
 def _entries() -> list[tuple[str, str]]:
     """(msgid, msgstr) pairs of the .po file (multi-line strings joined)."""
     entries, key, parts, current = [], None, {"msgid": [], "msgstr": []}, None
-    for line in PO.read_text(encoding="utf-8").splitlines() + [""]:
+    for line in [*PO.read_text(encoding="utf-8").splitlines(), ""]:
         if line.startswith(("msgid ", "msgstr ")):
             key, _, rest = line.partition(" ")
             if key == "msgid" and current == "msgstr":

@@ -173,13 +173,20 @@ def staff(django_user_model):
 
 @pytest.mark.parametrize(
     ("persona", "expected"),
-    [("admin_user", 200), ("staff", 200), ("reader", 404), ("outsider", 404), (None, 404)],
+    [("admin_user", 200), ("study_admin", 200), ("staff", 404), ("reader", 404),
+     ("outsider", 404), (None, 404)],
 )
-def test_only_staff_download_report_files(request, client, done_report, study, persona, expected):
+def test_only_the_studys_admins_download_report_files(
+    request, client, done_report, study, persona, expected
+):
     if persona is not None:
-        user = request.getfixturevalue(persona)
+        user = request.getfixturevalue("staff" if persona == "study_admin" else persona)
         if persona == "reader":
             enrol(study=study, user=user, seed=5)
+        if persona == "study_admin":
+            from cases.services import study_admin_add
+
+            study_admin_add(user=user, study=study)
         client.force_login(user)
     response = client.get(reverse("analysis:report_file", args=[done_report.pk, "per_class.csv"]))
     assert response.status_code == expected

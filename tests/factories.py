@@ -43,7 +43,6 @@ class CaseFactory(factory.django.DjangoModelFactory):
     position = factory.Sequence(lambda n: n + 1)
     diagnosis = factory.LazyFunction(lambda: Diagnosis.objects.get(code="MN"))
 
-
     @factory.post_generation
     def with_images(case, create, extracted, **kwargs):
         if not create or extracted is False:

@@ -173,8 +173,14 @@ def staff(django_user_model):
 
 @pytest.mark.parametrize(
     ("persona", "expected"),
-    [("admin_user", 200), ("study_admin", 200), ("staff", 404), ("reader", 404),
-     ("outsider", 404), (None, 404)],
+    [
+        ("admin_user", 200),
+        ("study_admin", 200),
+        ("staff", 404),
+        ("reader", 404),
+        ("outsider", 404),
+        (None, 404),
+    ],
 )
 def test_only_the_studys_admins_download_report_files(
     request, client, done_report, study, persona, expected

@@ -114,12 +114,19 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
     from tests.factories import CaseFactory, make_study
 
     codes = ["MN", "SK", "BCC", "EAD", "SD", "Pso", "VW", "Rosa"]
-    study = make_study(slug="full", choices=codes, status="open", consent_text="同意",
-                       consent_version="1", show_feedback=True)
+    study = make_study(
+        slug="full",
+        choices=codes,
+        status="open",
+        consent_text="同意",
+        consent_version="1",
+        show_feedback=True,
+    )
     diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
     for i in range(200):
-        CaseFactory(study=study, source_id=f"f{i}", position=i + 1,
-                    diagnosis=diagnoses[codes[i % 8]])
+        CaseFactory(
+            study=study, source_id=f"f{i}", position=i + 1, diagnosis=diagnoses[codes[i % 8]]
+        )
     token = invitations_create(study=study, count=1)[0].token
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()

@@ -22,8 +22,20 @@ def test_every_cases_model_is_registered():
         assert admin.site.is_registered(model), model.__name__
 
 
-@pytest.mark.parametrize("model", ["diagnosis", "study", "studychoice", "case", "caseimage", "readerprofile",
-                                   "enrolment", "answer", "answerchange"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "diagnosis",
+        "study",
+        "studychoice",
+        "case",
+        "caseimage",
+        "readerprofile",
+        "enrolment",
+        "answer",
+        "answerchange",
+    ],
+)
 def test_changelists_render_with_filters_and_search(admin_client, model):
     CaseFactory()
     response = admin_client.get(reverse(f"admin:cases_{model}_changelist") + "?q=x")
@@ -60,8 +72,9 @@ def _zip(folder) -> io.BytesIO:
 def test_admin_upload_imports_a_good_bundle(admin_client, tmp_path):
     study = make_study()
     write_bundle(tmp_path / "b", good_rows(3))
-    response = admin_client.post(reverse("admin:cases_study_import", args=[study.pk]),
-                                 {"bundle": _zip(tmp_path / "b")})
+    response = admin_client.post(
+        reverse("admin:cases_study_import", args=[study.pk]), {"bundle": _zip(tmp_path / "b")}
+    )
     assert response.status_code == 302
     assert Case.objects.filter(study=study).count() == 3
 
@@ -72,8 +85,9 @@ def test_admin_upload_lists_problems_and_writes_nothing(admin_client, tmp_path, 
     rows[1]["diagnosis"] = "XYZ"
     write_bundle(tmp_path / "b", rows)
     before = snapshot(media_root)
-    response = admin_client.post(reverse("admin:cases_study_import", args=[study.pk]),
-                                 {"bundle": _zip(tmp_path / "b")})
+    response = admin_client.post(
+        reverse("admin:cases_study_import", args=[study.pk]), {"bundle": _zip(tmp_path / "b")}
+    )
     body = response.content.decode()
     assert response.status_code == 200
     assert "Import refused, nothing was written" in body and "unknown diagnosis code" in body
@@ -98,8 +112,9 @@ def test_invitations_created_in_bulk_and_downloaded(admin_client):
     study = make_study(status=Study.Status.OPEN)
     url = reverse("admin:cases_study_invitations", args=[study.pk])
     assert admin_client.get(url).status_code == 200
-    response = admin_client.post(url, {"count": 3, "max_uses": 1, "expires_in_days": 7,
-                                       "label": "ward 5"})
+    response = admin_client.post(
+        url, {"count": 3, "max_uses": 1, "expires_in_days": 7, "label": "ward 5"}
+    )
     lines = response.content.decode().strip().splitlines()
     assert response["Content-Type"].startswith("text/csv") and len(lines) == 4
     assert "/join/" in lines[1] and "ward 5" in lines[1]

@@ -15,8 +15,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 def test_the_fourteen_reference_diagnoses_exist_with_both_names():
     codes = set(Diagnosis.objects.values_list("code", flat=True))
-    assert codes == {"LP", "Rosa", "VW", "AV", "KAHS", "EAD", "DF", "SD", "SK", "MN", "Hem",
-                     "Pso", "PWS", "BCC"}
+    assert codes == {
+        "LP",
+        "Rosa",
+        "VW",
+        "AV",
+        "KAHS",
+        "EAD",
+        "DF",
+        "SD",
+        "SK",
+        "MN",
+        "Hem",
+        "Pso",
+        "PWS",
+        "BCC",
+    }
     mn = Diagnosis.objects.get(code="MN")
     assert mn.name_en == "Melanocytic nevus" and mn.name_zh == "色素痣"
     assert mn.name_for("zh-hans") == "色素痣" and mn.name_for("en") == "Melanocytic nevus"
@@ -65,15 +79,21 @@ def test_confidence_is_between_one_and_five(reader, confidence):
     case = CaseFactory(with_images=False)
     enrolment = enrolment_create(study=case.study, reader=reader, seed=1)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Answer.objects.create(enrolment=enrolment, case=case, diagnosis=case.diagnosis,
-                              seconds=1, confidence=confidence)
+        Answer.objects.create(
+            enrolment=enrolment,
+            case=case,
+            diagnosis=case.diagnosis,
+            seconds=1,
+            confidence=confidence,
+        )
 
 
 def test_choice_appears_once_per_study():
     study = make_study(choices=("MN", "SK"))
     with pytest.raises(IntegrityError), transaction.atomic():
-        StudyChoice.objects.create(study=study, diagnosis=Diagnosis.objects.get(code="MN"),
-                                   position=9)
+        StudyChoice.objects.create(
+            study=study, diagnosis=Diagnosis.objects.get(code="MN"), position=9
+        )
 
 
 def test_consent_text_needs_a_version():
@@ -84,10 +104,12 @@ def test_consent_text_needs_a_version():
 def test_study_data_is_protected_from_deletion(reader):
     case = CaseFactory(with_images=False)
     enrolment = enrolment_create(study=case.study, reader=reader, seed=1)
-    answer = Answer.objects.create(enrolment=enrolment, case=case, diagnosis=case.diagnosis,
-                                   seconds=2)
-    AnswerChange.objects.create(answer=answer, previous_diagnosis=case.diagnosis,
-                                new_diagnosis=case.diagnosis)
+    answer = Answer.objects.create(
+        enrolment=enrolment, case=case, diagnosis=case.diagnosis, seconds=2
+    )
+    AnswerChange.objects.create(
+        answer=answer, previous_diagnosis=case.diagnosis, new_diagnosis=case.diagnosis
+    )
     for obj in (case.study, case, enrolment, answer, case.diagnosis):
         with pytest.raises(ProtectedError), transaction.atomic():
             obj.delete()
@@ -111,4 +133,5 @@ def test_case_order_is_reproducible_from_the_seed_and_differs_between_seeds():
     assert sorted(first) == sorted(study.cases.values_list("pk", flat=True))
     study.shuffle_cases = False
     assert case_order_for(study=study, seed=7) == list(
-        study.cases.order_by("position").values_list("pk", flat=True))
+        study.cases.order_by("position").values_list("pk", flat=True)
+    )

@@ -17,17 +17,20 @@ def image(reader):
     return case.images.get(kind="dermoscopic")
 
 
-@pytest.mark.parametrize("persona, variant, status", [
-    ("anonymous", "web", 404),
-    ("outsider", "web", 404),
-    ("other_reader", "web", 404),
-    ("reader", "web", 200),
-    ("reader", "thumb", 200),
-    ("reader", "original", 404),
-    ("admin_user", "web", 200),
-    ("admin_user", "original", 200),
-    ("admin_user", "bogus", 404),
-])
+@pytest.mark.parametrize(
+    "persona, variant, status",
+    [
+        ("anonymous", "web", 404),
+        ("outsider", "web", 404),
+        ("other_reader", "web", 404),
+        ("reader", "web", 200),
+        ("reader", "thumb", 200),
+        ("reader", "original", 404),
+        ("admin_user", "web", 200),
+        ("admin_user", "original", 200),
+        ("admin_user", "bogus", 404),
+    ],
+)
 def test_image_permission_table(client, request, image, other_reader, persona, variant, status):
     if persona == "other_reader":
         enrol(study=make_study(slug="elsewhere"), user=other_reader)

@@ -43,6 +43,7 @@ class AuditEvent(models.Model):
         LOGOUT = "auth.logout"
         USER_DEACTIVATED = "auth.user_deactivated"
         STUDY_ADMIN_ADD = "study.admin_add"
+        BACKUP_RESTORE = "backup.restore"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No database constraint and no cascade: deleting a user must not rewrite history,

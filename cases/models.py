@@ -33,10 +33,17 @@ def new_reader_code() -> str:
     return "R" + secrets.token_hex(5)
 
 
+class DiagnosisManager(models.Manager):
+    def get_by_natural_key(self, code: str) -> Diagnosis:
+        return self.get(code=code)
+
+
 class Diagnosis(models.Model):
     code = models.CharField(max_length=16, unique=True)
     name_en = models.CharField(_("English name"), max_length=120)
     name_zh = models.CharField(_("Chinese name"), max_length=120)
+
+    objects = DiagnosisManager()
 
     class Meta:
         ordering = ["code"]
@@ -44,6 +51,9 @@ class Diagnosis(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.name_en})"
+
+    def natural_key(self) -> tuple[str]:
+        return (self.code,)
 
     def name_for(self, language: str | None) -> str:
         """The name in ``language`` (a Django language code), English by default."""

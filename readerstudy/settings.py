@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "cases",
     "inference",
     "analysis",
+    "backups",
 ]
 
 MIDDLEWARE = [

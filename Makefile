@@ -36,10 +36,11 @@ browser-deps:
 	fi
 
 test-sqlite: $(STAMP) browser-deps
-	$(PY) -m pytest -n 2 --dist loadfile
+	REDIS_TEST_URL=$(REDIS_TEST_URL) $(PY) -m pytest -n 2 --dist loadfile
 
 test-postgres: $(STAMP)
-	DATABASE_URL=$(PG_TEST_URL) READERSTUDY_REQUIRE_SERVICES=1 $(PY) -m pytest -m postgres
+	DATABASE_URL=$(PG_TEST_URL) REDIS_TEST_URL=$(REDIS_TEST_URL) READERSTUDY_REQUIRE_SERVICES=1 \
+		$(PY) -m pytest -m postgres
 
 # The production-shaped stack (gunicorn + Celery workers) from environment variables;
 # see the README's "Production set-up".

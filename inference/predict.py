@@ -82,6 +82,7 @@ class ImagePrediction:
     top1: str
     choice_probabilities: dict[str, float]
     embedding: np.ndarray
+    pixels: np.ndarray | None = None  # uint8 (S, S, 3) network input, with keep_pixels
 
 
 def load_image(source: ImageSource, *, draft_size: int | None = None) -> Image.Image:
@@ -138,26 +139,54 @@ def iter_batches(
     ``prefetch_batches`` batches ahead of the consumer; with 0 it works inline. The
     default is :func:`default_workers`. ``draft_size`` is passed to :func:`load_image`.
     """
+    for chunk in _prepared_chunks(
+        sources,
+        transform,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        prefetch_batches=prefetch_batches,
+        draft_size=draft_size,
+    ):
+        for item in chunk:
+            if isinstance(item, ImageReadError):
+                raise item
+        yield _collate(chunk, pin_memory)
+
+
+def _collate(tensors: list[torch.Tensor], pin_memory: bool) -> torch.Tensor:
+    batch = torch.stack(tensors)
+    return batch.pin_memory() if pin_memory else batch
+
+
+def _prepared_chunks(
+    sources: Iterable[ImageSource],
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    batch_size: int,
+    num_workers: int | None,
+    prefetch_batches: int,
+    draft_size: int | None,
+) -> Iterator[list[torch.Tensor | ImageReadError]]:
+    """Lists of up to ``batch_size`` transformed images, in order; an image that cannot
+    be decoded is an :class:`ImageReadError` at its position (the caller decides)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if num_workers is None:
         num_workers = default_workers()
 
-    def prepare(item: tuple[int, ImageSource]) -> torch.Tensor:
+    def prepare(item: tuple[int, ImageSource]) -> torch.Tensor | ImageReadError:
         index, source = item
         try:
             return transform(load_image(source, draft_size=draft_size))
         except (OSError, ValueError) as exc:  # PIL raises these for unreadable images
-            raise ImageReadError(index, source, exc) from exc
-
-    def collate(tensors: list[torch.Tensor]) -> torch.Tensor:
-        batch = torch.stack(tensors)
-        return batch.pin_memory() if pin_memory else batch
+            error = ImageReadError(index, source, exc)
+            error.__cause__ = exc
+            return error
 
     items = enumerate(sources)
     if num_workers == 0:
         while chunk := [prepare(item) for _, item in zip(range(batch_size), items, strict=False)]:
-            yield collate(chunk)
+            yield chunk
         return
 
     with ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="decode") as pool:
@@ -176,7 +205,7 @@ def iter_batches(
         while pending:
             futures = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
             fill()
-            yield collate([f.result() for f in futures])
+            yield [f.result() for f in futures]
 
 
 def predict_images(
@@ -223,8 +252,20 @@ def iter_predictions(
     num_workers: int | None = None,
     jpeg_draft: bool = False,
     device: str | torch.device | None = None,
-) -> Iterator[ImagePrediction]:
-    """As :func:`predict_images`, one result at a time (for long lists)."""
+    on_error: str = "raise",
+    keep_pixels: bool = False,
+) -> Iterator[ImagePrediction | ImageReadError]:
+    """As :func:`predict_images`, one result at a time (for long lists).
+
+    ``on_error="yield"``: an image that cannot be decoded yields its
+    :class:`ImageReadError` at its position and the others go on ("raise", the default,
+    raises it). ``keep_pixels``: each prediction carries the uint8 (S, S, 3) network
+    input before normalisation (for Grad-CAM and its overlay without decoding again).
+    Results are yielded outside ``torch.inference_mode()``, so the caller may use
+    autograd between them.
+    """
+    if on_error not in ("raise", "yield"):
+        raise ValueError(f"on_error must be 'raise' or 'yield', not {on_error!r}")
     classes = list(classes)
     if model.num_classes != len(classes):
         raise ValueError(f"model has {model.num_classes} outputs but {len(classes)} classes given")
@@ -232,27 +273,61 @@ def iter_predictions(
     restrict_to_choices(np.zeros(len(classes)), classes, choices)  # validate before the work
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(device, memory_format=torch.channels_last)
-    batches = iter_batches(
+    chunks = _prepared_chunks(
         images,
         preprocessing.pixel_transform(),
         batch_size=batch_size,
         num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        prefetch_batches=2,
         draft_size=preprocessing.input_size if jpeg_draft else None,
     )
+    for chunk in chunks:
+        failures = [item for item in chunk if isinstance(item, ImageReadError)]
+        if failures and on_error == "raise":
+            raise failures[0]
+        tensors = [item for item in chunk if not isinstance(item, ImageReadError)]
+        results = iter(
+            _predict_batch(
+                model, preprocessing, tensors, classes, choices, device, keep_pixels=keep_pixels
+            )
+            if tensors
+            else []
+        )
+        # Yielded outside inference_mode: a `with` block in a generator stays active
+        # in the consumer between yields.
+        for item in chunk:
+            yield item if isinstance(item, ImageReadError) else next(results)
+
+
+def _predict_batch(
+    model: Net,
+    preprocessing: Preprocessing,
+    tensors: list[torch.Tensor],
+    classes: list[str],
+    choices: list[str],
+    device: torch.device,
+    *,
+    keep_pixels: bool,
+) -> list[ImagePrediction]:
+    pixels = _collate(tensors, device.type == "cuda")
     with torch.inference_mode():
-        for pixels in batches:
-            x = preprocessing.normalize_batch(pixels.to(device, non_blocking=True))
-            out = model.forward_all(x)
-            logits = out.logits.float().cpu().numpy()
-            embeddings = out.embedding.float().cpu().numpy()
-            probs = _softmax(logits.astype(np.float64))
-            for row, p, emb in zip(logits, probs, embeddings, strict=True):
-                top1, choice_probs = restrict_to_choices(row, classes, choices)
-                yield ImagePrediction(
-                    logits=row.copy(),
-                    probabilities=dict(zip(classes, p.tolist(), strict=True)),
-                    top1=top1,
-                    choice_probabilities=choice_probs,
-                    embedding=emb.copy(),
-                )
+        x = preprocessing.normalize_batch(pixels.to(device, non_blocking=True))
+        out = model.forward_all(x)
+        logits = out.logits.float().cpu().numpy()
+        embeddings = out.embedding.float().cpu().numpy()
+    probs = _softmax(logits.astype(np.float64))
+    kept = pixels.numpy() if keep_pixels else [None] * len(tensors)
+    results = []
+    for row, p, emb, px in zip(logits, probs, embeddings, kept, strict=True):
+        top1, choice_probs = restrict_to_choices(row, classes, choices)
+        results.append(
+            ImagePrediction(
+                logits=row.copy(),
+                probabilities=dict(zip(classes, p.tolist(), strict=True)),
+                top1=top1,
+                choice_probabilities=choice_probs,
+                embedding=emb.copy(),
+                pixels=px,
+            )
+        )
+    return results

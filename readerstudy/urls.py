@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("cases.urls")),
     path("api/", include("cases.api_urls")),
     path("analysis/", include("analysis.urls")),
+    path("inference/", include("inference.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -41,7 +41,17 @@ def world(reader, other_reader):
         make_study(slug="elsewhere", status="open", consent_text="x", consent_version="1"),
         other_reader,
     )
+    from django.core.files.base import ContentFile
+
+    from inference.models import Prediction, RegisteredModel
+
+    model = RegisteredModel.objects.create(
+        name="m", arch="efficientnet_b4_aux", classes=["MN", "SK", "BCC"], preprocessing={}
+    )
+    prediction = Prediction(model=model, case=first, choice=first.diagnosis)
+    prediction.gradcam.save("cam.png", ContentFile(b"\x89PNG"), save=True)
     return {
+        "prediction": prediction.pk,
         "slug": study.slug,
         "token": invitations_create(study=study, count=1)[0].token,
         "image": first.images.get(kind="dermoscopic").public_id,
@@ -84,6 +94,7 @@ TABLE = [
     ("api-docs", [], "get", (403, 200, 200, 200, 200)),
     # report files: staff only (tests/analysis/test_admin_reports.py serves real ones)
     ("analysis:report_file", [999, "report.html"], "get", (404, 404, 404, 404, 404)),
+    ("inference:gradcam", ["prediction"], "get", (404, 404, 404, 404, 200)),
 ]
 
 

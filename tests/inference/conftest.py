@@ -86,3 +86,58 @@ def image_folder(tmp_path_factory):
         for i in range(6):
             shape_image(kind, seed=i).save(root / kind / f"{i}.png")
     return root
+
+
+# --- Django-side helpers (tests of services, tasks, commands, admin and the worker) ---------
+# Imports stay inside the functions: the module above must load without Django.
+
+STUDY_CHOICES = ("MN", "SK", "BCC")
+MODEL_CLASSES = ["MN", "SK", "BCC", "SD", "Pso"]  # a superset of the study's choices
+DIAGNOSES = ["MN", "SK", "BCC", "MN", "SK"]
+
+
+def make_inference_study(*, slug: str = "inf", n: int = 5):
+    """A study with ``n`` cases (choices MN, SK, BCC), each with two small JPEGs."""
+    from cases.models import Diagnosis
+    from tests.factories import CaseFactory, make_study
+
+    study = make_study(slug=slug, choices=STUDY_CHOICES)
+    for i in range(n):
+        CaseFactory(
+            study=study,
+            source_id=f"{slug}-{i}",
+            position=i + 1,
+            diagnosis=Diagnosis.objects.get(code=DIAGNOSES[i % len(DIAGNOSES)]),
+        )
+    return study
+
+
+def write_checkpoint(
+    path,
+    *,
+    classes=MODEL_CLASSES,
+    arch: str = "efficientnet_b4_aux",
+    img_size: int = 64,
+    seed: int = 0,
+    favour: str | None = None,
+    meta: dict | None = None,
+):
+    """Our checkpoint format for a seeded random model; ``favour`` gives that class a
+    bias of +100 in the final classifier, so it is every image's unrestricted top-1."""
+    from inference.checkpoints import save_checkpoint
+    from inference.preprocessing import Preprocessing
+
+    torch.manual_seed(seed)
+    model = build_model(arch, num_classes=len(classes), img_size=img_size)
+    if favour is not None:
+        with torch.no_grad():
+            model.backbone.get_classifier().bias[list(classes).index(favour)] = 100.0
+    save_checkpoint(
+        path,
+        model=model,
+        arch=arch,
+        classes=list(classes),
+        preprocessing=Preprocessing.for_arch(arch, img_size=img_size),
+        meta={"trained": True, **(meta or {})},
+    )
+    return path

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -30,14 +31,22 @@ class Command(BaseCommand):
             "--reset", action="store_true", help="delete the demo study first and rebuild it"
         )
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--no-models",
+            action="store_true",
+            help="do not register the demo CNN or queue its inference run",
+        )
 
-    def handle(self, *args, seed, readers, no_serve, reset, port, **options):
+    def handle(self, *args, seed, readers, no_serve, reset, port, no_models, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         if reset and demo_reset():
             self.stdout.write("Deleted the previous demo study.")
         result = demo_build(seed=seed, n_readers=readers, data_dir=settings.DATA_DIR, progress=True)
         study = result.study
+        # The CNN side lives in the inference app; cases does not import it.
+        if apps.is_installed("inference") and not no_models:
+            call_command("demo_models", study=study.slug, stdout=self.stdout)
         state = "Built" if result.created else "Kept the existing"
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,0 +1,165 @@
+"""Throughput of the whole inference path against a bare forward pass.
+
+Builds a throw-away study of ``--cases`` generated cases (cases.synthetic, 600x600
+dermoscopic JPEGs) in a temporary SQLite database and media folder, registers a randomly
+initialised ``efficientnet_b4_aux`` (the weights do not change the speed) and times
+``inference_run_execute``: reading each case's dermoscopic JPEG, decoding, Shades of
+Gray, resizing, the forward pass, restricting to the choices and storing every
+prediction (probabilities, embedding) in the database. Then a bare timm
+``efficientnet_b4`` forward on tensors already in memory (same batch size,
+channels-last, ``inference_mode``), measured before and after the whole path and
+averaged so that a change in the machine's load affects both. Grad-CAM is a backward
+pass per image, separate work: it is timed as a second whole-path run unless
+``--no-gradcam``. The last line is ``ratio <whole path without Grad-CAM / bare>``.
+
+Run from the repository root: ``python bench/inference.py [--img-size 380
+--batch-size 16 --cases 200 --no-gradcam]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--img-size", type=int, default=380)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    return parser.parse_args()
+
+
+def setup_django(folder: Path) -> None:
+    os.environ["READERSTUDY_DATA_DIR"] = str(folder)
+    os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "readerstudy.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def build_study(n_cases: int):
+    """A study with ``n_cases`` generated cases (both images), classes interleaved."""
+    import numpy as np
+    from django.core.files.base import ContentFile
+
+    from cases.models import Case, CaseImage, Diagnosis
+    from cases.services import study_create
+    from cases.synthetic import DEMO_CHOICES, make_case_images
+
+    study = study_create(slug="bench", title="Bench", choices=list(DEMO_CHOICES))
+    diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=DEMO_CHOICES)}
+    for i in range(n_cases):
+        code = DEMO_CHOICES[i % len(DEMO_CHOICES)]
+        case = Case.objects.create(
+            study=study, source_id=f"b{i}", position=i + 1, diagnosis=diagnoses[code]
+        )
+        images = make_case_images(code, rng=np.random.default_rng([7, i]))
+        for kind, image in zip(("clinical", "dermoscopic"), images, strict=True):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=90)
+            data = buffer.getvalue()
+            row = CaseImage(
+                case=case,
+                kind=kind,
+                format="JPEG",
+                sha256="0" * 64,
+                width=image.width,
+                height=image.height,
+                size_bytes=len(data),
+            )
+            # the importer's web derivative of an image this small is the same size
+            for field in ("original", "web", "thumbnail"):
+                getattr(row, field).save("x.jpg", ContentFile(data), save=False)
+            row.save()
+    return study
+
+
+def bare_forward(*, n: int, batch_size: int, img_size: int, classes: int) -> float:
+    """Images per second of timm's efficientnet_b4 on in-memory tensors."""
+    import timm
+    import torch
+
+    model = timm.create_model("efficientnet_b4", num_classes=classes).eval()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, img_size, img_size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model(x[:2])  # warm-up
+        done, start = 0, time.perf_counter()
+        while done < n:
+            k = min(batch_size, n - done)
+            model(x[:k])
+            done += k
+    return n / (time.perf_counter() - start)
+
+
+def whole_path(study, *, name: str, batch_size: int, img_size: int, gradcam: bool) -> float:
+    """Images per second of a fresh run over the study (model loading included)."""
+    from cases.synthetic import DEMO_CHOICES
+    from inference.services import inference_run_execute, inference_run_start, model_register
+
+    model = model_register(
+        name=name, arch="efficientnet_b4_aux", classes=list(DEMO_CHOICES), img_size=img_size
+    )
+    run = inference_run_start(model=model, study=study, enqueue=False)
+    start = time.perf_counter()
+    run = inference_run_execute(run_id=run.pk, batch_size=batch_size, with_gradcam=gradcam)
+    seconds = time.perf_counter() - start
+    if run.status != "done" or run.done != study.cases.count():
+        raise SystemExit(f"the run did not finish: {run.status} {run.error}")
+    return run.done / seconds
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="readerstudy-bench-") as tmp:
+        setup_django(Path(tmp))
+        from cases.synthetic import DEMO_CHOICES
+
+        start = time.perf_counter()
+        study = build_study(args.cases)
+        print(
+            f"study: {args.cases} generated cases in {time.perf_counter() - start:.1f} s; "
+            f"input {args.img_size} px, batch {args.batch_size}, "
+            f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs"
+        )
+        kwargs = dict(n=args.cases, batch_size=args.batch_size, img_size=args.img_size,
+                      classes=len(DEMO_CHOICES))  # fmt: skip
+        bare_before = bare_forward(**kwargs)
+        print(f"bare forward (timm efficientnet_b4): {bare_before:.2f} images/s")
+        path = whole_path(study, name="bench", batch_size=args.batch_size,
+                          img_size=args.img_size, gradcam=False)  # fmt: skip
+        print(f"whole path without Grad-CAM: {path:.2f} images/s")
+        bare_after = bare_forward(**kwargs)
+        print(f"bare forward again: {bare_after:.2f} images/s")
+        bare = (bare_before + bare_after) / 2
+        if not args.no_gradcam:
+            with_cam = whole_path(study, name="bench-cam", batch_size=args.batch_size,
+                                  img_size=args.img_size, gradcam=True)  # fmt: skip
+            print(
+                f"whole path with Grad-CAM: {with_cam:.2f} images/s "
+                f"(ratio to bare forward {with_cam / bare:.2f})"
+            )
+        print(f"ratio {path / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()

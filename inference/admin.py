@@ -1,0 +1,272 @@
+"""Admin for registered models (register by upload), inference runs (progress, "Run
+inference") and predictions (with their Grad-CAM overlays, served by a staff-only view).
+
+Every write goes through inference.services; rows here are otherwise read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html
+
+from cases.admin import StudyScopedAdmin
+from cases.selectors import administered_studies
+from inference.forms import ModelRegisterForm, RunStartForm
+from inference.models import InferenceRun, Prediction, RegisteredModel
+from inference.services import InferenceError, inference_run_start, model_register
+
+
+def gradcam_url(prediction: Prediction) -> str | None:
+    if not prediction.gradcam:
+        return None
+    try:
+        return reverse("inference:gradcam", args=[prediction.pk])
+    except NoReverseMatch:  # inference.urls not included in this URLconf
+        return None
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "untrained_flag",
+        "arch",
+        "classes_list",
+        "input_size",
+        "weights_source",
+        "sha256_short",
+        "created_at",
+    ]
+    list_filter = ["arch", "trained", "weights_source"]
+    search_fields = ["name", "description", "weights_sha256"]
+    readonly_fields = [
+        "name",
+        "untrained_flag",
+        "arch",
+        "classes",
+        "preprocessing",
+        "weights",
+        "weights_sha256",
+        "weights_source",
+        "trained",
+        "description",
+        "meta",
+        "created_at",
+    ]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The registration is what the predictions were made with: it never changes.
+        return False
+
+    @admin.display(description="trained")
+    def untrained_flag(self, model: RegisteredModel) -> str:
+        if model.trained:
+            return "trained"
+        return format_html(
+            '<strong style="color:#b00" title="{}">UNTRAINED</strong>',
+            f"{model.weights_source} weights: not trained for this task",
+        )
+
+    @admin.display(description="classes")
+    def classes_list(self, model: RegisteredModel) -> str:
+        return ",".join(model.classes)
+
+    @admin.display(description="input")
+    def input_size(self, model: RegisteredModel) -> str:
+        return f"{model.preprocessing.get('input_size', '?')} px"
+
+    @admin.display(description="sha256")
+    def sha256_short(self, model: RegisteredModel) -> str:
+        return model.weights_sha256[:12] or "-"
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
+        """Registration by upload, through the same service as `register_model`."""
+        if not self.has_add_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = ModelRegisterForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                model = model_register(
+                    name=data["name"],
+                    arch=data["arch"] or None,
+                    classes=data["classes"] or None,
+                    weights=data["weights"],
+                    pretrained=data["pretrained"],
+                    description=data["description"],
+                    img_size=data["img_size"],
+                    actor=request.user,
+                )
+            except InferenceError as exc:
+                form.add_error(None, str(exc))
+            else:
+                state = "" if model.trained else " (UNTRAINED)"
+                self.message_user(request, f"Registered {model.name}{state}.", messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:inference_registeredmodel_change", args=[model.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Register a model",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "inference/admin/register_model.html", context)
+
+
+@admin.register(InferenceRun)
+class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
+    list_display = [
+        "pk",
+        "model",
+        "study",
+        "status",
+        "progress",
+        "failed",
+        "short_error",
+        "heartbeat_at",
+        "created_at",
+    ]
+    list_filter = ["status", "model", "study"]
+    list_select_related = ["model", "study"]
+    readonly_fields = [
+        "model",
+        "study",
+        "status",
+        "progress",
+        "total",
+        "done",
+        "failed",
+        "error",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+    ]
+    actions = ["run_again"]
+    change_list_template = "inference/admin/inferencerun_change_list.html"
+
+    @admin.display(description="progress")
+    def progress(self, run: InferenceRun) -> str:
+        processed = run.done + run.failed
+        return format_html(
+            '<progress value="{}" max="{}"></progress> {} / {}',
+            processed,
+            max(run.total, 1),
+            processed,
+            run.total,
+        )
+
+    @admin.display(description="error")
+    def short_error(self, run: InferenceRun) -> str:
+        return (run.error[:120] + "...") if len(run.error) > 120 else (run.error or "-")
+
+    @admin.action(description="Run again (finishes cases without a prediction)")
+    def run_again(self, request: HttpRequest, queryset) -> None:
+        for run in queryset.select_related("model", "study"):
+            self._start(request, run.model, run.study)
+
+    def _start(self, request, model, study) -> InferenceRun | None:
+        try:
+            run = inference_run_start(model=model, study=study, actor=request.user)
+        except InferenceError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        state = "" if model.trained else " (UNTRAINED model)"
+        self.message_user(
+            request,
+            f"Run {run.pk}: {model.name} on {study.slug} is {run.status}{state}.",
+            messages.SUCCESS,
+        )
+        return run
+
+    def get_urls(self):
+        own = [
+            path(
+                "start/",
+                self.admin_site.admin_view(self.start_view),
+                name="inference_inferencerun_start",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        """Pick a study and a model; starts (or returns the active) run."""
+        if not request.user.has_perm("inference.add_inferencerun"):
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = RunStartForm(request.POST or None)
+        form.fields["study"].queryset = administered_studies(user=request.user).order_by("title")
+        if request.method == "POST" and form.is_valid():
+            run = self._start(request, form.cleaned_data["model"], form.cleaned_data["study"])
+            if run is not None:
+                return HttpResponseRedirect(reverse("admin:inference_inferencerun_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Run inference",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "inference/admin/run_start.html", context)
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyMixin, StudyScopedAdmin):
+    study_path = "case__study"
+    list_display = ["case_id_public", "model", "choice", "status", "thumbnail", "seconds"]
+    list_filter = ["status", "model", "case__study"]
+    list_select_related = ["case", "model", "choice"]
+    search_fields = ["case__public_id", "case__source_id", "model__name"]
+    readonly_fields = [
+        "case_id_public",
+        "model",
+        "run",
+        "status",
+        "error",
+        "choice",
+        "choice_probabilities",
+        "probabilities",
+        "embedding_size",
+        "overlay",
+        "seconds",
+        "created_at",
+    ]
+    exclude = ["case", "embedding", "gradcam"]
+
+    @admin.display(description="case", ordering="case__public_id")
+    def case_id_public(self, prediction: Prediction) -> str:
+        return prediction.case.public_id
+
+    @admin.display(description="Grad-CAM")
+    def thumbnail(self, prediction: Prediction) -> str:
+        url = gradcam_url(prediction)
+        if url is None:
+            return "-"
+        return format_html('<img src="{}" alt="Grad-CAM" width="48" height="48">', url)
+
+    @admin.display(description="Grad-CAM overlay (the predicted class)")
+    def overlay(self, prediction: Prediction) -> str:
+        url = gradcam_url(prediction)
+        if url is None:
+            return "-"
+        return format_html(
+            '<img src="{}" alt="Grad-CAM of {}" style="width:380px;max-width:100%;'
+            'image-rendering:auto">',
+            url,
+            prediction.choice.code if prediction.choice else "",
+        )
+
+    @admin.display(description="embedding")
+    def embedding_size(self, prediction: Prediction) -> str:
+        array = prediction.embedding_array()
+        return "-" if array is None else f"{array.size} float32 values"

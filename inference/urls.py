@@ -1,0 +1,9 @@
+from django.urls import path
+
+from inference import views
+
+app_name = "inference"
+
+urlpatterns = [
+    path("predictions/<int:pk>/gradcam.png", views.gradcam, name="gradcam"),
+]

@@ -1,0 +1,31 @@
+"""Grad-CAM overlays for staff. Thin: the file is found by the prediction's pk, never by
+a path from the request; model output is never shown to a reader here."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404, HttpRequest
+from django.views.decorators.http import require_GET
+
+from cases.selectors import administered_studies
+from inference.models import Prediction
+
+
+@require_GET
+def gradcam(request: HttpRequest, pk: int) -> FileResponse:
+    """The Grad-CAM overlay PNG of one prediction, to its study's admins only; anyone else gets a 404
+    that does not confirm the prediction exists."""
+    prediction = (
+        Prediction.objects.filter(pk=pk, case__study__in=administered_studies(user=request.user))
+        .exclude(gradcam="")
+        .first()
+    )
+    if prediction is None:
+        raise Http404("No such image.")
+    try:
+        handle = prediction.gradcam.open("rb")
+    except FileNotFoundError:
+        raise Http404("No such image.") from None
+    response = FileResponse(handle, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

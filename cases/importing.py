@@ -38,6 +38,8 @@ from cases.services import study_create
 
 REQUIRED_COLUMNS = ("case_id", "diagnosis", "clinical_image", "dermoscopic_image")
 OPTIONAL_COLUMNS = ("age", "sex", "site", "histopathology")
+# The file name's suffix declares the type; the decoded content must match it.
+DECLARED_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "tif": "TIFF", "tiff": "TIFF"}
 IMAGE_COLUMNS = {"clinical_image": "clinical", "dermoscopic_image": "dermoscopic"}
 STUDY_OPTIONS = (
     "shuffle_cases",
@@ -272,6 +274,13 @@ def _validate(
                 checked = check_image(bundle.read(name), max_bytes=max_bytes, max_pixels=max_pixels)
             except ImageRejected as exc:
                 report(f"{column} {name!r}: {exc}")
+                continue
+            declared = DECLARED_FORMATS.get(name.rsplit(".", 1)[-1].lower() if "." in name else "")
+            if declared != checked.format:
+                report(
+                    f"{column} {name!r}: the content is {checked.format}, which does not match "
+                    f"the file name (use .jpg/.jpeg, .png or .tif/.tiff to match the content)"
+                )
                 continue
             if checked.sha256 in seen_hashes:
                 report(

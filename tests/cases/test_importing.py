@@ -473,3 +473,18 @@ def test_not_a_zip_and_not_a_folder(tmp_path, media_root):
     assert_rejected(
         media_root, source=tmp_path / "x.zip", expect=["is neither a folder nor a .zip archive"]
     )
+
+
+def test_content_must_match_the_declared_type(tmp_path, media_root):
+    make_study()
+    rows = good_rows(1)
+    images = {
+        rows[0]["clinical_image"]: image_bytes(seed=1, fmt="PNG"),  # a PNG named .jpg
+        rows[0]["dermoscopic_image"]: image_bytes(seed=2, fmt="PNG"),
+    }
+    write_bundle(tmp_path / "b", rows, images=images)
+    assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=["clinical_image 'img/c000_clin.jpg': the content is PNG, which does not match"],
+    )

@@ -32,7 +32,11 @@ from inference.models import InferenceRun, Prediction
 from inference.services import inference_run_start, inference_runs_reconcile, model_register
 from tests.inference.conftest import make_inference_study
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("reference_diagnoses"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 240  # seconds; the worker imports torch and timm on a loaded machine

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 
 from cases.models import Answer, Case, Enrolment
 from cases.services import AnswerRejected, answer_submit
@@ -34,7 +34,7 @@ def _run_concurrently(n: int, work) -> list:
         except Exception as exc:  # collected and asserted on by the test
             results[i] = exc
         finally:
-            close_old_connections()
+            connection.close()  # each thread has its own connection: release it
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
     for thread in threads:

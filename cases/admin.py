@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from audit.models import AuditEvent
 from audit.services import audit_log, client_ip
@@ -194,12 +194,18 @@ class StudyAdmin(StudyScopedAdmin):
 
     @staticmethod
     def _report_link(study: Study) -> str:
-        # The analysis app adds its report page to the admin; cases does not import it.
-        try:
-            url = reverse("admin:analysis_study_report", args=[study.pk])
-        except NoReverseMatch:
-            return ""
-        return format_html(' · <a href="{}">Analysis report</a>', url)
+        # The analysis and inference apps add these pages; cases does not import them.
+        links = [
+            ("admin:analysis_study_report", [study.pk], "Analysis report"),
+            ("inference:predictions_csv", [study.slug], "Export predictions (CSV)"),
+        ]
+        present = []
+        for name, args, label in links:
+            try:
+                present.append((reverse(name, args=args), label))
+            except NoReverseMatch:
+                continue
+        return format_html_join("", ' · <a href="{}">{}</a>', present)
 
     def get_urls(self):
         own = [

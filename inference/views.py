@@ -3,11 +3,14 @@ a path from the request; model output is never shown to a reader here."""
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
+from audit.models import AuditEvent
+from audit.services import audit_log, client_ip
 from cases.selectors import administered_studies
 from inference.models import Prediction
+from inference.selectors import predictions_frame
 
 
 @require_GET
@@ -28,4 +31,27 @@ def gradcam(request: HttpRequest, pk: int) -> FileResponse:
     response = FileResponse(handle, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+def predictions_csv(request: HttpRequest, slug: str) -> HttpResponse:
+    """A study's predictions as CSV (``model, case, truth, answer, prob_<CODE>...``), the
+    file ``manage.py analyze --predictions`` reads; to the study's admins only."""
+    study = administered_studies(user=request.user).filter(slug=slug).first()
+    if study is None:
+        raise Http404("No such study.")
+    frame = predictions_frame(study=study)
+    audit_log(
+        action=AuditEvent.Action.EXPORT_DOWNLOAD,
+        actor=request.user,
+        study=study.slug,
+        obj=study,
+        after={"export": "predictions.csv", "rows": len(frame)},
+        ip=client_ip(request),
+    )
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-predictions.csv"'
+    response["Cache-Control"] = "private, no-store"
+    frame.to_csv(response, index=False)
     return response

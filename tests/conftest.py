@@ -34,6 +34,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def instance_env(**overrides: str) -> dict[str, str]:
+    """The environment for a subprocess that is another instance of the platform: this
+    process's variables without any of the platform's own settings, plus ``overrides``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
+    }
+    return {**env, **overrides}
+
+
 def image_bytes(*, seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
     """A small random image; different seeds give different bytes."""
     rng = np.random.default_rng(seed)

@@ -95,6 +95,7 @@ TABLE = [
     # report files: staff only (tests/analysis/test_admin_reports.py serves real ones)
     ("analysis:report_file", [999, "report.html"], "get", (404, 404, 404, 404, 404)),
     ("inference:gradcam", ["prediction"], "get", (404, 404, 404, 404, 200)),
+    ("inference:predictions_csv", [S], "get", (404, 404, 404, 404, 200)),
 ]
 
 

@@ -4,7 +4,6 @@ refused with nothing written."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -21,6 +20,7 @@ from cases.models import Case, Diagnosis, Study
 from cases.services import answer_submit, invitations_create
 from inference.models import InferenceRun, Prediction, RegisteredModel
 from tests.cases.test_questionnaire import build_study, ready_enrolment
+from tests.conftest import instance_env
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,11 +85,7 @@ def test_backup_round_trips_into_an_empty_instance(full_study, tmp_path):
     assert manifest["counts"]["audit.auditevent"] > 5
 
     other = tmp_path / "instance"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
-    }
+    env = instance_env()
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "readerstudy.settings",

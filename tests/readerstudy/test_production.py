@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import instance_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,11 +36,7 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.mark.slow
 def test_bin_production_serves_and_stops_cleanly(tmp_path):
     port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
-    }
+    env = instance_env()
     env.update(
         {
             "PYTHON": str(Path(os.sys.executable)),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from readerstudy.env import env_bool, env_int, env_list, env_url, secret_key
+from tests.conftest import instance_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,11 +71,7 @@ def test_secret_key_required_and_strong_in_production(tmp_path):
 
 
 def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
-    }
+    clean = instance_env()
     clean.update(
         {
             "READERSTUDY_DATA_DIR": str(tmp_path),

@@ -54,15 +54,38 @@ def image_bytes(*, seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def reference_diagnoses(transactional_db):
-    """Transactional tests flush every table, data migrations included: put the 14
-    reference diagnoses back, from the migration that creates them."""
+def _create_reference_diagnoses() -> None:
     import importlib
 
     from django.apps import apps
 
     importlib.import_module("cases.migrations.0002_diagnoses").create(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _reference_data_survives_flushes(request):
+    """A transactional test ends by emptying every table, the 14 diagnoses of the data
+    migration included; put them back so that the tests after it in this process find
+    them. (A no-op where pytest-django is off: the pure statistics and model tests.)"""
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    django_db_blocker = request.getfixturevalue("django_db_blocker")
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or (
+        {"transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if transactional:
+        with django_db_blocker.unblock():
+            _create_reference_diagnoses()
+
+
+@pytest.fixture
+def reference_diagnoses(transactional_db):
+    """Transactional tests flush every table, data migrations included: put the 14
+    reference diagnoses back, from the migration that creates them."""
+    _create_reference_diagnoses()
 
 
 # --- personas ---------------------------------------------------------------------------

@@ -65,20 +65,24 @@ def _create_reference_diagnoses() -> None:
 @pytest.fixture(autouse=True)
 def _reference_data_survives_flushes(request):
     """A transactional test ends by emptying every table, the 14 diagnoses of the data
-    migration included; put them back so that the tests after it in this process find
-    them. (A no-op where pytest-django is off: the pure statistics and model tests.)"""
-    if not request.config.pluginmanager.hasplugin("django"):
-        yield
-        return
-    django_db_blocker = request.getfixturevalue("django_db_blocker")
-    yield
-    marker = request.node.get_closest_marker("django_db")
-    transactional = (marker is not None and marker.kwargs.get("transaction")) or (
-        {"transactional_db", "live_server"} & set(request.fixturenames)
+    migration included. Before each database test, put them back if an earlier test in
+    this process removed them. (A no-op where pytest-django is off: the pure statistics
+    and model tests.)"""
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "live_server", "admin_client", "django_user_model"}
+        & set(request.fixturenames)
     )
-    if transactional:
-        with django_db_blocker.unblock():
+    if request.config.pluginmanager.hasplugin("django") and uses_db:
+        request.getfixturevalue(
+            "transactional_db"
+            if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+            else "db"
+        )
+        from cases.models import Diagnosis
+
+        if not Diagnosis.objects.filter(code="MN").exists():
             _create_reference_diagnoses()
+    yield
 
 
 @pytest.fixture

@@ -64,3 +64,26 @@ def cli_actor_name() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def audited_csv_download(*, request, study, frame, export: str, bom: bool = False):
+    """An attachment ``<study>-<export>`` holding ``frame`` as CSV, private and never
+    cached, with the download recorded in the audit trail. ``bom``: start with a UTF-8
+    byte-order mark, so that Excel shows non-ASCII (Chinese) text correctly."""
+    from django.http import HttpResponse
+
+    audit_log(
+        action=AuditEvent.Action.EXPORT_DOWNLOAD,
+        actor=request.user,
+        study=study.slug,
+        obj=study,
+        after={"export": export, "rows": len(frame)},
+        ip=client_ip(request),
+    )
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-{export}"'
+    response["Cache-Control"] = "private, no-store"
+    if bom:
+        response.write("\ufeff")
+    frame.to_csv(response, index=False)
+    return response

@@ -17,8 +17,7 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.models import AuditEvent
-from audit.services import audit_log, client_ip
+from audit.services import audited_csv_download
 from cases import selectors, services
 from cases.models import Answer, Case, Enrolment, Invitation, Study
 
@@ -405,21 +404,9 @@ def answers_csv_response(study: Study, *, language: str, request) -> HttpRespons
     """The answers of ``study`` as CSV, one row per reader x case (see answers_frame).
     The download is recorded in the audit trail."""
     frame = selectors.answers_frame(study=study, language=language)
-    audit_log(
-        action=AuditEvent.Action.EXPORT_DOWNLOAD,
-        actor=request.user,
-        study=study.slug,
-        obj=study,
-        after={"export": "answers.csv", "rows": len(frame)},
-        ip=client_ip(request),
+    return audited_csv_download(
+        request=request, study=study, frame=frame, export="answers.csv", bom=True
     )
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{study.slug}-answers.csv"'
-    response["Cache-Control"] = "private, no-store"
-    # UTF-8 with a BOM so that Excel shows the Chinese names correctly.
-    response.write("\ufeff")
-    frame.to_csv(response, index=False)
-    return response
 
 
 class AdminAnswersCsv(APIView):

@@ -6,8 +6,7 @@ from __future__ import annotations
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from audit.models import AuditEvent
-from audit.services import audit_log, client_ip
+from audit.services import audited_csv_download
 from cases.selectors import administered_studies
 from inference.models import Prediction
 from inference.selectors import predictions_frame
@@ -42,16 +41,4 @@ def predictions_csv(request: HttpRequest, slug: str) -> HttpResponse:
     if study is None:
         raise Http404("No such study.")
     frame = predictions_frame(study=study)
-    audit_log(
-        action=AuditEvent.Action.EXPORT_DOWNLOAD,
-        actor=request.user,
-        study=study.slug,
-        obj=study,
-        after={"export": "predictions.csv", "rows": len(frame)},
-        ip=client_ip(request),
-    )
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{study.slug}-predictions.csv"'
-    response["Cache-Control"] = "private, no-store"
-    frame.to_csv(response, index=False)
-    return response
+    return audited_csv_download(request=request, study=study, frame=frame, export="predictions.csv")

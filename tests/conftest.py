@@ -11,10 +11,14 @@ from PIL import Image
 
 
 @pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Each test writes images into its own empty folder, so tests can assert on it."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+def _media_root(request, tmp_path):
+    """Each test writes images into its own empty folder, so tests can assert on it.
+    Without pytest-django (the pure statistics and model tests run with
+    ``-p no:django``) there are no settings to change."""
+    media = tmp_path / "media"
+    if request.config.pluginmanager.hasplugin("django"):
+        request.getfixturevalue("settings").MEDIA_ROOT = media
+    return media
 
 
 @pytest.fixture

@@ -37,10 +37,3 @@ def reference_csv():
         return pd.read_csv(reference_data_dir() / name)
 
     return read
-
-
-@pytest.fixture(autouse=True)
-def _media_root():
-    """Overrides the project-wide autouse fixture of the same name (which needs Django's
-    ``settings``): the statistics tests write no media and must run without Django."""
-    return None

@@ -4,29 +4,16 @@ staff-only file download view."""
 from __future__ import annotations
 
 import pytest
-from django.urls import include, path, reverse
+from django.urls import reverse
 
 from analysis import services
 from analysis.models import AnalysisReport
 from analysis.services import report_fingerprint, report_request
 from analysis.tasks import report_compute_task
-from readerstudy import urls as project_urls
 from tests.analysis.test_commands import build_db_study
 from tests.factories import enrol
 
-# The project's URLs plus analysis.urls, whether or not readerstudy/urls.py includes it yet.
-urlpatterns = list(project_urls.urlpatterns)
-if not any(getattr(p, "namespace", None) == "analysis" for p in urlpatterns):
-    urlpatterns.append(path("analysis/", include("analysis.urls")))
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
-
-
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Undoes tests/analysis/conftest.py's no-Django override: these tests use Django."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -15,13 +15,6 @@ from tests.analysis.conftest import reference_data_dir
 from tests.analysis.test_reports import CHOICES, synthetic_tables
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Undoes tests/analysis/conftest.py's no-Django override: these tests use Django."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def run(*args) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out, stderr=io.StringIO())

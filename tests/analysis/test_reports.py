@@ -24,13 +24,6 @@ from analysis.stats.pipeline import PER_CLASS_COLUMNS
 CHOICES = ["MN", "SK", "BCC", "EAD"]
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Undoes tests/analysis/conftest.py's no-Django override: these tests use Django."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def synthetic_tables(*, n_readers=6, n_cases=24, n_models=2, seed=0, choices=CHOICES):
     """(answers, predictions): readers right ~70% of the time, models with probabilities
     that favour the truth; reader attribute ``level``; the last reader skips 4 cases."""

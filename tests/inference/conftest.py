@@ -31,13 +31,6 @@ def tiny_input(arch: str, batch: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(autouse=True)
-def _media_root(tmp_path):
-    """Overrides the project-wide fixture, which needs pytest-django: these tests touch
-    neither Django nor media files and must also run with ``-p no:django``."""
-    return tmp_path / "media"
-
-
 _cache: dict[str, torch.nn.Module] = {}
 
 

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import include, path, reverse
+from django.urls import reverse
 
 from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.services import inference_run_execute, inference_run_start, model_register
-from readerstudy import urls as project_urls
 from tests.inference.conftest import make_inference_study, write_checkpoint
 
-# The project's URLs plus inference.urls, whether or not readerstudy/urls.py includes it yet.
-urlpatterns = list(project_urls.urlpatterns)
-if not any(getattr(p, "namespace", None) == "inference" for p in urlpatterns):
-    urlpatterns.append(path("inference/", include("inference.urls")))
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
-
-
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Undoes tests/inference/conftest.py's no-Django override: these tests use Django."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

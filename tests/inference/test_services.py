@@ -31,13 +31,6 @@ from tests.inference.conftest import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Undoes tests/inference/conftest.py's no-Django override: these tests use Django."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def checkpoint(tmp_path):
     return write_checkpoint(tmp_path / "ckpt.pt")

@@ -16,13 +16,6 @@ from tests.inference.conftest import make_inference_study
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Undoes tests/inference/conftest.py's no-Django override: these tests use Django."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def run():
     study = make_inference_study(n=3)

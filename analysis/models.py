@@ -47,6 +47,9 @@ class AnalysisReport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the broker took the task; empty while it waits."
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -17,6 +17,7 @@ from cases.selectors import administered_studies
 from inference.forms import ModelRegisterForm, RunStartForm
 from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
+from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
 def gradcam_url(prediction: Prediction) -> str | None:
@@ -149,7 +150,9 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
         "done",
         "failed",
         "error",
+        "worker",
         "created_at",
+        "sent_at",
         "started_at",
         "heartbeat_at",
         "finished_at",
@@ -184,6 +187,15 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return None
         state = "" if model.trained else " (UNTRAINED model)"
+        run.refresh_from_db()
+        if run.status == InferenceRun.Status.QUEUED and run.error.startswith(BROKER_DOWN_PREFIX):
+            self.message_user(
+                request,
+                f"Run {run.pk}: {model.name} on {study.slug} is queued{state}, but the task "
+                "broker is unreachable: it waits and is sent when the broker is back.",
+                messages.WARNING,
+            )
+            return run
         self.message_user(
             request,
             f"Run {run.pk}: {model.name} on {study.slug} is {run.status}{state}.",

@@ -73,6 +73,12 @@ class InferenceRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the broker took the task; empty while it waits."
+    )
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="The Celery worker (node name) running it."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -51,6 +51,7 @@ from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.nets import Net, build_model, get_spec
 from inference.predict import ImagePrediction, ImageReadError, iter_predictions
 from inference.preprocessing import Preprocessing
+from readerstudy.tasks import send_on_commit, send_row_task
 
 logger = logging.getLogger(__name__)
 
@@ -361,12 +362,58 @@ def _is_fresh(run: InferenceRun, now) -> bool:
 
 
 def _enqueue(run: InferenceRun, batch_size: int | None) -> None:
+    """Send the run's task when the transaction commits (an outbox: see
+    :mod:`readerstudy.tasks`); while the broker is down the run waits as queued."""
     from inference.tasks import run_inference
 
     kwargs = {"run_id": run.pk}
     if batch_size:
         kwargs["batch_size"] = batch_size
-    transaction.on_commit(lambda: run_inference.apply_async(kwargs=kwargs))
+    if run.sent_at is not None:
+        run.sent_at = None
+        InferenceRun.objects.filter(pk=run.pk).update(sent_at=None)
+    send_on_commit(run_inference, kwargs=kwargs, row_model=InferenceRun, pk=run.pk)
+
+
+def inference_runs_send_pending() -> list[InferenceRun]:
+    """Send every queued run whose task the broker never took (it was down); returns
+    the runs sent now. Called periodically by Celery beat and at each worker's start."""
+    from inference.tasks import run_inference
+
+    sent = []
+    pending = InferenceRun.objects.filter(status=InferenceRun.Status.QUEUED, sent_at__isnull=True)
+    for run in pending.order_by("created_at", "pk"):
+        outcome = send_row_task(run_inference, kwargs={"run_id": run.pk}, row_model=InferenceRun,
+                                pk=run.pk)  # fmt: skip
+        if outcome == "waiting":
+            break  # the broker is still down: the next call tries again
+        if outcome == "sent":
+            sent.append(run)
+    return sent
+
+
+def inference_runs_recover(*, worker: str) -> list[InferenceRun]:
+    """Re-queue the runs that worker node ``worker`` was running when it died.
+
+    Called when a worker starts: a node name runs one process at a time, so a run still
+    marked running by the same name was cut off by a crash (SIGKILL, power loss) and
+    resumes now, without waiting for the heartbeat to go stale.
+    """
+    with transaction.atomic():
+        runs = list(
+            InferenceRun.objects.select_for_update().filter(
+                status=InferenceRun.Status.RUNNING, worker=worker
+            )
+        )
+        for run in runs:
+            run.status = InferenceRun.Status.QUEUED
+            run.sent_at = None  # sent below, with whatever else waits
+            run.error = f"re-queued at {timezone.now():%Y-%m-%d %H:%M:%S}: {worker} restarted"
+            run.save(update_fields=["status", "sent_at", "error"])
+            logger.warning("inference run %s was cut off on %s; re-queued", run.pk, worker)
+    if runs:
+        inference_runs_send_pending()
+    return runs
 
 
 def inference_run_start(
@@ -396,7 +443,10 @@ def inference_run_start(
         for run in active:
             if _is_fresh(run, now):
                 return run
-        run = InferenceRun.objects.create(model=model, study=study, total=study.cases.count())
+        # Without a task (``--sync``) the caller runs it: nothing waits to be sent.
+        run = InferenceRun.objects.create(
+            model=model, study=study, total=study.cases.count(), sent_at=None if enqueue else now
+        )
         audit_log(
             action=AuditEvent.Action.INFERENCE_RUN,
             actor=actor,
@@ -510,6 +560,7 @@ def inference_run_execute(
     progress: Progress | None = None,
     with_gradcam: bool = True,
     num_workers: int | None = None,
+    worker: str = "",
 ) -> InferenceRun:
     """Predict every case of the run's study that has no prediction of its model yet.
 
@@ -521,6 +572,9 @@ def inference_run_execute(
     ``progress(processed, total)`` is called after each batch. A done run is returned
     unchanged. Errors in the model or the data mark the run failed and return it;
     others (e.g. the database went away) mark it failed and propagate, for a retry.
+    ``worker`` names the Celery worker node (empty on the command line); a run that
+    another live worker is running (fresh heartbeat) is returned unchanged, so a
+    duplicate message never runs it twice at once.
     """
     with transaction.atomic():
         run = (
@@ -529,6 +583,13 @@ def inference_run_execute(
         if run.status == InferenceRun.Status.DONE:
             return run
         now = timezone.now()
+        elsewhere = run.worker and run.worker != worker
+        if run.status == InferenceRun.Status.RUNNING and elsewhere and _is_fresh(run, now):
+            logger.info("inference run %s is running on %s; not starting it again", run.pk,
+                        run.worker)  # fmt: skip
+            return run
+        run.worker = worker
+        run.sent_at = run.sent_at or now
         run.status = InferenceRun.Status.RUNNING
         run.started_at = run.started_at or now
         run.heartbeat_at = now
@@ -536,7 +597,16 @@ def inference_run_execute(
         run.error = ""
         run.total = run.study.cases.count()
         run.save(
-            update_fields=["status", "started_at", "heartbeat_at", "finished_at", "error", "total"]
+            update_fields=[
+                "status",
+                "started_at",
+                "heartbeat_at",
+                "finished_at",
+                "error",
+                "total",
+                "worker",
+                "sent_at",
+            ]
         )
     try:
         _execute(run, batch_size=batch_size, progress=progress, with_gradcam=with_gradcam,

@@ -86,7 +86,11 @@ DATABASE_URL = env_url(
     f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
     schemes={"sqlite", "postgres", "postgresql", "pgsql"},
 )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Persistent connections, checked before reuse: after a database restart the first
+# request on each worker reconnects instead of failing on a dead connection.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs a web server and a worker on one file: WAL lets readers proceed
     # while one writes, IMMEDIATE transactions make writers queue instead of failing.
@@ -182,6 +186,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Celery beat sends again what waited for a broker that was down (see readerstudy.tasks).
+READERSTUDY_SEND_PENDING_SECONDS = env_int("READERSTUDY_SEND_PENDING_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    f"send-pending-{name}": {
+        "task": f"{name}.tasks.{task}",
+        "schedule": float(READERSTUDY_SEND_PENDING_SECONDS),
+        "options": {"expires": float(READERSTUDY_SEND_PENDING_SECONDS)},
+    }
+    for name, task in [("inference", "send_pending_runs"), ("analysis", "send_pending_reports")]
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

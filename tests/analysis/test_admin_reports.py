@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 def enqueued(monkeypatch):
     """Records the report ids the task was enqueued with instead of sending them."""
     calls = []
-    monkeypatch.setattr(report_compute_task, "delay", lambda **kw: calls.append(kw["report_id"]))
+    monkeypatch.setattr(
+        report_compute_task, "apply_async", lambda kwargs, **_: calls.append(kwargs["report_id"])
+    )
     return calls
 
 

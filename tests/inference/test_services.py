@@ -342,7 +342,8 @@ def test_start_enqueues_the_task_after_commit(
     assert sent == []  # nothing before the commit
     for callback in callbacks:
         callback()
-    assert sent == [{"kwargs": {"run_id": run.pk, "batch_size": 4}}]
+    assert [kw["kwargs"] for kw in sent] == [{"run_id": run.pk, "batch_size": 4}]
+    assert InferenceRun.objects.get(pk=run.pk).sent_at is not None
 
 
 def test_reconcile_requeues_stale_runs_only(

@@ -84,6 +84,7 @@ class Command(BaseCommand):
                 "INFO",
                 "--hostname",
                 "demo@%h",
+                "--beat",  # embedded beat: sends what waited for the broker
             ],
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         ]

@@ -14,6 +14,7 @@ from inference.services import (
     inference_run_execute,
     inference_run_start,
 )
+from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
 class Command(BaseCommand):
@@ -54,6 +55,16 @@ class Command(BaseCommand):
         except InferenceError as exc:
             raise CommandError(str(exc)) from None
         if not sync:
+            run.refresh_from_db()
+            if run.status == InferenceRun.Status.QUEUED and run.error.startswith(
+                BROKER_DOWN_PREFIX
+            ):
+                self.stderr.write(
+                    f"Queued inference run {run.pk}, but the task broker is unreachable: the "
+                    "run waits and is sent when the broker is back (Celery beat or a "
+                    "worker's start send it)."
+                )
+                return
             self.stdout.write(f"Queued inference run {run.pk} ({run.status}); a worker runs it.")
             return
         if run.status == InferenceRun.Status.RUNNING:

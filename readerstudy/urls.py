@@ -27,3 +27,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# A database that is down or restarting gets a 503 that says so; anything else the 500
+# page. Neither shows a traceback.
+handler500 = "readerstudy.views.server_error"

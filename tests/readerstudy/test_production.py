@@ -96,3 +96,27 @@ def test_server_error_page_has_no_traceback(client, monkeypatch, settings):
     body = response.content.decode()
     assert response.status_code == 500 and "Something went wrong" in body
     assert "secret internal detail" not in body and "Traceback" not in body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path, kind", [("/", "text/html"), ("/api/admin/studies/", "application/json")]
+)
+def test_a_database_error_answers_503_saying_so(client, admin_user, monkeypatch, settings, path,
+                                                kind):  # fmt: skip
+    from django.db import OperationalError
+
+    settings.DEBUG = False
+    client.raise_request_exception = False
+    client.force_login(admin_user)
+
+    def down(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("readerstudy.views.studies_for_user", down)
+    monkeypatch.setattr("django.db.models.query.QuerySet._fetch_all", down)
+    response = client.get(path)
+    body = response.content.decode()
+    assert response.status_code == 503 and response["Retry-After"] == "30"
+    assert response["Content-Type"].startswith(kind)
+    assert "database is unavailable" in body and "server closed" not in body

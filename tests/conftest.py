@@ -119,3 +119,20 @@ def other_reader(django_user_model):
 @pytest.fixture
 def outsider(django_user_model):
     return django_user_model.objects.create_user("outsider", password="pw-outsider-123")
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Start Celery worker subprocesses (tests.processes.Worker); all stop at the end."""
+    from tests.processes import Worker
+
+    started: list[Worker] = []
+
+    def start(**kwargs) -> Worker:
+        worker = Worker(tmp_path / f"worker-{len(started)}.log", **kwargs)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

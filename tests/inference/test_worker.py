@@ -1,62 +1,37 @@
 """Inference through a real Celery worker process: the filesystem transport, Redis, and a
 worker killed with SIGKILL half-way.
 
-The worker runs as a subprocess on the same database (the test database is a file under
-DATA_DIR on SQLite, see readerstudy/settings_test.py; the test database on PostgreSQL)
-and the same DATA_DIR (broker folders and media). The tests are transactional, so the
-worker sees what they write.
+The worker runs as a subprocess (tests.processes.Worker) on the same database and the
+same DATA_DIR (broker folders and media).
 
-After a SIGKILL the run resumes through the reconcile path (`reconcile_inference`), not
-through redelivery: the filesystem transport deletes a message when a worker takes it,
-and Redis gives an unacknowledged message back only after its visibility timeout (an
-hour by default). A redelivered message later finds the run done and does nothing.
+After a SIGKILL the run resumes when the same worker node starts again (it re-queues
+what it was running) or through `reconcile_inference`, not through redelivery: the
+filesystem transport deletes a message when a worker takes it, and Redis gives an
+unacknowledged message back only after its visibility timeout (7 hours). A redelivered
+message later finds the run done and does nothing.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from inference.models import InferenceRun, Prediction
 from inference.services import inference_run_start, inference_runs_reconcile, model_register
 from tests.inference.conftest import make_inference_study
+from tests.processes import wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
     pytest.mark.usefixtures("reference_diagnoses"),
 ]
-
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 240  # seconds; the worker imports torch and timm on a loaded machine
-
-# A worker like `celery -A readerstudy worker`, with a pause after each stored batch so
-# that a test can kill it between two batches.
-SLOW_WORKER = """
-import os, sys, time
-import django
-django.setup()
-import inference.services as services
-store, delay = services._store, float(os.environ["TEST_STORE_DELAY"])
-def slow_store(**kwargs):
-    created = store(**kwargs)
-    time.sleep(delay)
-    return created
-services._store = slow_store
-from readerstudy.celery import app
-app.worker_main(sys.argv[1:])
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -65,87 +40,6 @@ def _media_root(settings):
     test reads and writes there too."""
     settings.MEDIA_ROOT = Path(settings.DATA_DIR) / "media"
     return settings.MEDIA_ROOT
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class Worker:
-    """A Celery worker subprocess; its log goes to a file shown when a test fails."""
-
-    def __init__(self, log: Path, *, broker: str | None = None, queue: str = "celery",
-                 store_delay: float = 0.0):  # fmt: skip
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "readerstudy.settings_test",
-            "READERSTUDY_DATA_DIR": str(settings.DATA_DIR),
-            "DATABASE_URL": database_url(),
-            "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": "1",
-            "TEST_STORE_DELAY": str(store_delay),
-        }
-        if broker:
-            env["CELERY_BROKER_URL"] = broker
-        args = ["worker", "--pool", "solo", "-c", "1", "--loglevel", "INFO", "-Q", queue,
-                "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
-                "--without-mingle", "--without-gossip", "--without-heartbeat"]  # fmt: skip
-        if store_delay:
-            command = [sys.executable, "-c", SLOW_WORKER, *args]
-        else:
-            command = [sys.executable, "-m", "celery", "-A", "readerstudy", *args]
-        self.log = log
-        with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(
-                command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def start(**kwargs) -> Worker:
-        worker = Worker(tmp_path / f"worker-{len(started)}.log", **kwargs)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-def wait_for(condition, worker: Worker, what: str, timeout: float = TIMEOUT, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if worker.process.poll() is not None:
-            pytest.fail(
-                f"the worker exited ({worker.process.returncode}) before {what}:\n{worker.tail()}"
-            )
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for {what}:\n{worker.tail()}")
 
 
 @pytest.fixture
@@ -247,6 +141,43 @@ def test_a_killed_worker_is_resumed_by_reconcile_without_duplicates(
     report = inference_runs_reconcile(older_than=timedelta(0))  # re-queued on commit
     assert [r.pk for r in report.stale_runs] == [run.pk]
     wait_for(lambda: run_status(run) == "done", worker, "the resumed run to finish")
+    assert_one_ok_prediction_per_case(run, study)
+    after = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
+    assert all(after[case] == pk for case, pk in before.items())  # kept, not redone
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.postgres_only
+def test_a_worker_killed_half_way_through_200_cases_resumes_when_it_restarts(workers):
+    """The issue's fault, on PostgreSQL and Redis: SIGKILL in the middle of a 200-case
+    run; the same worker node starting again resumes the run by itself (no reconcile),
+    and the run completes with exactly one prediction per case."""
+    import redis
+
+    from inference.tasks import run_inference
+    from readerstudy.celery import app
+
+    url = redis_url()
+    redis.Redis.from_url(url).delete("celery")  # messages earlier tests may have left
+    study, model = tiny_setup(n=200)
+    hostname = f"kill-{uuid.uuid4().hex[:8]}@localhost"
+    slow = workers(broker=url, hostname=hostname, store_delay=0.2)
+    run = inference_run_start(model=model, study=study, enqueue=False)
+    with app.connection_for_write(url) as conn:
+        run_inference.apply_async(kwargs={"run_id": run.pk, "batch_size": 8}, connection=conn)
+    n_predictions = Prediction.objects.filter(model=model).count
+    wait_for(lambda: n_predictions() >= 60, slow, "60 predictions")
+    slow.kill()
+    before = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
+    assert 60 <= len(before) < 200
+    assert run_status(run) == "running"  # what a dead worker leaves
+
+    restarted = workers(broker=url, hostname=hostname)
+    try:
+        wait_for(lambda: run_status(run) == "done", restarted, "the resumed run to finish")
+    finally:
+        redis.Redis.from_url(url).delete("celery")
     assert_one_ok_prediction_per_case(run, study)
     after = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
     assert all(after[case] == pk for case, pk in before.items())  # kept, not redone

@@ -188,6 +188,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Celery beat sends again what waited for a broker that was down (see readerstudy.tasks).
 READERSTUDY_SEND_PENDING_SECONDS = env_int("READERSTUDY_SEND_PENDING_SECONDS", 30, minimum=1)
+# An inference run silent for this long counts as dead (`reconcile_inference`).
+READERSTUDY_INFERENCE_STALE_SECONDS = env_int(
+    "READERSTUDY_INFERENCE_STALE_SECONDS", 900, minimum=60
+)
 CELERY_BEAT_SCHEDULE = {
     f"send-pending-{name}": {
         "task": f"{name}.tasks.{task}",

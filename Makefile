@@ -10,7 +10,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
 
 .PHONY: production
-.PHONY: install demo test test-sqlite test-postgres browser-deps lint format clean-demo
+.PHONY: install demo test test-sqlite test-postgres browser-deps lint format clean-demo loadtest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ test-postgres: $(STAMP)
 # see the README's "Production set-up".
 production: $(STAMP)
 	bin/production
+
+# A whole reference-size study (280 readers x 200 cases) replayed by locust against
+# gunicorn, PostgreSQL, Redis and a Celery worker: counts every answer, prints the
+# latencies. Smaller: make loadtest LOADTEST_ARGS="--readers 40 --cases 50".
+LOADTEST_ARGS ?=
+loadtest: $(STAMP)
+	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) bench/loadtest.py --pg-url $(PG_TEST_URL) $(LOADTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

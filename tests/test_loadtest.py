@@ -1,0 +1,82 @@
+"""The load test's driver, at a tiny scale: the whole path (fresh database, seeding,
+bin/production, locust, counting) works and finds no lost answer."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import instance_env
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = "redis://127.0.0.1:6379/14"  # the load test's own Redis database
+
+
+def _pg_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres", "pgsql")):
+        return url
+    return os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def _require(name: str, url: str, probe: Callable[[], object]) -> None:
+    """Skip when a service is down, except where services are required (CI,
+    `make test-postgres`): there it fails."""
+    try:
+        probe()
+    except Exception as exc:
+        if os.environ.get("READERSTUDY_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
+            pytest.fail(f"{name} at {url} is required here but not reachable: {exc}")
+        pytest.skip(f"{name} at {url} is not reachable: {exc}")
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+# The driver makes its own PostgreSQL database whatever the pass: run it once, there.
+@pytest.mark.postgres_only
+def test_a_tiny_study_under_load_loses_no_answer(tmp_path):
+    import psycopg
+    import redis
+
+    pg_url = _pg_url()
+    _require("PostgreSQL", pg_url, lambda: psycopg.connect(pg_url, connect_timeout=2).close())
+    _require("Redis", REDIS_URL, redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping)
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "loadtest.py"),
+        "--readers", "4",
+        "--cases", "6",
+        "--web-processes", "2",
+        "--spawn-rate", "4",
+        "--ceiling-seconds", "3",
+        "--time-limit", "120",
+        "--pg-url", pg_url,
+        "--database", "readerstudy_load_test",
+        "--redis-url", REDIS_URL,
+        "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=instance_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)  # the driver stops the stack on its way out
+        output, _ = process.communicate(timeout=90)
+        pytest.fail(f"the load test did not finish in time:\n{output}")
+    assert process.returncode == 0, output
+    last = output.strip().splitlines()[-1]
+    assert re.fullmatch(r"answers 24/24 errors 0 lost 0 seconds [0-9.]+", last), output

@@ -54,7 +54,7 @@ class Worker:
 
     def __init__(self, log: Path, *, broker: str | None = None, queue: str = "celery",
                  store_delay: float = 0.0, hostname: str | None = None, beat: bool = False,
-                 env: dict[str, str] | None = None):  # fmt: skip
+                 pool: str = "solo", env: dict[str, str] | None = None):  # fmt: skip
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "readerstudy.settings_test",
@@ -68,7 +68,7 @@ class Worker:
         if broker:
             env["CELERY_BROKER_URL"] = broker
         self.hostname = hostname or f"test-{uuid.uuid4().hex[:8]}@localhost"
-        args = ["worker", "--pool", "solo", "-c", "1", "--loglevel", "INFO", "-Q", queue,
+        args = ["worker", "--pool", pool, "-c", "1", "--loglevel", "INFO", "-Q", queue,
                 "--hostname", self.hostname,
                 "--without-mingle", "--without-gossip", "--without-heartbeat"]  # fmt: skip
         if beat:

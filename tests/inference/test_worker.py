@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -181,3 +183,40 @@ def test_a_worker_killed_half_way_through_200_cases_resumes_when_it_restarts(wor
     assert_one_ok_prediction_per_case(run, study)
     after = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
     assert all(after[case] == pk for case, pk in before.items())  # kept, not redone
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.postgres_only
+def test_a_killed_prefork_child_gives_its_task_back_and_a_new_child_finishes(workers):
+    """SIGKILL of the pool process running the task (not of the worker): the worker
+    sees it lost (reject_on_worker_lost), Redis gets the message back at once, and a new
+    child of the same node resumes the run."""
+    import redis
+
+    from inference.tasks import run_inference
+    from readerstudy.celery import app
+
+    url = redis_url()
+    redis.Redis.from_url(url).delete("celery")
+    study, model = tiny_setup(n=40)
+    worker = workers(broker=url, pool="prefork", store_delay=0.3)
+    run = inference_run_start(model=model, study=study, enqueue=False)
+    with app.connection_for_write(url) as conn:
+        run_inference.apply_async(kwargs={"run_id": run.pk, "batch_size": 4}, connection=conn)
+    n_predictions = Prediction.objects.filter(model=model).count
+    wait_for(lambda: n_predictions() >= 8, worker, "8 predictions")
+    children = subprocess.run(["pgrep", "-P", str(worker.process.pid)], capture_output=True,
+                              text=True, check=True).stdout.split()  # fmt: skip
+    assert len(children) == 1
+    os.kill(int(children[0]), signal.SIGKILL)
+    before = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
+    assert len(before) < 40
+    try:
+        wait_for(lambda: run_status(run) == "done", worker, "a new child to finish the run")
+    finally:
+        redis.Redis.from_url(url).delete("celery")
+    assert "WorkerLostError" in worker.tail() or "Worker exited prematurely" in worker.tail()
+    assert_one_ok_prediction_per_case(run, study)
+    after = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
+    assert all(after[case] == pk for case, pk in before.items())

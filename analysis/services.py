@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from analysis.models import AnalysisReport
 from analysis.reports import ReportFiles
-from readerstudy.tasks import send_on_commit, send_row_task
+from readerstudy.tasks import send_on_commit, send_pending
 
 logger = logging.getLogger(__name__)
 
@@ -158,18 +158,7 @@ def reports_send_pending() -> list[AnalysisReport]:
     the reports sent now. Called periodically by Celery beat and at a worker's start."""
     from analysis.tasks import report_compute_task
 
-    sent = []
-    pending = AnalysisReport.objects.filter(
-        status=AnalysisReport.Status.QUEUED, sent_at__isnull=True
-    )
-    for report in pending.order_by("created_at", "pk"):
-        outcome = send_row_task(report_compute_task, kwargs={"report_id": report.pk},
-                                row_model=AnalysisReport, pk=report.pk)  # fmt: skip
-        if outcome == "waiting":
-            break  # the broker is still down: the next call tries again
-        if outcome == "sent":
-            sent.append(report)
-    return sent
+    return send_pending(report_compute_task, row_model=AnalysisReport, kwarg="report_id")
 
 
 def report_compute(*, report_id: int) -> AnalysisReport:

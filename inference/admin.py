@@ -17,7 +17,6 @@ from cases.selectors import administered_studies
 from inference.forms import ModelRegisterForm, RunStartForm
 from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
-from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
 def gradcam_url(prediction: Prediction) -> str | None:
@@ -188,7 +187,7 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
             return None
         state = "" if model.trained else " (UNTRAINED model)"
         run.refresh_from_db()
-        if run.status == InferenceRun.Status.QUEUED and run.error.startswith(BROKER_DOWN_PREFIX):
+        if run.waits_for_broker:
             self.message_user(
                 request,
                 f"Run {run.pk}: {model.name} on {study.slug} is queued{state}, but the task "

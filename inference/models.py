@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from cases.models import Case, Diagnosis, Study
+from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
 def _weights_path(instance: RegisteredModel, filename: str) -> str:
@@ -85,6 +86,11 @@ class InferenceRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} on {self.study.slug} ({self.status})"
+
+    @property
+    def waits_for_broker(self) -> bool:
+        """Queued, and the last try to send its task found the broker down."""
+        return self.status == self.Status.QUEUED and self.error.startswith(BROKER_DOWN_PREFIX)
 
 
 class Prediction(models.Model):

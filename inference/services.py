@@ -51,7 +51,7 @@ from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.nets import Net, build_model, get_spec
 from inference.predict import ImagePrediction, ImageReadError, iter_predictions
 from inference.preprocessing import Preprocessing
-from readerstudy.tasks import send_on_commit, send_row_task
+from readerstudy.tasks import send_on_commit, send_pending
 
 logger = logging.getLogger(__name__)
 
@@ -380,16 +380,7 @@ def inference_runs_send_pending() -> list[InferenceRun]:
     the runs sent now. Called periodically by Celery beat and at each worker's start."""
     from inference.tasks import run_inference
 
-    sent = []
-    pending = InferenceRun.objects.filter(status=InferenceRun.Status.QUEUED, sent_at__isnull=True)
-    for run in pending.order_by("created_at", "pk"):
-        outcome = send_row_task(run_inference, kwargs={"run_id": run.pk}, row_model=InferenceRun,
-                                pk=run.pk)  # fmt: skip
-        if outcome == "waiting":
-            break  # the broker is still down: the next call tries again
-        if outcome == "sent":
-            sent.append(run)
-    return sent
+    return send_pending(run_inference, row_model=InferenceRun, kwarg="run_id")
 
 
 def inference_runs_recover(*, worker: str) -> list[InferenceRun]:

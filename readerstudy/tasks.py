@@ -80,7 +80,8 @@ def send_row_task(task, *, kwargs: dict, row_model, pk: int) -> str:
     (the broker is down: the row keeps an empty ``sent_at`` and a note in ``error``).
 
     The row is claimed first (``sent_at`` set where empty, one UPDATE), so two callers
-    never send it twice; a failed send gives the claim back.
+    never send it twice; a failed send gives the claim back. Row models have ``status``
+    ("queued" while waiting), ``sent_at``, ``error`` and ``created_at``.
     """
     claimed_at = timezone.now()
     rows = row_model.objects.filter(pk=pk)
@@ -92,6 +93,21 @@ def send_row_task(task, *, kwargs: dict, row_model, pk: int) -> str:
     rows.filter(sent_at=claimed_at).update(sent_at=None)
     rows.filter(status="queued").update(error=BROKER_DOWN_NOTE.format(time=claimed_at))
     return "waiting"
+
+
+def send_pending(task, *, row_model, kwarg: str) -> list:
+    """Send ``task`` (with ``{kwarg: row.pk}``) for every queued row of ``row_model``
+    whose task the broker never took, oldest first; returns the rows sent now. Stops at
+    the first failure: the broker is still down and the next call tries again."""
+    sent = []
+    pending = row_model.objects.filter(status="queued", sent_at__isnull=True)
+    for row in pending.order_by("created_at", "pk"):
+        outcome = send_row_task(task, kwargs={kwarg: row.pk}, row_model=row_model, pk=row.pk)
+        if outcome == "waiting":
+            break
+        if outcome == "sent":
+            sent.append(row)
+    return sent
 
 
 def send_on_commit(task, *, kwargs: dict, row_model, pk: int) -> None:

@@ -14,7 +14,6 @@ from inference.services import (
     inference_run_execute,
     inference_run_start,
 )
-from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
 class Command(BaseCommand):
@@ -56,9 +55,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not sync:
             run.refresh_from_db()
-            if run.status == InferenceRun.Status.QUEUED and run.error.startswith(
-                BROKER_DOWN_PREFIX
-            ):
+            if run.waits_for_broker:
                 self.stderr.write(
                     f"Queued inference run {run.pk}, but the task broker is unreachable: the "
                     "run waits and is sent when the broker is back (Celery beat or a "

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from django.conf import settings
@@ -39,6 +40,14 @@ services._store = slow_store
 from readerstudy.celery import app
 app.worker_main(sys.argv[1:])
 """
+
+
+def service_missing(message: str) -> NoReturn:
+    """A service a test needs is missing: fail where the services are required (CI,
+    `make test-postgres`), skip elsewhere."""
+    if os.environ.get("READERSTUDY_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
+        pytest.fail(f"required here: {message}")
+    pytest.skip(message)
 
 
 def database_url() -> str:

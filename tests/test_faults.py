@@ -39,7 +39,7 @@ from cases.models import Answer, Enrolment
 from inference.models import InferenceRun, Prediction
 from inference.services import model_register
 from tests.cases.test_questionnaire import build_study, ready_enrolment
-from tests.processes import database_url, wait_for
+from tests.processes import database_url, service_missing, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -51,13 +51,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "a-Long-pass-phrase-9"
-
-
-def _required(what: str) -> None:
-    """Fail where the services are required (CI, `make test-postgres`), else skip."""
-    if os.environ.get("READERSTUDY_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
-        pytest.fail(f"{what} is required here")
-    pytest.skip(what)
 
 
 def free_port() -> int:
@@ -88,7 +81,7 @@ class RedisServer:
 
     def __init__(self, folder: Path):
         if not shutil.which("redis-server"):
-            _required("redis-server (Debian's redis-server package)")
+            service_missing("redis-server (Debian's redis-server package) is not installed")
         self.port, self.folder = free_port(), folder
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -290,7 +283,7 @@ def test_readers_keep_answering_while_the_broker_is_down_and_inference_waits(
 
 def _postgres_cluster() -> tuple[str, str]:
     if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
-        _required("restarting PostgreSQL (pg_ctlcluster, as root)")
+        service_missing("restarting PostgreSQL needs pg_ctlcluster and root")
     versions = sorted(os.listdir("/etc/postgresql"))
     return versions[-1], "main"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import instance_env
+from tests.processes import service_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/14"  # the load test's own Redis database
@@ -32,9 +33,7 @@ def _require(name: str, url: str, probe: Callable[[], object]) -> None:
     try:
         probe()
     except Exception as exc:
-        if os.environ.get("READERSTUDY_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
-            pytest.fail(f"{name} at {url} is required here but not reachable: {exc}")
-        pytest.skip(f"{name} at {url} is not reachable: {exc}")
+        service_missing(f"{name} at {url} is not reachable: {exc}")
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from django.conf import settings
 from inference.models import InferenceRun, Prediction
 from inference.services import inference_run_start, inference_runs_reconcile, model_register
 from tests.inference.conftest import make_inference_study
-from tests.processes import wait_for
+from tests.processes import service_missing, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -96,33 +96,43 @@ def redis_url() -> str:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except Exception as exc:
-        if os.environ.get("READERSTUDY_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
-            pytest.fail(f"Redis at {url} is required here but not reachable: {exc}")
-        pytest.skip(f"Redis at {url} is not reachable: {exc}")
+        service_missing(f"Redis at {url} is not reachable: {exc}")
     return url
+
+
+@pytest.fixture
+def redis_broker():
+    """The test Redis, its default queue emptied before and after: messages an earlier
+    test left, and what a worker sends itself (a resumed run), go there."""
+    import redis
+
+    url = redis_url()
+    client = redis.Redis.from_url(url)
+    client.delete("celery")
+    yield url
+    client.delete("celery")
+
+
+def send_through(url: str, run: InferenceRun, *, batch_size: int) -> None:
+    """Send the run's task through the Redis at ``url`` (this process's own broker is
+    the filesystem transport of the test settings)."""
+    from inference.tasks import run_inference
+    from readerstudy.celery import app
+
+    with app.connection_for_write(url) as conn:
+        run_inference.apply_async(
+            kwargs={"run_id": run.pk, "batch_size": batch_size}, connection=conn
+        )
 
 
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_a_worker_runs_inference_through_redis(workers):
-    from inference.tasks import run_inference
-    from readerstudy.celery import app
-
-    url = redis_url()
-    queue = f"test-inference-{uuid.uuid4().hex[:8]}"
+def test_a_worker_runs_inference_through_redis(workers, redis_broker):
     study, model = tiny_setup()
-    worker = workers(broker=url, queue=queue)
+    worker = workers(broker=redis_broker)
     run = inference_run_start(model=model, study=study, enqueue=False)
-    with app.connection_for_write(url) as conn:
-        run_inference.apply_async(
-            kwargs={"run_id": run.pk, "batch_size": 2}, queue=queue, connection=conn
-        )
-    try:
-        wait_for(lambda: run_status(run) == "done", worker, "the run to finish")
-    finally:
-        import redis
-
-        redis.Redis.from_url(url).delete(queue)
+    send_through(redis_broker, run, batch_size=2)
+    wait_for(lambda: run_status(run) == "done", worker, "the run to finish")
     assert_one_ok_prediction_per_case(run, study)
 
 
@@ -151,23 +161,16 @@ def test_a_killed_worker_is_resumed_by_reconcile_without_duplicates(
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.postgres_only
-def test_a_worker_killed_half_way_through_200_cases_resumes_when_it_restarts(workers):
+def test_a_worker_killed_half_way_through_200_cases_resumes_when_it_restarts(workers, redis_broker):
     """The issue's fault, on PostgreSQL and Redis: SIGKILL in the middle of a 200-case
     run; the same worker node starting again resumes the run by itself (no reconcile),
     and the run completes with exactly one prediction per case."""
-    import redis
-
-    from inference.tasks import run_inference
-    from readerstudy.celery import app
-
-    url = redis_url()
-    redis.Redis.from_url(url).delete("celery")  # messages earlier tests may have left
+    url = redis_broker
     study, model = tiny_setup(n=200)
     hostname = f"kill-{uuid.uuid4().hex[:8]}@localhost"
     slow = workers(broker=url, hostname=hostname, store_delay=0.2)
     run = inference_run_start(model=model, study=study, enqueue=False)
-    with app.connection_for_write(url) as conn:
-        run_inference.apply_async(kwargs={"run_id": run.pk, "batch_size": 8}, connection=conn)
+    send_through(url, run, batch_size=8)
     n_predictions = Prediction.objects.filter(model=model).count
     wait_for(lambda: n_predictions() >= 60, slow, "60 predictions")
     slow.kill()
@@ -176,10 +179,7 @@ def test_a_worker_killed_half_way_through_200_cases_resumes_when_it_restarts(wor
     assert run_status(run) == "running"  # what a dead worker leaves
 
     restarted = workers(broker=url, hostname=hostname)
-    try:
-        wait_for(lambda: run_status(run) == "done", restarted, "the resumed run to finish")
-    finally:
-        redis.Redis.from_url(url).delete("celery")
+    wait_for(lambda: run_status(run) == "done", restarted, "the resumed run to finish")
     assert_one_ok_prediction_per_case(run, study)
     after = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
     assert all(after[case] == pk for case, pk in before.items())  # kept, not redone
@@ -188,22 +188,15 @@ def test_a_worker_killed_half_way_through_200_cases_resumes_when_it_restarts(wor
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.postgres_only
-def test_a_killed_prefork_child_gives_its_task_back_and_a_new_child_finishes(workers):
+def test_a_killed_prefork_child_gives_its_task_back_and_a_new_child_finishes(workers, redis_broker):
     """SIGKILL of the pool process running the task (not of the worker): the worker
     sees it lost (reject_on_worker_lost), Redis gets the message back at once, and a new
     child of the same node resumes the run."""
-    import redis
-
-    from inference.tasks import run_inference
-    from readerstudy.celery import app
-
-    url = redis_url()
-    redis.Redis.from_url(url).delete("celery")
+    url = redis_broker
     study, model = tiny_setup(n=40)
     worker = workers(broker=url, pool="prefork", store_delay=0.3)
     run = inference_run_start(model=model, study=study, enqueue=False)
-    with app.connection_for_write(url) as conn:
-        run_inference.apply_async(kwargs={"run_id": run.pk, "batch_size": 4}, connection=conn)
+    send_through(url, run, batch_size=4)
     n_predictions = Prediction.objects.filter(model=model).count
     wait_for(lambda: n_predictions() >= 8, worker, "8 predictions")
     children = subprocess.run(["pgrep", "-P", str(worker.process.pid)], capture_output=True,
@@ -212,10 +205,7 @@ def test_a_killed_prefork_child_gives_its_task_back_and_a_new_child_finishes(wor
     os.kill(int(children[0]), signal.SIGKILL)
     before = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))
     assert len(before) < 40
-    try:
-        wait_for(lambda: run_status(run) == "done", worker, "a new child to finish the run")
-    finally:
-        redis.Redis.from_url(url).delete("celery")
+    wait_for(lambda: run_status(run) == "done", worker, "a new child to finish the run")
     assert "WorkerLostError" in worker.tail() or "Worker exited prematurely" in worker.tail()
     assert_one_ok_prediction_per_case(run, study)
     after = dict(Prediction.objects.filter(model=model).values_list("case_id", "pk"))

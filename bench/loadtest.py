@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import math
 import os
@@ -118,13 +117,16 @@ def seed(*, n_cases: int, n_readers: int, password: str, data_dir: Path) -> list
     from django.core.management import call_command
     from django.db import connections
 
+    from cases.demo import demo_cases, write_demo_bundle
     from cases.importing import cases_import
     from cases.models import Study
     from cases.services import enrolment_create, profile_save
+    from cases.synthetic import DEMO_CHOICES
 
     call_command("migrate", verbosity=0)
     bundle = data_dir / "bundle"
-    write_bundle(bundle, n_cases=n_cases)
+    per_class = math.ceil(n_cases / len(DEMO_CHOICES))
+    write_demo_bundle(bundle, demo_cases(seed=0, per_class=per_class)[:n_cases], seed=0)
     study = cases_import(slug=STUDY_SLUG, source=bundle).study
     study.status = Study.Status.OPEN
     study.save(update_fields=["status"])
@@ -137,45 +139,6 @@ def seed(*, n_cases: int, n_readers: int, password: str, data_dir: Path) -> list
         enrolment_create(study=study, reader=user, seed=i, consent=True)
     connections.close_all()
     return names
-
-
-def write_bundle(folder: Path, *, n_cases: int) -> None:
-    """A case bundle of the demo's synthetic cases (classes interleaved) and options."""
-    from cases.demo import CONSENT_TEXT, demo_case_images, demo_cases
-    from cases.synthetic import DEMO_CHOICES
-
-    cases = demo_cases(seed=0, per_class=math.ceil(n_cases / len(DEMO_CHOICES)))[:n_cases]
-    (folder / "images").mkdir(parents=True)
-    with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id", "diagnosis", "clinical_image", "dermoscopic_image"])
-        for case in cases:
-            clinical, dermoscopic = demo_case_images(case, seed=0)
-            (folder / f"images/{case.case_id}-c.jpg").write_bytes(clinical)
-            (folder / f"images/{case.case_id}-d.jpg").write_bytes(dermoscopic)
-            writer.writerow(
-                [
-                    case.case_id,
-                    case.code,
-                    f"images/{case.case_id}-c.jpg",
-                    f"images/{case.case_id}-d.jpg",
-                ]
-            )
-    (folder / "study.json").write_text(
-        json.dumps(
-            {
-                "title": "Load test (synthetic)",
-                "choices": list(DEMO_CHOICES),
-                "shuffle_cases": True,
-                "show_clinical_image": True,
-                "ask_confidence": True,
-                "show_feedback": True,
-                "consent_text": CONSENT_TEXT,
-                "consent_version": "load-1",
-                "is_synthetic": True,
-            }
-        )
-    )
 
 
 def start_stack(env: dict[str, str], log: Path) -> subprocess.Popen:

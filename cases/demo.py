@@ -82,7 +82,11 @@ def demo_case_images(case: DemoCase, *, seed: int) -> tuple[bytes, bytes]:
     return out[0], out[1]
 
 
-def _write_bundle(folder: Path, cases: list[DemoCase], *, seed: int, progress: bool) -> None:
+def write_demo_bundle(
+    folder: Path, cases: list[DemoCase], *, seed: int, progress: bool = False
+) -> None:
+    """A case bundle (cases.csv, images/, study.json) of ``cases`` with the demo's
+    options, for the importer; also what the load test imports."""
     (folder / "images").mkdir(parents=True)
     with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -238,7 +242,7 @@ def demo_build(
     if created:
         with tempfile.TemporaryDirectory(prefix="readerstudy-demo-") as tmp:
             folder = Path(tmp) / "bundle"
-            _write_bundle(folder, cases, seed=seed, progress=progress)
+            write_demo_bundle(folder, cases, seed=seed, progress=progress)
             with transaction.atomic():
                 study = cases_import(slug=DEMO_SLUG, source=folder).study
                 study.status = Study.Status.OPEN

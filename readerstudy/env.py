@@ -65,6 +65,24 @@ def env_int(
     return number
 
 
+def env_choice(
+    name: str,
+    default: str,
+    choices: tuple[str, ...],
+    *,
+    upper: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """One of ``choices`` (after upper-casing the value when ``upper``); anything else
+    is an error listing them."""
+    value = env_str(name, default, environ=environ)
+    if upper:
+        value = value.upper()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value
+
+
 def env_list(
     name: str, default: list[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> list[str]:

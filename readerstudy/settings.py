@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
-from readerstudy.env import env_bool, env_int, env_list, env_str, env_url, secret_key
+from readerstudy.env import env_bool, env_choice, env_int, env_list, env_str, env_url, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("READERSTUDY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -245,17 +245,11 @@ if SECURE:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- logging: structured lines to stdout -------------------------------------------------
-LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL={LOG_LEVEL!r} is not a logging level")
+LOG_LEVEL = env_choice(
+    "DJANGO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True
+)
 # json: one JSON object per line (for a log collector); plain: for a terminal.
-LOG_FORMAT = env_str("DJANGO_LOG_FORMAT", "json" if SECURE else "plain")
-if LOG_FORMAT not in {"json", "plain"}:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
+LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "json" if SECURE else "plain", ("json", "plain"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from readerstudy.env import env_bool, env_int, env_list, env_url, secret_key
+from readerstudy.env import env_bool, env_choice, env_int, env_list, env_url, secret_key
 from tests.conftest import instance_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,13 @@ def test_env_int_rejects_text_and_values_below_minimum():
         env_int("N", 3, environ={"N": "12kb"})
     with pytest.raises(ImproperlyConfigured, match="N=0 is below the minimum 1"):
         env_int("N", 3, minimum=1, environ={"N": "0"})
+
+
+def test_env_choice_takes_one_of_its_choices_only():
+    assert env_choice("L", "INFO", ("INFO", "DEBUG"), environ={}) == "INFO"
+    assert env_choice("L", "INFO", ("INFO", "DEBUG"), upper=True, environ={"L": "debug"}) == "DEBUG"
+    with pytest.raises(ImproperlyConfigured, match=r"L='debug': use one of INFO, DEBUG"):
+        env_choice("L", "INFO", ("INFO", "DEBUG"), environ={"L": "debug"})
 
 
 def test_env_list_rejects_empty_items():
@@ -120,6 +127,8 @@ def test_deploy_check_warns_on_embedded_defaults(tmp_path):
             "lots",
             "READERSTUDY_MAX_IMAGE_BYTES='lots' is not an integer",
         ),
+        ("DJANGO_LOG_LEVEL", "loud", "DJANGO_LOG_LEVEL='LOUD': use one of DEBUG, INFO"),
+        ("DJANGO_LOG_FORMAT", "xml", "DJANGO_LOG_FORMAT='xml': use one of json, plain"),
     ],
 )
 def test_malformed_values_fail_loudly_at_start_up(tmp_path, name, value, message):

@@ -67,7 +67,7 @@ class InferenceError(ValueError):
 
 def stale_after() -> timedelta:
     """How long a running run may go without a heartbeat before it counts as dead."""
-    return timedelta(seconds=getattr(settings, "READERSTUDY_INFERENCE_STALE_SECONDS", 900))
+    return timedelta(seconds=settings.READERSTUDY_INFERENCE_STALE_SECONDS)
 
 
 # --- registering models --------------------------------------------------------------------

@@ -94,7 +94,12 @@ class Command(BaseCommand):
 
         # `kill` (SIGTERM) stops the children too, not only Ctrl-C.
         signal.signal(signal.SIGTERM, stop)
-        children = [subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for cmd in commands]
+        # Their own process group: a terminal's Ctrl-C reaches only this command, which
+        # passes one SIGINT on (a second one made the worker shut down cold, mid-exit).
+        children = [
+            subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR, process_group=0)
+            for cmd in commands
+        ]
         self.stdout.write("Serving; press Ctrl-C to stop the web server and the worker.")
         try:
             while all(child.poll() is None for child in children):

@@ -2,13 +2,17 @@
 
 Member names are checked before anything is read: an absolute path, a ``..`` component
 or (in a folder) a symlink leading outside the bundle is refused, so an archive cannot
-make the importer read or write outside where it was pointed.
+make the importer read or write outside where it was pointed. A file that cannot be read
+(no permission, a damaged or encrypted zip member) raises ``MemberUnreadable``, which the
+importer reports for the row that names it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import lzma
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
@@ -19,6 +23,15 @@ STUDY_FILE = "study.json"
 
 class BundleError(ValueError):
     """The bundle as a whole cannot be read; the message says why."""
+
+
+class MemberUnreadable(BundleError):
+    """One file of the bundle cannot be read; the message says why, without the name."""
+
+
+# What zipfile raises for a member whose stored bytes are damaged: a CRC or header
+# mismatch (BadZipFile), a corrupt deflate, bzip2 or lzma stream, or data that ends early.
+_DAMAGED_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError)
 
 
 class Bundle(Protocol):
@@ -47,19 +60,36 @@ class FolderBundle:
         reason = unsafe_member_reason(name)
         if reason:
             raise BundleError(reason)
-        path = (self.root / name).resolve()
+        try:
+            path = (self.root / name).resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before 3.13
+            raise MemberUnreadable(f"the path cannot be resolved ({exc})") from None
         if not path.is_relative_to(self.root):
             raise BundleError(f"{name!r} leads outside the bundle folder")
         return path
 
     def exists(self, name: str) -> bool:
-        return self._path(name).is_file()
+        path = self._path(name)
+        try:
+            return path.is_file()
+        except OSError as exc:
+            raise MemberUnreadable(_os_reason(exc)) from None
 
     def read(self, name: str) -> bytes:
-        return self._path(name).read_bytes()
+        try:
+            return self._path(name).read_bytes()
+        except OSError as exc:
+            raise MemberUnreadable(_os_reason(exc)) from None
 
     def size(self, name: str) -> int:
-        return self._path(name).stat().st_size
+        try:
+            return self._path(name).stat().st_size
+        except OSError as exc:
+            raise MemberUnreadable(_os_reason(exc)) from None
+
+
+def _os_reason(exc: OSError) -> str:
+    return f"the file cannot be read ({exc.strerror or type(exc).__name__})"
 
 
 class ZipBundle:
@@ -102,7 +132,18 @@ class ZipBundle:
         info = self._info(name)
         if info is None:
             raise FileNotFoundError(name)
-        return self.archive.read(info)
+        if info.flag_bits & 0x1:
+            raise MemberUnreadable(
+                "the zip member is encrypted; pack the bundle without a password"
+            )
+        try:
+            return self.archive.read(info)
+        except (NotImplementedError, RuntimeError) as exc:  # a method zipfile lacks
+            raise MemberUnreadable(f"the zip member cannot be unpacked ({exc})") from None
+        except _DAMAGED_MEMBER_ERRORS as exc:
+            raise MemberUnreadable(
+                f"the zip member is damaged ({exc or type(exc).__name__})"
+            ) from None
 
     def size(self, name: str) -> int:
         info = self._info(name)

@@ -1,8 +1,9 @@
 """Case import and export: ``cases.csv`` plus image files, in a folder or a .zip.
 
-Import validates every row and every image before it writes anything, then writes the
-study, cases and images in one transaction. Image files written before a failure are
-removed again, so a failed import leaves neither rows nor files behind.
+Import validates every row and every image, and a new study's settings, before it writes
+anything, then writes the study, cases and images in one transaction. Every bad input
+becomes a ``Problem`` in one ``ImportRejected`` report. Image files written before a
+failure are removed again, so a failed import leaves neither rows nor files behind.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from pathlib import Path
 from typing import IO
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, models, transaction
 from django.utils.text import slugify
 
 from audit.models import AuditEvent
 from audit.services import audit_log
-from cases.bundles import MANIFEST, STUDY_FILE, Bundle, BundleError, open_bundle
+from cases.bundles import (
+    MANIFEST,
+    STUDY_FILE,
+    Bundle,
+    BundleError,
+    MemberUnreadable,
+    open_bundle,
+)
 from cases.imaging import (
     THUMB_MAX_SIDE,
     WEB_MAX_SIDE,
@@ -34,13 +43,16 @@ from cases.imaging import (
     derivative_jpeg,
 )
 from cases.models import Case, CaseImage, Diagnosis, Study
-from cases.services import study_create
+from cases.services import StudyError, study_create
 
 REQUIRED_COLUMNS = ("case_id", "diagnosis", "clinical_image", "dermoscopic_image")
 OPTIONAL_COLUMNS = ("age", "sex", "site", "histopathology")
 # The file name's suffix declares the type; the decoded content must match it.
 DECLARED_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "tif": "TIFF", "tiff": "TIFF"}
 IMAGE_COLUMNS = {"clinical_image": "clinical", "dermoscopic_image": "dermoscopic"}
+# The Study fields that study.json carries besides title, description and choices. Export
+# writes each of them and import reads, type-checks and validates each of them, so a new
+# study field that belongs in the bundle needs only its name added here.
 STUDY_OPTIONS = (
     "shuffle_cases",
     "show_clinical_image",
@@ -50,8 +62,20 @@ STUDY_OPTIONS = (
     "ask_confidence",
     "consent_text",
     "consent_version",
+    "required_profile_fields",
     "is_synthetic",
+    "title_zh",
+    "description_zh",
+    "consent_text_zh",
 )
+STUDY_FILE_KEYS = ("title", "description", "choices", *STUDY_OPTIONS)
+# cases.csv and study.json are read whole; a real case list is far below this.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# The Study check constraints, said in the words of the bundle's fields.
+CONSTRAINT_MESSAGES = {
+    "consent_text_has_version": "a consent text needs a consent_version (the version that "
+    "readers agree to)",
+}
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n"}
 
@@ -134,14 +158,32 @@ def _parse_bool(value: str) -> bool | None:
     raise ValueError(value)
 
 
+def _read_small_file(bundle: Bundle, name: str) -> bytes | None:
+    """The bytes of ``cases.csv`` or ``study.json``; None when the bundle lacks it."""
+    try:
+        if not bundle.exists(name):
+            return None
+        size = bundle.size(name)
+        if size > MAX_MANIFEST_BYTES:
+            raise ImportRejected(
+                [Problem(f"{name} has {size:,} bytes; the limit is {MAX_MANIFEST_BYTES:,}")]
+            )
+        return bundle.read(name)
+    except BundleError as exc:
+        raise ImportRejected([Problem(f"{name}: {exc}")]) from None
+
+
 def _read_manifest(bundle: Bundle) -> tuple[list[str], list[dict[str, str]]]:
-    if not bundle.exists(MANIFEST):
+    raw = _read_small_file(bundle, MANIFEST)
+    if raw is None:
         raise ImportRejected([Problem(f"{MANIFEST} is missing from the bundle")])
-    raw = bundle.read(MANIFEST)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ImportRejected([Problem(f"{MANIFEST} is not UTF-8 text")]) from None
+    if "\x00" in text:  # PostgreSQL cannot store it: refuse it here, not when writing
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ImportRejected([Problem(f"{MANIFEST} line {line} contains a NUL character")])
     reader = csv.DictReader(io.StringIO(text))
     header = [(name or "").strip().lower() for name in (reader.fieldnames or [])]
     problems = []
@@ -159,13 +201,18 @@ def _read_manifest(bundle: Bundle) -> tuple[list[str], list[dict[str, str]]]:
     if problems:
         raise ImportRejected(problems)
     rows = []
-    for raw_row in reader:
-        if None in raw_row:
-            rows.append({"__extra__": "1"})
-            continue
-        rows.append(
-            {k.strip().lower(): (v or "").strip() for k, v in raw_row.items() if k is not None}
-        )
+    try:
+        for raw_row in reader:
+            if None in raw_row:
+                rows.append({"__extra__": "1"})
+                continue
+            rows.append(
+                {k.strip().lower(): (v or "").strip() for k, v in raw_row.items() if k is not None}
+            )
+    except csv.Error as exc:  # a field over the csv module's size limit
+        # line_num counts the lines read before the failing one.
+        line = reader.line_num + 1
+        raise ImportRejected([Problem(f"{MANIFEST} line {line}: {exc}")]) from None
     if not rows:
         raise ImportRejected([Problem(f"{MANIFEST} has no case rows")])
     return header, rows
@@ -254,7 +301,10 @@ def _validate(
                 continue
             try:
                 present = bundle.exists(name)
-            except BundleError as exc:
+            except MemberUnreadable as exc:
+                report(f"{column} {name!r}: {exc}")
+                continue
+            except BundleError as exc:  # an unsafe name; the message quotes it
                 report(f"{column}: {exc}")
                 continue
             if not present:
@@ -264,15 +314,15 @@ def _validate(
                 report(f"{column} {name!r} is also used on row {seen_files[name]}")
                 continue
             seen_files[name] = line
-            if bundle.size(name) > max_bytes:
-                report(
-                    f"{column} {name!r}: the file has {bundle.size(name):,} bytes; "
-                    f"the limit is {max_bytes:,}"
-                )
-                continue
             try:
+                size = bundle.size(name)
+                if size > max_bytes:
+                    report(
+                        f"{column} {name!r}: the file has {size:,} bytes; the limit is {max_bytes:,}"
+                    )
+                    continue
                 checked = check_image(bundle.read(name), max_bytes=max_bytes, max_pixels=max_pixels)
-            except ImageRejected as exc:
+            except (MemberUnreadable, ImageRejected) as exc:
                 report(f"{column} {name!r}: {exc}")
                 continue
             declared = DECLARED_FORMATS.get(name.rsplit(".", 1)[-1].lower() if "." in name else "")
@@ -299,15 +349,129 @@ def _validate(
 
 
 def _study_settings(bundle: Bundle) -> dict:
-    if not bundle.exists(STUDY_FILE):
+    raw = _read_small_file(bundle, STUDY_FILE)
+    if raw is None:
         return {}
     try:
-        data = json.loads(bundle.read(STUDY_FILE).decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImportRejected([Problem(f"{STUDY_FILE} is not valid JSON ({exc})")]) from None
+    except RecursionError:
+        raise ImportRejected([Problem(f"{STUDY_FILE} is nested too deeply")]) from None
     if not isinstance(data, dict):
         raise ImportRejected([Problem(f"{STUDY_FILE} must hold a JSON object")])
     return data
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class _NewStudy:
+    """What ``study_create`` gets for a study the import creates; checked beforehand."""
+
+    title: str
+    description: str
+    choices: list[Diagnosis]
+    options: dict[str, object]
+
+
+def _check_new_study(
+    *,
+    slug: str,
+    title: str | None,
+    choices: Sequence[str] | None,
+    description: str | None,
+    settings_file: dict,
+    problems: list[Problem],
+) -> _NewStudy:
+    """The new study ``slug`` as the command line and study.json describe it, checked as
+    thoroughly as ``study_create`` checks it (and the types of study.json's values), so
+    that creating it inside the write transaction cannot fail. Appends to ``problems``."""
+    slug_ok = bool(slug) and slugify(slug) == slug
+    if not slug_ok:
+        problems.append(Problem(f"{slug!r} is not a valid study slug (use a-z, 0-9, -)"))
+    unknown_keys = [key for key in settings_file if key not in STUDY_FILE_KEYS]
+    if unknown_keys:
+        problems.append(
+            Problem(
+                f"{STUDY_FILE} has unknown key(s): {', '.join(map(str, unknown_keys))} "
+                f"(allowed: {', '.join(STUDY_FILE_KEYS)})"
+            )
+        )
+
+    def type_problem(key: str, value: object, expected: str) -> None:
+        problems.append(Problem(f"{STUDY_FILE}: {key} must be {expected}, not {_short(value)}"))
+
+    def text(key: str, given: str | None) -> str | None:
+        if given is not None:  # the command line wins over study.json
+            return given
+        value = settings_file.get(key, "")
+        if not isinstance(value, str) or "\x00" in value:
+            type_problem(key, value, "a string (without NUL characters)")
+            return None
+        return value
+
+    title = text("title", title)
+    description = text("description", description) or ""
+    if title == "":
+        problems.append(
+            Problem(f"study {slug!r} does not exist: give --title and --choices to create it")
+        )
+    given_codes = choices or settings_file.get("choices") or []
+    codes: list[str] | None = None
+    if isinstance(given_codes, list | tuple) and all(isinstance(c, str) for c in given_codes):
+        codes = list(given_codes)
+    else:  # only study.json can get here; a string would be read letter by letter
+        type_problem("choices", given_codes, 'a list of codes such as ["MN", "SK"]')
+    diagnoses, unknown = _resolve_codes(codes or [], _known_diagnoses())
+    if codes == []:
+        problems.append(
+            Problem(f"study {slug!r} does not exist: give --choices (e.g. MN,SK,BCC) to create it")
+        )
+    elif codes is not None and len(codes) < 2:
+        problems.append(Problem(f"a study needs at least two choices, not only {codes[0]}"))
+    if unknown:
+        problems.append(Problem(f"unknown diagnosis code(s) in the choices: {', '.join(unknown)}"))
+    if len({d.code for d in diagnoses}) != len(diagnoses):
+        problems.append(Problem("the choices repeat a diagnosis"))
+
+    options: dict[str, object] = {}
+    for name in STUDY_OPTIONS:
+        if name not in settings_file:
+            continue
+        value = settings_file[name]
+        field = Study._meta.get_field(name)
+        if isinstance(field, models.BooleanField) and not isinstance(value, bool):
+            type_problem(name, value, "true or false")
+        elif isinstance(field, models.CharField | models.TextField) and (
+            not isinstance(value, str) or "\x00" in value
+        ):
+            type_problem(name, value, "a string (without NUL characters)")
+        else:
+            options[name] = value
+
+    # The model's own checks (lengths, the slug, Study.clean, constraints), on the unsaved
+    # study that study_create will save.
+    study = Study(slug=slug, title=title or "", description=description, **options)
+    exclude = ["choices"] + ([] if slug_ok else ["slug"]) + ([] if title else ["title"])
+    try:
+        study.full_clean(exclude=exclude, validate_constraints=False)
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            for message in messages:
+                where = "" if name == NON_FIELD_ERRORS else f"study {name}: "
+                problems.append(Problem(f"{where}{message}"))
+    for constraint in Study._meta.constraints:
+        try:
+            constraint.validate(Study, study, exclude=exclude)
+        except ValidationError as exc:
+            problems.append(
+                Problem(CONSTRAINT_MESSAGES.get(constraint.name, " ".join(exc.messages)))
+            )
+    return _NewStudy(title=title or "", description=description, choices=diagnoses, options=options)
 
 
 def cases_import(
@@ -354,7 +518,7 @@ def _import_from(
 ) -> ImportResult:
     study = Study.objects.filter(slug=slug).first()
     problems: list[Problem] = []
-    settings_file = {} if study else _study_settings(bundle)
+    new_study = None
     if study is not None:
         if study.status != Study.Status.DRAFT:
             problems.append(
@@ -374,27 +538,15 @@ def _import_from(
         )
         existing_ids = set(study.cases.values_list("source_id", flat=True))
     else:
-        if slugify(slug) != slug or not slug:
-            problems.append(Problem(f"{slug!r} is not a valid study slug (use a-z, 0-9, -)"))
-        title = title or settings_file.get("title")
-        codes = list(choices or settings_file.get("choices") or [])
-        if not title:
-            problems.append(
-                Problem(f"study {slug!r} does not exist: give --title and --choices to create it")
-            )
-        if not codes:
-            problems.append(
-                Problem(
-                    f"study {slug!r} does not exist: give --choices (e.g. MN,SK,BCC) to create it"
-                )
-            )
-        study_choices, unknown = _resolve_codes(codes, _known_diagnoses())
-        if unknown:
-            problems.append(
-                Problem(f"unknown diagnosis code(s) in the choices: {', '.join(unknown)}")
-            )
-        if len({d.code for d in study_choices}) != len(study_choices):
-            problems.append(Problem("the choices repeat a diagnosis"))
+        new_study = _check_new_study(
+            slug=slug,
+            title=title,
+            choices=choices,
+            description=description,
+            settings_file=_study_settings(bundle),
+            problems=problems,
+        )
+        study_choices = new_study.choices
         existing_ids = set()
     if problems:
         raise ImportRejected(problems)
@@ -403,20 +555,13 @@ def _import_from(
     parsed = _validate(bundle, rows=rows, choices=study_choices, existing_ids=existing_ids)
 
     written: list[str] = []
+    created = new_study is not None
     try:
         with transaction.atomic():
-            created = study is None
-            if study is None:
-                options = {k: settings_file[k] for k in STUDY_OPTIONS if k in settings_file}
-                study = study_create(
-                    slug=slug,
-                    title=title,
-                    choices=[d.code for d in study_choices],
-                    description=description
-                    if description is not None
-                    else settings_file.get("description", ""),
-                    **options,
-                )
+            if new_study is not None:
+                study = _create_checked_study(slug=slug, new_study=new_study)
+            else:
+                study = _lock_and_recheck(study, parsed=parsed, choices=study_choices)
             start = (
                 study.cases.order_by("-position").values_list("position", flat=True).first() or 0
             )
@@ -447,14 +592,80 @@ def _import_from(
                     ),
                 },
             )
+    except IntegrityError:
+        _remove_files(written)
+        if created and Study.objects.filter(slug=slug).exists():
+            # Only PostgreSQL gets here: SQLite runs one writing transaction at a time.
+            raise ImportRejected(
+                [
+                    Problem(
+                        f"study {slug!r} was created by another import while this one ran; "
+                        "run this import again to add its cases to that study"
+                    )
+                ]
+            ) from None
+        raise
     except BaseException:
         _remove_files(written)
         raise
     return ImportResult(study=study, study_created=created, cases_created=len(parsed))
 
 
+def _create_checked_study(*, slug: str, new_study: _NewStudy) -> Study:
+    try:
+        return study_create(
+            slug=slug,
+            title=new_study.title,
+            choices=[d.code for d in new_study.choices],
+            description=new_study.description,
+            **new_study.options,
+        )
+    except (StudyError, ValidationError) as exc:  # _check_new_study should have caught it
+        raise ImportRejected([Problem(f"the study cannot be created: {exc}")]) from None
+
+
+def _lock_and_recheck(study: Study, *, parsed: list[_CaseRow], choices: list[Diagnosis]) -> Study:
+    """The study row, locked until the import commits, after checking again what another
+    import or an admin may have changed since validation: a second import into the same
+    study waits here and then sees the first one's cases."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.DRAFT:
+        raise ImportRejected(
+            [
+                Problem(
+                    f"study {study.slug!r} is {study.status}; cases can be added only to a "
+                    "draft study"
+                )
+            ]
+        )
+    if study.choice_codes() != [d.code for d in choices]:
+        raise ImportRejected(
+            [
+                Problem(
+                    f"the choices of study {study.slug!r} changed during the import; run it again"
+                )
+            ]
+        )
+    existing = set(study.cases.values_list("source_id", flat=True))
+    clashes = [
+        Problem(
+            "case_id already exists in this study (added while this import ran)",
+            row=row.row,
+            case_id=row.case_id,
+        )
+        for row in parsed
+        if row.case_id in existing
+    ]
+    if clashes:
+        raise ImportRejected(clashes)
+    return study
+
+
 def _store_image(*, case: Case, kind: str, bundle: Bundle, ref: _ImageRef, written: list[str]):
-    data = bundle.read(ref.name)
+    try:
+        data = bundle.read(ref.name)
+    except MemberUnreadable as exc:
+        raise ImportRejected([Problem(f"{ref.name!r}: {exc}")]) from None
     checked = ref.image
     image = CaseImage(
         case=case,
@@ -469,13 +680,12 @@ def _store_image(*, case: Case, kind: str, bundle: Bundle, ref: _ImageRef, writt
         raise ImportRejected([Problem(f"{ref.name!r} changed while it was being imported")])
     image.original.save(f"x.{checked.suffix}", ContentFile(data), save=False)
     written.append(image.original.name)
-    image.web.save("x.jpg", ContentFile(derivative_jpeg(data, max_side=WEB_MAX_SIDE)), save=False)
+    max_pixels = settings.READERSTUDY_MAX_IMAGE_PIXELS
+    web = derivative_jpeg(data, max_side=WEB_MAX_SIDE, max_pixels=max_pixels)
+    image.web.save("x.jpg", ContentFile(web), save=False)
     written.append(image.web.name)
-    image.thumbnail.save(
-        "x.jpg",
-        ContentFile(derivative_jpeg(data, max_side=THUMB_MAX_SIDE, quality=80)),
-        save=False,
-    )
+    thumbnail = derivative_jpeg(data, max_side=THUMB_MAX_SIDE, quality=80, max_pixels=max_pixels)
+    image.thumbnail.save("x.jpg", ContentFile(thumbnail), save=False)
     written.append(image.thumbnail.name)
     image.save()
 

@@ -1,4 +1,5 @@
-"""The case importer: good bundles, each kind of bad bundle, and the export round trip."""
+"""The case importer: good bundles, each kind of bad bundle, and the export round trip.
+(More bad input, the unreadable and the new-study kinds, in test_importing_bad_input.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import zlib
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.core.management import CommandError, call_command
+from django.db import models
+from django.forms.models import model_to_dict
 
 from cases.importing import ImportRejected, cases_export, cases_import
-from cases.models import Case, CaseImage, Study
+from cases.models import CaseImage, Study
+from cases.services import study_create
 from tests.conftest import image_bytes
 from tests.factories import make_study
 
@@ -44,7 +49,8 @@ def write_bundle(folder: Path, rows: list[dict], *, images: dict[str, bytes] | N
         for index, row in enumerate(rows):
             for column in ("clinical_image", "dermoscopic_image"):
                 if row.get(column):
-                    fmt = "PNG" if row[column].endswith(".png") else "JPEG"
+                    suffix = row[column].rsplit(".", 1)[-1].lower()
+                    fmt = {"png": "PNG", "tif": "TIFF", "tiff": "TIFF"}.get(suffix, "JPEG")
                     images[row[column]] = image_bytes(seed=index * 2 + len(images), fmt=fmt)
     for name, data in images.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -79,12 +85,19 @@ def zip_folder(folder: Path, target: Path, *, extra: dict[str, bytes] | None = N
 
 
 def snapshot(media_root: Path) -> tuple:
+    """The row count of every model of the cases and audit apps, and the media files: what
+    a refused import must leave as it found it (a stray StudyChoice or AuditEvent too)."""
+    counts = tuple(
+        (model._meta.label, model._default_manager.count())
+        for app in ("cases", "audit")
+        for model in apps.get_app_config(app).get_models()
+    )
     files = (
         sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
         if media_root.exists()
         else []
     )
-    return (Study.objects.count(), Case.objects.count(), CaseImage.objects.count(), files)
+    return counts, files
 
 
 def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
@@ -183,12 +196,68 @@ def test_command_creates_a_draft_study_with_title_and_choices(tmp_path, capsys):
     assert "Created study 'new-study': 3 case(s) imported" in capsys.readouterr().out
 
 
+# What a copy does not share with its original: its identity, its status (a copy starts
+# as a draft), its admins (people of this installation) and its time stamps.
+STUDY_NOT_COPIED = {"id", "slug", "status", "admins", "choices", "created_at", "updated_at"}
+
+
+def non_default_study_values() -> dict:
+    """A value other than the default for every Study field a bundle carries, so that the
+    round trip notices a field it drops, a field added to Study later included."""
+    values = {}
+    for field in Study._meta.concrete_fields:
+        if field.name in STUDY_NOT_COPIED:
+            continue
+        if field.name == "required_profile_fields":
+            values[field.name] = ["region", "level"]
+        elif isinstance(field, models.BooleanField):
+            values[field.name] = not field.default
+        elif isinstance(field, models.CharField | models.TextField):
+            values[field.name] = f"{field.name} 中文 ✓"[: field.max_length]
+        else:
+            raise AssertionError(f"give Study.{field.name} a non-default value here")
+    return values
+
+
+def study_content(study: Study) -> dict:
+    """Everything of ``study`` a bundle carries. Public ids are left out by design: they
+    are unique across the installation, so a copy in the same database gets new ones."""
+    return {
+        "study": model_to_dict(study, exclude=STUDY_NOT_COPIED),
+        "choices": study.choice_codes(),
+        "cases": [
+            {
+                **model_to_dict(case, exclude=["id", "study", "public_id"]),
+                "diagnosis": case.diagnosis.code,
+                "images": [
+                    {
+                        **model_to_dict(
+                            image,
+                            exclude=["id", "case", "public_id", "original", "web", "thumbnail"],
+                        ),
+                        "original_sha256": hashlib.sha256(image.original.read()).hexdigest(),
+                    }
+                    for image in case.images.order_by("kind")
+                ],
+            }
+            for case in study.cases.order_by("position")
+        ],
+    }
+
+
 def test_export_then_import_gives_an_identical_study(tmp_path):
-    study = make_study(
-        slug="orig", choices=("MN", "SK", "BCC"), description="d", ask_confidence=True
-    )
-    write_bundle(tmp_path / "b", good_rows(5))
+    values = non_default_study_values()
+    study = study_create(slug="orig", choices=["BCC", "MN", "SK"], **values)
+    rows = good_rows(5)
+    rows[2]["clinical_image"] = "img/c002_clin.tif"  # a TIFF makes the trip as well
+    rows[3]["dermoscopic_image"] = "img/c003_derm.tiff"
+    rows[4].update(age="", sex="", site="", histopathology="no")
+    write_bundle(tmp_path / "b", rows)
     cases_import(slug="orig", source=tmp_path / "b")
+    original = study_content(study)
+    assert original["study"] == {**original["study"], **values}  # the values did stick
+    assert {i["format"] for c in original["cases"] for i in c["images"]} == {"JPEG", "PNG", "TIFF"}
+    public_ids = set(study.cases.values_list("public_id", flat=True))
 
     for target in ("out", "out.zip"):
         call_command("export_cases", "orig", str(tmp_path / target))
@@ -196,28 +265,9 @@ def test_export_then_import_gives_an_identical_study(tmp_path):
         call_command("import_cases", copy_slug, str(tmp_path / target))
         copy = Study.objects.get(slug=copy_slug)
 
-        def content(s: Study):
-            return [
-                (
-                    c.source_id,
-                    c.position,
-                    c.diagnosis.code,
-                    c.age,
-                    c.sex,
-                    c.site,
-                    c.histopathology,
-                    sorted((i.kind, i.sha256, i.format, i.width, i.height) for i in c.images.all()),
-                )
-                for c in s.cases.order_by("position")
-            ]
-
-        assert content(copy) == content(study)
-        assert copy.choice_codes() == study.choice_codes()
-        assert (copy.title, copy.description, copy.ask_confidence) == (
-            study.title,
-            study.description,
-            True,
-        )
+        assert study_content(copy) == original
+        assert copy.status == Study.Status.DRAFT
+        assert public_ids.isdisjoint(copy.cases.values_list("public_id", flat=True))
 
 
 def test_export_refuses_to_overwrite(tmp_path):
@@ -265,7 +315,7 @@ def test_missing_image_file(tmp_path, media_root):
     )
 
 
-def test_unreadable_image_file(tmp_path, media_root):
+def test_damaged_image_file(tmp_path, media_root):
     make_study()
     write_bundle(tmp_path / "b", good_rows(3))
     path = tmp_path / "b" / "img/c001_derm.png"
@@ -273,7 +323,9 @@ def test_unreadable_image_file(tmp_path, media_root):
     assert_rejected(
         media_root,
         source=tmp_path / "b",
-        expect=["row 3, case 'c001': dermoscopic_image 'img/c001_derm.png'"],
+        expect=[
+            "row 3, case 'c001': dermoscopic_image 'img/c001_derm.png': the image data is damaged"
+        ],
     )
 
 
@@ -316,10 +368,26 @@ def test_duplicate_case_id(tmp_path, media_root):
 
 
 def test_image_over_the_byte_limit(tmp_path, media_root, settings):
-    settings.READERSTUDY_MAX_IMAGE_BYTES = 500
+    settings.READERSTUDY_MAX_IMAGE_BYTES = 2000
     make_study()
-    write_bundle(tmp_path / "b", good_rows(1))
-    assert_rejected(media_root, source=tmp_path / "b", expect=["the limit is 500"])
+    rows = good_rows(2)
+    images = {
+        rows[0]["clinical_image"]: image_bytes(seed=1, size=(8, 8)),
+        rows[0]["dermoscopic_image"]: image_bytes(seed=2, size=(8, 8), fmt="PNG"),
+        rows[1]["clinical_image"]: image_bytes(seed=3, size=(8, 8)),
+        rows[1]["dermoscopic_image"]: image_bytes(seed=4, size=(64, 48), fmt="PNG"),
+    }
+    write_bundle(tmp_path / "b", rows, images=images)
+    size = len(images[rows[1]["dermoscopic_image"]])
+    error = assert_rejected(
+        media_root,
+        source=tmp_path / "b",
+        expect=[
+            f"row 3, case 'c001': dermoscopic_image 'img/c001_derm.png': the file has "
+            f"{size:,} bytes; the limit is 2,000"
+        ],
+    )
+    assert len(error.problems) == 1
 
 
 def test_decompression_bomb(tmp_path, media_root):
@@ -344,12 +412,24 @@ def test_decompression_bomb(tmp_path, media_root):
     assert len(error.problems) == 2
 
 
-@pytest.mark.parametrize("member", ["/etc/evil.jpg", "../evil.jpg", "img/../../evil.jpg"])
-def test_zip_member_with_an_absolute_or_parent_path(tmp_path, media_root, member):
+@pytest.mark.parametrize(
+    "member, reason",
+    [
+        ("/etc/evil.jpg", "is an absolute path"),
+        ("C:\\evil.jpg", "is an absolute path"),
+        ("\\server\\evil.jpg", "is an absolute path"),
+        ("../evil.jpg", "contains '..'"),
+        ("img/../../evil.jpg", "contains '..'"),
+        ("..\\evil.jpg", "contains '..'"),
+    ],
+)
+def test_zip_member_with_an_absolute_or_parent_path(tmp_path, media_root, member, reason):
     make_study()
     write_bundle(tmp_path / "b", good_rows(2))
     archive = zip_folder(tmp_path / "b", tmp_path / "b.zip", extra={member: b"x"})
-    assert_rejected(media_root, source=archive, expect=[f"zip member '{member}'"])
+    with zipfile.ZipFile(archive) as check:  # the name is stored as written
+        assert member in check.namelist()
+    assert_rejected(media_root, source=archive, expect=[f"zip member {member!r} {reason}"])
 
 
 def test_csv_naming_a_parent_path(tmp_path, media_root):

@@ -12,13 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -30,15 +33,29 @@ from cases.synthetic import DEMO_CHOICES, make_case_images, simulate_readers
 
 DEMO_SLUG = "demo"
 CASES_PER_CLASS = 25
+DEFAULT_SEED = 0
 DEMO_DESCRIPTION = (
     "A synthetic study shaped like the reference reader study (Zhu et al., Front. Med. "
     "2021): 8 diagnoses, 25 cases each, a clinical photo and a dermoscopic image per case. "
     "Every image is generated, not a patient photo; the readers' answers already in it are "
     "simulated."
 )
+# Appended to the description: the study records the seed it was built from, so that a
+# later `demo --seed N` can say that the existing study is another one.
+_SEED_NOTE = "Built from seed {seed}; manage.py demo --seed {seed} builds the same study."
+_SEED_NOTE_PATTERN = re.compile(r"Built from seed (\d+);")
 CONSENT_TEXT = (
     "This is a demonstration of the reader-study platform. The images are synthetic. "
     "Your answers are stored under a pseudonym and used only to demonstrate the statistics."
+)
+DEMO_TITLE_ZH = "合成演示：8 类皮肤镜读片研究"  # noqa: RUF001
+DEMO_DESCRIPTION_ZH = (
+    "一个仿照参考读片研究（Zhu 等，Front. Med. 2021）构建的合成研究：8 种诊断，每种 25 个"  # noqa: RUF001
+    "病例，每个病例有一张临床照片和一张皮肤镜图像。所有图像均为生成图像，并非患者照片；"  # noqa: RUF001
+    "研究中已有的读片者答案为模拟数据。"
+)
+CONSENT_TEXT_ZH = (
+    "这是读片研究平台的演示。图像均为合成图像。您的答案以化名保存，仅用于演示统计分析。"  # noqa: RUF001
 )
 
 
@@ -58,6 +75,7 @@ class DemoResult:
     reader_username: str
     reader_password: str
     simulated_readers: int
+    seed: int | None  # the seed the study was built from; None when it does not say
 
 
 def demo_cases(*, seed: int, per_class: int = CASES_PER_CLASS) -> list[DemoCase]:
@@ -124,7 +142,7 @@ def write_demo_bundle(
         json.dumps(
             {
                 "title": "Synthetic demo: 8-class dermoscopy reader study",
-                "description": DEMO_DESCRIPTION,
+                "description": f"{DEMO_DESCRIPTION} {_SEED_NOTE.format(seed=seed)}",
                 "choices": list(DEMO_CHOICES),
                 "shuffle_cases": True,
                 "show_clinical_image": True,
@@ -134,10 +152,20 @@ def write_demo_bundle(
                 "ask_confidence": True,
                 "consent_text": CONSENT_TEXT,
                 "consent_version": "demo-1",
+                "title_zh": DEMO_TITLE_ZH,
+                "description_zh": DEMO_DESCRIPTION_ZH,
+                "consent_text_zh": CONSENT_TEXT_ZH,
                 "is_synthetic": True,
             }
         )
     )
+
+
+def demo_seed(study: Study) -> int | None:
+    """The seed ``study`` was built from, as its description records it; None when the
+    description does not say (edited, or built by an older version)."""
+    match = _SEED_NOTE_PATTERN.search(study.description)
+    return int(match.group(1)) if match else None
 
 
 def _credentials_file(data_dir: Path) -> Path:
@@ -202,12 +230,36 @@ def _simulate(study: Study, *, seed: int, n_readers: int, cases: list[DemoCase])
         Enrolment.objects.filter(pk=enrolment.pk).update(finished_at=now)
 
 
+# Rows of other apps that protect the demo study or its cases from deletion: the demo
+# models' runs and predictions, reports. Named, not imported: cases imports neither app.
+_DEPENDENTS = (
+    ("inference.Prediction", "case__study"),
+    ("inference.InferenceRun", "study"),
+    ("analysis.AnalysisReport", "study"),
+)
+
+
 def demo_reset(*, slug: str = DEMO_SLUG) -> bool:
-    """Delete the demo study with its cases, images, enrolments and simulated readers."""
+    """Delete the demo study with its cases, images, enrolments, invitations, simulated
+    readers, and what other apps made of it (CNN runs and predictions, reports)."""
     study = Study.objects.filter(slug=slug, is_synthetic=True).first()
     if study is None:
         return False
+    files, folders = [], []
     with transaction.atomic():
+        for label, lookup in _DEPENDENTS:
+            if not apps.is_installed(label.split(".")[0]):
+                continue
+            rows = apps.get_model(label).objects.filter(**{lookup: study})
+            for row in rows:
+                files += [
+                    getattr(row, f.name)
+                    for f in row._meta.fields
+                    if f.get_internal_type() == "FileField"
+                ]
+                if label == "analysis.AnalysisReport":
+                    folders.append(row.path)
+            rows.delete()
         AnswerChange.objects.filter(answer__enrolment__study=study).delete()
         Answer.objects.filter(enrolment__study=study).delete()
         enrolments = Enrolment.objects.filter(study=study)
@@ -217,29 +269,46 @@ def demo_reset(*, slug: str = DEMO_SLUG) -> bool:
             )
         )
         enrolments.delete()
+        study.invitations.all().delete()
         ReaderProfile.objects.filter(user_id__in=simulated).delete()
         get_user_model().objects.filter(pk__in=simulated).delete()
         images = list(CaseImage.objects.filter(case__study=study))
-        files = [f for image in images for f in (image.original, image.web, image.thumbnail)]
+        files += [f for image in images for f in (image.original, image.web, image.thumbnail)]
         CaseImage.objects.filter(case__study=study).delete()
         study.cases.all().delete()
         study.delete()
-        transaction.on_commit(lambda: [f.storage.delete(f.name) for f in files])
+        transaction.on_commit(lambda: _delete_files(files, folders))
     return True
 
 
+def _delete_files(files: list, folders: list[Path]) -> None:
+    for file in files:
+        if file:  # an optional file field left empty
+            file.storage.delete(file.name)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def demo_build(
-    *, seed: int = 0, n_readers: int = 30, data_dir: Path, progress: bool = False
+    *,
+    seed: int | None = None,
+    n_readers: int = 30,
+    data_dir: Path,
+    per_class: int = CASES_PER_CLASS,
+    progress: bool = False,
 ) -> DemoResult:
     """Build the demo study if it is not there yet, and the demo users in any case.
 
-    Safe to run again: an existing demo study is kept as it is (``demo_reset`` first to
-    rebuild it with another seed).
+    ``seed`` None builds from :data:`DEFAULT_SEED`. Safe to run again: an existing demo
+    study is kept as it is, whatever ``seed`` says (``demo_reset`` first to rebuild it
+    with another seed); the result's ``seed`` is the one it was built from.
+    ``per_class`` below 25 makes a smaller study, for tests.
     """
     study = Study.objects.filter(slug=DEMO_SLUG).first()
     created = study is None
-    cases = demo_cases(seed=seed)
     if created:
+        seed = DEFAULT_SEED if seed is None else seed
+        cases = demo_cases(seed=seed, per_class=per_class)
         with tempfile.TemporaryDirectory(prefix="readerstudy-demo-") as tmp:
             folder = Path(tmp) / "bundle"
             write_demo_bundle(folder, cases, seed=seed, progress=progress)
@@ -266,6 +335,7 @@ def demo_build(
         simulated_readers=Enrolment.objects.filter(
             study=study, reader__reader_profile__is_simulated=True
         ).count(),
+        seed=seed if created else demo_seed(study),
     )
 
 

@@ -78,6 +78,11 @@ DEMO_NAMES = {
 CLINICAL_SIZE = (640, 480)  # (width, height)
 DERMOSCOPIC_SIZE = (600, 600)
 WATERMARK_TEXT = "SYNTHETIC"
+# The admin's thumbnails shrink the longer side to this (cases.imaging.THUMB_MAX_SIDE,
+# repeated because this module imports nothing of the project); the watermark's font is
+# _THUMB_FONT_PX there, the smallest size that stays legible.
+THUMB_SIDE = 256
+_THUMB_FONT_PX = 11
 
 # Fitzpatrick-like skin tones I..VI (linear-ish RGB in [0, 1]).
 _SKIN_TONES = np.array(
@@ -704,17 +709,20 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def add_watermark(image: Image.Image, text: str = WATERMARK_TEXT) -> Image.Image:
     """Return a copy of ``image`` (RGB) with ``text`` small in the bottom-right corner.
 
-    White text on a translucent dark box, about 1/40 of the image's shorter side high:
-    unobtrusive, but legible on any background.
+    White text on a translucent dark box. The font scales with the image's longer side
+    so that the mark is still legible in the admin's thumbnails, which shrink that side
+    to :data:`THUMB_SIDE` (256 px): there the font is about 11 px, the text about a fifth
+    of the width. Unobtrusive on the full image, legible on any background.
     """
     base = image.convert("RGBA")
     w, h = base.size
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    font = _font(max(11, round(min(w, h) / 40)))
+    scale = max(1.0, max(w, h) / THUMB_SIDE)
+    font = _font(round(_THUMB_FONT_PX * scale))
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     tw, th = right - left, bottom - top
-    margin, pad = max(4, min(w, h) // 60), 3
+    margin, pad = max(4, min(w, h) // 60), max(3, round(2 * scale))
     x, y = w - margin - pad - tw, h - margin - pad - th
     draw.rectangle([x - pad, y - pad, x + tw + pad, y + th + pad], fill=(0, 0, 0, 140))
     draw.text((x - left, y - top), text, font=font, fill=(255, 255, 255, 220))

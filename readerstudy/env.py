@@ -16,6 +16,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# URL schemes that name no server: a file, a folder, or the process's own memory.
+_HOSTLESS_SCHEMES = {"sqlite", "filesystem", "memory"}
+# Django's `startproject` prefixes the key it writes into settings.py with this: such a
+# key has been in a file, usually a repository, and is not a secret.
+_INSECURE_KEY_PREFIX = "django-insecure-"
 
 
 def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
@@ -113,9 +118,34 @@ def env_url(
         raise ImproperlyConfigured(
             f"{name} has scheme {parsed.scheme or '(none)'!r}; expected one of: {allowed}"
         )
-    if parsed.scheme not in {"sqlite", "filesystem"} and not parsed.hostname:
+    if parsed.scheme not in _HOSTLESS_SCHEMES and not parsed.hostname:
         raise ImproperlyConfigured(f"{name}={value!r} has no host name")
     return value
+
+
+def env_path(name: str, default: Path, *, environ: Mapping[str, str] | None = None) -> Path:
+    """A folder path, made absolute; an empty value is an error, not the current folder."""
+    value = _raw(name, environ)
+    if value is None:
+        return default.resolve()
+    if value == "":
+        raise ImproperlyConfigured(
+            f"{name} is empty: name a folder, or unset it for the default {str(default)!r}"
+        )
+    return Path(value).expanduser().resolve()
+
+
+def allowed_hosts(
+    *, production: bool, default: list[str], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """``DJANGO_ALLOWED_HOSTS``; ``default`` when unset, except in production
+    (``DJANGO_SECURE=1``), where it must be set: an empty list would answer every
+    request with 400."""
+    if production and _raw("DJANGO_ALLOWED_HOSTS", environ) is None:
+        raise ImproperlyConfigured(
+            "DJANGO_ALLOWED_HOSTS must be set when DJANGO_SECURE=1 (comma-separated host names)"
+        )
+    return env_list("DJANGO_ALLOWED_HOSTS", default, environ=environ)
 
 
 def secret_key(
@@ -124,10 +154,18 @@ def secret_key(
     """``DJANGO_SECRET_KEY``; outside production, generated once and kept in ``data_dir``.
 
     A production deployment (``DJANGO_SECURE=1``) must set the key explicitly: a key
-    generated on one web host would not match the key of the next.
+    generated on one web host would not match the key of the next. A key given
+    explicitly is refused, in production or not, when it is short, simple, or Django's
+    ``django-insecure-`` placeholder.
     """
     value = _raw("DJANGO_SECRET_KEY", environ)
     if value:
+        if value.startswith(_INSECURE_KEY_PREFIX):
+            raise ImproperlyConfigured(
+                f"DJANGO_SECRET_KEY starts with {_INSECURE_KEY_PREFIX!r}, the prefix of the "
+                "key Django's startproject writes into settings.py: use at least 50 random "
+                "characters of your own"
+            )
         if len(value) < 50 or len(set(value)) < 5:
             raise ImproperlyConfigured(
                 "DJANGO_SECRET_KEY is too short or too simple: use at least 50 random characters"

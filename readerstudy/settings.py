@@ -3,7 +3,8 @@
 Defaults are the embedded, safe ones: SQLite and Celery's filesystem transport under
 ``READERSTUDY_DATA_DIR`` (``./var``), debug off, a secret key generated once and kept
 in the data directory. ``DJANGO_SECURE=1`` turns on the production hardening
-(HTTPS-only cookies, HSTS, SSL redirect) and requires an explicit secret key.
+(HTTPS-only cookies, HSTS, SSL redirect) and requires an explicit secret key and
+allowed hosts.
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ from pathlib import Path
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
-from readerstudy.env import env_bool, env_choice, env_int, env_list, env_str, env_url, secret_key
+from readerstudy.env import (
+    allowed_hosts,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_path,
+    env_url,
+    secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("READERSTUDY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR = env_path("READERSTUDY_DATA_DIR", BASE_DIR / "var")
 
 SECURE = env_bool("DJANGO_SECURE", False)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = secret_key(data_dir=DATA_DIR, production=SECURE)
-ALLOWED_HOSTS = env_list(
-    "DJANGO_ALLOWED_HOSTS", [] if SECURE else ["127.0.0.1", "localhost", "[::1]"]
-)
+ALLOWED_HOSTS = allowed_hosts(production=SECURE, default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -115,7 +123,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 # Lock a user name from one address after this many failed logins, for an hour; every
-# failure is also in the audit trail. Admins unlock with `manage.py axes_reset`.
+# failure is also in the audit trail. A study admin unlocks a reader from the admin's
+# "Password / unlock" page; `manage.py axes_reset` unlocks from the command line.
 AXES_FAILURE_LIMIT = env_int("READERSTUDY_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_int("READERSTUDY_LOGIN_LOCKOUT_HOURS", 1, minimum=1)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -209,6 +218,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's JSON parser, with a translated error message.
+    "DEFAULT_PARSER_CLASSES": [
+        "readerstudy.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
@@ -234,14 +249,18 @@ CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Read whether secure or not, so that a typo fails on a staging machine too; they take
+# effect only with DJANGO_SECURE=1.
+_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000, minimum=0)
+_BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
 if SECURE:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = True
-    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_SECONDS = _HSTS_SECONDS
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    if env_bool("DJANGO_BEHIND_PROXY", False):
+    if _BEHIND_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- logging: structured lines to stdout -------------------------------------------------

@@ -11,9 +11,9 @@ import time
 from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from cases.demo import demo_build, demo_reset
+from cases.demo import DEFAULT_SEED, demo_build, demo_reset
 
 
 class Command(BaseCommand):
@@ -24,7 +24,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--seed", type=int, default=0, help="same seed, same study")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help=f"same seed, same study (default {DEFAULT_SEED}); an existing demo study "
+            "is kept whatever its seed: add --reset to rebuild it",
+        )
         parser.add_argument("--readers", type=int, default=30, help="simulated readers")
         parser.add_argument("--no-serve", action="store_true", help="seed and exit")
         parser.add_argument(
@@ -38,6 +44,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, seed, readers, no_serve, reset, port, no_models, **options):
+        if seed is not None and seed < 0:
+            raise CommandError(f"--seed {seed}: use a whole number from 0 up")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         if reset and demo_reset():
@@ -48,12 +56,22 @@ class Command(BaseCommand):
         if apps.is_installed("inference") and not no_models:
             call_command("demo_models", study=study.slug, stdout=self.stdout)
         state = "Built" if result.created else "Kept the existing"
+        built_from = "an unrecorded seed" if result.seed is None else f"seed {result.seed}"
         self.stdout.write(
             self.style.SUCCESS(
                 f"{state} demo study {study.slug!r}: {study.cases.count()} synthetic cases, "
-                f"{result.simulated_readers} simulated readers."
+                f"{result.simulated_readers} simulated readers, built from {built_from}."
             )
         )
+        if not result.created and seed is not None and seed != result.seed:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"WARNING: --seed {seed} was not used: the existing demo study, built "
+                    f"from {built_from}, is kept as it is. To rebuild it from seed {seed}: "
+                    f"manage.py demo --reset --seed {seed} (or `make clean-demo`, which "
+                    "deletes var/ with the whole demo database)."
+                )
+            )
         self.stdout.write(
             "\n  SYNTHETIC DATA: generated images and simulated readers, no patient data.\n\n"
             f"  Platform:    http://127.0.0.1:{port}/\n"

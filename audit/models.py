@@ -44,6 +44,8 @@ class AuditEvent(models.Model):
         USER_DEACTIVATED = "auth.user_deactivated"
         STUDY_ADMIN_ADD = "study.admin_add"
         BACKUP_RESTORE = "backup.restore"
+        PASSWORD_RESET = "auth.password_reset"
+        LOCKOUT_RESET = "auth.unlock"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No database constraint and no cascade: deleting a user must not rewrite history,

@@ -7,6 +7,10 @@ import datetime as dt
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.forms import SetPasswordForm
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -17,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from audit.models import AuditEvent
 from audit.services import audit_log, client_ip
 from cases.api import answers_csv_response
+from cases.forms import StudyForm
 from cases.importing import ImportRejected, cases_import
 from cases.models import (
     Answer,
@@ -31,7 +36,7 @@ from cases.models import (
     StudyChoice,
 )
 from cases.selectors import administered_studies, reader_progress_table, study_overview
-from cases.services import invitations_create
+from cases.services import AccountError, invitations_create, reader_password_set, reader_unlock
 
 
 class StudyScopedAdmin(admin.ModelAdmin):
@@ -67,23 +72,145 @@ class StudyScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class AdministeredStudyFilter(admin.SimpleListFilter):
+    """Diagnoses that are choices of one study, listing only the studies the user
+    administers (a plain related filter would name every study)."""
+
+    title = "choice of study"
+    parameter_name = "study"
+
+    def lookups(self, request, model_admin):
+        return [(s.pk, s.title) for s in administered_studies(user=request.user).order_by("title")]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        if not str(self.value()).isdigit():
+            return queryset.none()
+        studies = administered_studies(user=request.user).filter(pk=self.value())
+        return queryset.filter(studies__in=studies).distinct()
+
+
 @admin.register(Diagnosis)
 class DiagnosisAdmin(admin.ModelAdmin):
     list_display = ["code", "name_en", "name_zh"]
+    list_filter = [AdministeredStudyFilter]
     search_fields = ["code", "name_en", "name_zh"]
+
+
+def choice_in_use(*, study_id: int, diagnosis_id: int) -> str:
+    """Why a study's choice of ``diagnosis_id`` cannot be removed or replaced (the cases
+    and answers of the study that use it), or '' when nothing uses it."""
+    cases = Case.objects.filter(study_id=study_id, diagnosis_id=diagnosis_id).count()
+    answers = (
+        Answer.objects.filter(enrolment__study_id=study_id)
+        .filter(
+            Q(diagnosis_id=diagnosis_id)
+            | Q(changes__previous_diagnosis_id=diagnosis_id)
+            | Q(changes__new_diagnosis_id=diagnosis_id)
+        )
+        .distinct()
+        .count()
+    )
+    if not cases and not answers:
+        return ""
+    code = Diagnosis.objects.get(pk=diagnosis_id).code
+    return (
+        f"{code} is used by {cases} case(s) and {answers} answer(s) of this study: "
+        "it cannot be removed or replaced."
+    )
+
+
+def choice_edit_problem(
+    *, study: Study, choice: StudyChoice | None, deleting: bool, changed: list[str]
+) -> str:
+    """Why adding (``choice`` None), changing or deleting a study choice must be refused,
+    or '' when it may go ahead. The stored status counts, not one being submitted."""
+    stored = Study.objects.filter(pk=study.pk).values_list("status", flat=True).first()
+    if stored not in (None, Study.Status.DRAFT) and (choice is None or deleting or changed):
+        return (
+            f"the choices of a study that is {stored} are fixed: its readers answer with "
+            "these buttons, in this order."
+        )
+    if choice is not None and (deleting or "diagnosis" in changed or "study" in changed):
+        return choice_in_use(study_id=choice.study_id, diagnosis_id=choice.diagnosis_id)
+    return ""
+
+
+class StudyChoiceFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        problems = []
+        for form in self.forms:
+            if not form.has_changed() and not self._should_delete_form(form):
+                continue
+            if form.instance.pk is None and self._should_delete_form(form):
+                continue  # a new row removed again: nothing happens
+            original = (
+                StudyChoice.objects.filter(pk=form.instance.pk).first()
+                if form.instance.pk
+                else None
+            )
+            problem = choice_edit_problem(
+                study=self.instance,
+                choice=original,
+                deleting=self._should_delete_form(form),
+                changed=form.changed_data,
+            )
+            if problem and problem not in problems:
+                problems.append(problem)
+        if problems:
+            raise ValidationError(problems)
 
 
 class StudyChoiceInline(admin.TabularInline):
     model = StudyChoice
+    formset = StudyChoiceFormSet
     extra = 0
     ordering = ["position"]
 
 
+class StudyChoiceForm(forms.ModelForm):
+    class Meta:
+        model = StudyChoice
+        fields = ["study", "diagnosis", "position"]
+
+    def clean(self):
+        cleaned = super().clean()
+        # Before _post_clean, self.instance still holds the stored values.
+        original = self.instance if self.instance.pk else None
+        study = original.study if original else cleaned.get("study")
+        if study is not None:
+            problem = choice_edit_problem(
+                study=study, choice=original, deleting=False, changed=self.changed_data
+            )
+            if problem:
+                raise ValidationError(problem)
+        return cleaned
+
+
 @admin.register(StudyChoice)
 class StudyChoiceAdmin(StudyScopedAdmin):
+    form = StudyChoiceForm
     list_display = ["study", "position", "diagnosis"]
     list_filter = ["study"]
     search_fields = ["study__slug", "diagnosis__code"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "study"] if obj is not None else fields
+
+    def get_deleted_objects(self, objs, request):
+        # Listing a choice as "protected" makes Django refuse the deletion with a page
+        # that says why (the delete view and the bulk action both ask this).
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for choice in objs:
+            problem = choice_edit_problem(
+                study=choice.study, choice=choice, deleting=True, changed=[]
+            )
+            if problem:
+                protected = [*protected, f"{choice}: {problem}"]
+        return deleted, counts, perms_needed, protected
 
 
 class InvitationCreateForm(forms.Form):
@@ -128,6 +255,23 @@ def invitations_csv_response(request: HttpRequest, invitations, *, filename: str
     return response
 
 
+def lockout_state(username: str) -> dict[str, object]:
+    """The failed logins django-axes holds for ``username``: how many, from how many
+    addresses, and whether one of those addresses is locked out now."""
+    from axes.helpers import get_cool_off
+    from axes.models import AccessAttempt
+    from django.conf import settings
+
+    attempts = AccessAttempt.objects.filter(username=username)
+    cool_off = get_cool_off()
+    live = attempts.filter(attempt_time__gte=timezone.now() - cool_off) if cool_off else attempts
+    return {
+        "failures": sum(a.failures_since_start for a in attempts),
+        "addresses": attempts.count(),
+        "locked": live.filter(failures_since_start__gte=settings.AXES_FAILURE_LIMIT).exists(),
+    }
+
+
 class CaseImportForm(forms.Form):
     bundle = forms.FileField(
         help_text="A .zip holding cases.csv and the images it names (JPEG, PNG or TIFF)."
@@ -137,6 +281,7 @@ class CaseImportForm(forms.Form):
 @admin.register(Study)
 class StudyAdmin(StudyScopedAdmin):
     study_path = None
+    form = StudyForm
     list_display = ["title", "slug", "status", "case_count", "is_synthetic", "created_at"]
     list_filter = ["status", "is_synthetic", "shuffle_cases", "show_feedback"]
     search_fields = ["title", "slug", "description"]
@@ -144,7 +289,21 @@ class StudyAdmin(StudyScopedAdmin):
     inlines = [StudyChoiceInline]
     readonly_fields = ["links"]
     fieldsets = [
-        (None, {"fields": ["title", "slug", "description", "status", "is_synthetic", "links"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "title",
+                    "title_zh",
+                    "slug",
+                    "description",
+                    "description_zh",
+                    "status",
+                    "is_synthetic",
+                    "links",
+                ]
+            },
+        ),
         (
             "Questionnaire",
             {
@@ -158,7 +317,7 @@ class StudyAdmin(StudyScopedAdmin):
                 ]
             },
         ),
-        ("Consent", {"fields": ["consent_text", "consent_version"]}),
+        ("Consent", {"fields": ["consent_text", "consent_text_zh", "consent_version"]}),
         ("Readers and admins", {"fields": ["required_profile_fields", "admins"]}),
     ]
     filter_horizontal = ["admins"]
@@ -234,6 +393,11 @@ class StudyAdmin(StudyScopedAdmin):
                 self.admin_site.admin_view(self.invitations_view),
                 name="cases_study_invitations",
             ),
+            path(
+                "<int:pk>/readers/<int:enrolment_pk>/account/",
+                self.admin_site.admin_view(self.reader_account_view),
+                name="cases_study_reader_account",
+            ),
         ]
         return own + super().get_urls()
 
@@ -304,6 +468,69 @@ class StudyAdmin(StudyScopedAdmin):
         }
         return TemplateResponse(request, "admin/cases/study/invitations.html", context)
 
+    def reader_account_view(self, request: HttpRequest, pk: int, enrolment_pk: int) -> HttpResponse:
+        """A study admin sets a new password for a reader of the study, or only lifts
+        their login lockout. Staff accounts are refused (a superuser manages those)."""
+        study = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_change_permission(request, study):
+            return HttpResponseRedirect(reverse("admin:index"))
+        enrolment = get_object_or_404(study.enrolments.select_related("reader"), pk=enrolment_pk)
+        reader = enrolment.reader
+        refused = ""
+        if reader.is_staff or reader.is_superuser:
+            refused = (
+                f"{reader.get_username()} is a staff account: only a superuser can change "
+                "it, in the Users admin."
+            )
+        wants_unlock = request.method == "POST" and "unlock" in request.POST
+        form = SetPasswordForm(
+            reader, request.POST if request.method == "POST" and not wants_unlock else None
+        )
+        if request.method == "POST" and not refused:
+            progress = reverse("admin:cases_study_progress", args=[study.pk])
+            try:
+                if wants_unlock:
+                    cleared = reader_unlock(
+                        actor=request.user, enrolment=enrolment, ip=client_ip(request)
+                    )
+                    self.message_user(
+                        request,
+                        f"{reader.get_username()} is unlocked "
+                        f"({cleared} failed-login record(s) removed).",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(progress)
+                if form.is_valid():
+                    reader_password_set(
+                        actor=request.user,
+                        enrolment=enrolment,
+                        password=form.cleaned_data["new_password1"],
+                        ip=client_ip(request),
+                    )
+                    self.message_user(
+                        request,
+                        f"New password set for {reader.get_username()}; any lockout is "
+                        "lifted. Give them the password over a safe channel.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(progress)
+            except AccountError as exc:
+                refused = str(exc)
+            except ValidationError as exc:
+                form.add_error("new_password2", exc)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reader account: {reader.get_username()}",
+            "study": study,
+            "enrolment": enrolment,
+            "reader": reader,
+            "opts": self.model._meta,
+            "form": form,
+            "refused": refused,
+            "lockout": lockout_state(reader.get_username()),
+        }
+        return TemplateResponse(request, "admin/cases/study/reader_account.html", context)
+
     def import_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         study = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_change_permission(request, study):
@@ -349,6 +576,53 @@ class CaseImageInline(admin.TabularInline):
         return False
 
 
+class CaseAdminForm(forms.ModelForm):
+    """Keeps the invariant the importer keeps: the reference diagnosis is one of the
+    study's choices."""
+
+    class Meta:
+        model = Case
+        fields = [
+            "study",
+            "source_id",
+            "position",
+            "diagnosis",
+            "age",
+            "sex",
+            "site",
+            "histopathology",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "diagnosis" in self.fields and self.instance.pk:
+            self.fields["diagnosis"].queryset = Diagnosis.objects.filter(
+                studychoice__study=self.instance.study_id
+            ).order_by("studychoice__position")
+        if "study" in self.fields:
+            # A case may only move between draft studies: readers never see it change.
+            self.fields["study"].queryset = self.fields["study"].queryset.filter(
+                status=Study.Status.DRAFT
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        # Read-only fields are not in cleaned_data; the instance still holds them.
+        study = cleaned.get("study") or (self.instance.study if self.instance.pk else None)
+        diagnosis = cleaned.get("diagnosis") or (
+            self.instance.diagnosis if self.instance.pk else None
+        )
+        if study is not None and diagnosis is not None:
+            codes = study.choice_codes()
+            if diagnosis.code not in codes:
+                message = (
+                    f"{diagnosis.code} is not one of the choices of {study.title!r} "
+                    f"({', '.join(codes) or 'none yet'})."
+                )
+                self.add_error("diagnosis" if "diagnosis" in self.fields else None, message)
+        return cleaned
+
+
 @admin.register(Case)
 class CaseAdmin(StudyScopedAdmin):
     list_display = [
@@ -366,6 +640,19 @@ class CaseAdmin(StudyScopedAdmin):
     list_select_related = ["study", "diagnosis"]
     readonly_fields = ["public_id"]
     inlines = [CaseImageInline]
+    form = CaseAdminForm
+
+    def get_readonly_fields(self, request, obj=None):
+        # Once readers can see the study (or have answered the case), its reference
+        # diagnosis and its study are fixed: changing them would rewrite the results.
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and (obj.study.status != Study.Status.DRAFT or obj.answers.exists()):
+            fields += ["study", "diagnosis"]
+        return fields
+
+    def has_add_permission(self, request) -> bool:
+        # Cases come from the importer (Import cases), which makes their images too.
+        return False
 
 
 @admin.register(CaseImage)
@@ -376,6 +663,14 @@ class CaseImageAdmin(StudyScopedAdmin):
     search_fields = ["case__source_id", "case__public_id", "public_id", "sha256"]
     list_select_related = ["case__study"]
     readonly_fields = ["public_id", "sha256", "width", "height", "size_bytes", "format"]
+
+    # Images come from the importer, which checks them, hashes them and makes their
+    # derivatives: the admin only shows them.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ReaderProfile)
@@ -401,7 +696,23 @@ class EnrolmentAdmin(StudyScopedAdmin):
     list_filter = ["study", ("finished_at", admin.EmptyFieldListFilter)]
     search_fields = ["reader_code", "reader__username", "reader__email"]
     list_select_related = ["reader", "study"]
-    readonly_fields = ["reader_code", "order_seed", "case_order", "served_case", "served_at"]
+    readonly_fields = [
+        "account",
+        "reader_code",
+        "order_seed",
+        "case_order",
+        "served_case",
+        "served_at",
+    ]
+
+    @admin.display(description="reader account")
+    def account(self, enrolment: Enrolment) -> str:
+        if not enrolment.pk:
+            return "-"
+        return format_html(
+            '<a href="{}">Set a new password or unlock</a>',
+            reverse("admin:cases_study_reader_account", args=[enrolment.study_id, enrolment.pk]),
+        )
 
 
 class AnswerChangeInline(admin.TabularInline):
@@ -459,7 +770,12 @@ class AnswerAdmin(StudyScopedAdmin):
 class AnswerChangeAdmin(StudyScopedAdmin):
     study_path = "answer__enrolment__study"
     list_display = ["answer", "previous_diagnosis", "new_diagnosis", "changed_at"]
-    list_filter = ["answer__enrolment__study"]
+    list_filter = ["answer__enrolment__study", "previous_diagnosis", "new_diagnosis"]
+    search_fields = [
+        "answer__enrolment__reader_code",
+        "answer__case__public_id",
+        "answer__case__source_id",
+    ]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

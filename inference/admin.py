@@ -139,6 +139,7 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
         "created_at",
     ]
     list_filter = ["status", "model", "study"]
+    search_fields = ["model__name", "study__slug", "study__title", "worker", "error"]
     list_select_related = ["model", "study"]
     readonly_fields = [
         "model",

@@ -112,7 +112,7 @@ def test_a_study_admin_who_creates_a_study_administers_it(client, admin_a):
             "show_clinical_image": "on",
             "consent_text": "",
             "consent_version": "",
-            "required_profile_fields": '["level"]',
+            "required_profile_fields": ["level"],
             "study_choices-TOTAL_FORMS": "0",
             "study_choices-INITIAL_FORMS": "0",
         },
@@ -124,3 +124,24 @@ def test_a_study_admin_who_creates_a_study_administers_it(client, admin_a):
 def test_superuser_sees_both_studies(admin_client, studies):
     body = admin_client.get(reverse("admin:cases_study_changelist")).content.decode()
     assert "Study-A" in body and "Study-B" in body
+
+
+def test_reader_account_page_is_scoped(client, admin_a, studies, django_user_model, reader):
+    from tests.factories import enrol
+
+    a, b = studies
+    urls = {
+        study: reverse(
+            "admin:cases_study_reader_account", args=[study.pk, enrol(study=study, user=reader).pk]
+        )
+        for study in (a, b)
+    }
+    client.force_login(admin_a)
+    assert client.get(urls[a]).status_code == 200
+    assert client.get(urls[b]).status_code == 404
+    # Staff who administer no study see no reader at all.
+    plain = django_user_model.objects.create_user("plain-staff", password="x", is_staff=True)
+    client.force_login(plain)
+    assert client.get(urls[a]).status_code == 404
+    assert client.post(urls[a], {"unlock": "1"}).status_code == 404
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.LOCKOUT_RESET).exists()

@@ -2,53 +2,147 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import re
 import zipfile
 
 import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
-from cases.models import Case, Study
+from cases.models import Answer, AnswerChange, Case, Diagnosis, Enrolment, Study
+from cases.selectors import reader_progress_table, study_overview
 from tests.cases.test_importing import good_rows, snapshot, write_bundle
 from tests.factories import CaseFactory, enrol, make_study
 
 pytestmark = pytest.mark.django_db
 
 
-def test_every_cases_model_is_registered():
-    for model in apps.get_app_config("cases").get_models():
-        assert admin.site.is_registered(model), model.__name__
+PROJECT_APPS = ["cases", "inference", "analysis", "audit", "backups"]
+PROJECT_MODELS = [
+    model
+    for label in PROJECT_APPS
+    if apps.is_installed(label)
+    for model in apps.get_app_config(label).get_models()
+]
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        "diagnosis",
-        "study",
-        "studychoice",
-        "case",
-        "caseimage",
-        "readerprofile",
-        "enrolment",
-        "answer",
-        "answerchange",
-    ],
-)
+@pytest.mark.parametrize("model", PROJECT_MODELS, ids=lambda m: m._meta.label_lower)
+def test_every_project_model_is_registered_with_filters_and_search(model):
+    assert admin.site.is_registered(model), f"{model._meta.label} is not in the admin"
+    model_admin = admin.site._registry[model]
+    assert model_admin.list_filter, f"{model._meta.label} has no list_filter"
+    assert model_admin.search_fields, f"{model._meta.label} has no search_fields"
+
+
+@pytest.mark.parametrize("model", PROJECT_MODELS, ids=lambda m: m._meta.label_lower)
 def test_changelists_render_with_filters_and_search(admin_client, model):
     CaseFactory()
-    response = admin_client.get(reverse(f"admin:cases_{model}_changelist") + "?q=x")
-    assert response.status_code == 200
+    CaseFactory(study=make_study(slug="second"))
+    opts = model._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    # The filter sidebar is on the page, and a search runs.
+    response = admin_client.get(url)
+    assert response.status_code == 200 and 'id="changelist-filter"' in response.content.decode()
+    response = admin_client.get(url + "?q=x")
+    assert response.status_code == 200 and 'id="searchbar"' in response.content.decode()
 
 
-def test_study_overview_counts(admin_client, reader):
-    case = CaseFactory()
-    enrol(study=case.study, user=reader)
-    response = admin_client.get(reverse("admin:cases_study_overview", args=[case.study.pk]))
-    body = response.content.decode()
+def test_search_narrows_the_study_changelist(admin_client):
+    make_study(slug="melanoma-panel")
+    make_study(slug="psoriasis-panel")
+    url = reverse("admin:cases_study_changelist")
+    body = admin_client.get(url + "?q=Melanoma").content.decode()
+    assert "Melanoma-Panel" in body and "Psoriasis-Panel" not in body
+    assert "1 result" in body
+
+
+def test_search_narrows_the_answer_change_changelist(admin_client, reader, other_reader):
+    study = make_study()
+    case = CaseFactory(study=study)
+    mn, sk = Diagnosis.objects.get(code="MN"), Diagnosis.objects.get(code="SK")
+    codes = []
+    for user in (reader, other_reader):
+        enrolment = enrol(study=study, user=user)
+        answer = Answer.objects.create(enrolment=enrolment, case=case, diagnosis=sk, seconds=3)
+        AnswerChange.objects.create(answer=answer, previous_diagnosis=mn, new_diagnosis=sk)
+        codes.append(enrolment.reader_code)
+    url = reverse("admin:cases_answerchange_changelist")
+    body = admin_client.get(url + f"?q={codes[0]}").content.decode()
+    assert codes[0] in body and codes[1] not in body
+
+
+def test_diagnosis_filter_lists_the_choices_of_one_study(admin_client):
+    study = make_study(choices=("MN", "SK"))
+    body = admin_client.get(
+        reverse("admin:cases_diagnosis_changelist") + f"?study={study.pk}"
+    ).content.decode()
+    assert "Melanocytic nevus" in body and "Basal cell carcinoma" not in body
+    assert "2 results" in body
+
+
+def _overview_world(reader, other_reader):
+    """Choices MN, SK, BCC with 3, 2 and 0 cases; one finished reader who answered all 5
+    cases, one unfinished who answered 2: 7 answers."""
+    study = make_study(choices=("MN", "SK", "BCC"))
+    cases = [
+        CaseFactory(study=study, diagnosis=Diagnosis.objects.get(code=code))
+        for code in ("MN", "MN", "MN", "SK", "SK")
+    ]
+    mn = Diagnosis.objects.get(code="MN")
+    finished, unfinished = enrol(study=study, user=reader), enrol(study=study, user=other_reader)
+    for case in cases:
+        Answer.objects.create(enrolment=finished, case=case, diagnosis=mn, seconds=4)
+    for case in cases[:2]:
+        Answer.objects.create(enrolment=unfinished, case=case, diagnosis=mn, seconds=4)
+    Enrolment.objects.filter(pk=finished.pk).update(finished_at=timezone.now())
+    return study
+
+
+def test_study_overview_counts_every_choice_in_order_with_zeros(reader, other_reader):
+    study = _overview_world(reader, other_reader)
+    overview = study_overview(study=study)
+    assert [(r["code"], r["n"], r["is_choice"]) for r in overview["cases_per_class"]] == [
+        ("MN", 3, True),
+        ("SK", 2, True),
+        ("BCC", 0, True),
+    ]
+    assert overview["n_cases"] == 5
+    assert overview["readers_enrolled"] == 2
+    assert overview["readers_finished"] == 1
+    assert overview["readers_started"] == 1
+    assert overview["answers"] == 7
+    assert overview["images_missing"] == 0
+
+
+def test_study_overview_flags_a_case_outside_the_choices():
+    study = make_study(choices=("MN", "SK"))
+    CaseFactory(study=study, diagnosis=Diagnosis.objects.get(code="DF"), with_images=False)
+    rows = study_overview(study=study)["cases_per_class"]
+    assert [(r["code"], r["n"], r["is_choice"]) for r in rows] == [
+        ("MN", 0, True),
+        ("SK", 0, True),
+        ("DF", 1, False),
+    ]
+    assert study_overview(study=study)["images_missing"] == 1
+
+
+def test_study_overview_page_shows_the_numbers(admin_client, reader, other_reader):
+    study = _overview_world(reader, other_reader)
+    response = admin_client.get(reverse("admin:cases_study_overview", args=[study.pk]))
+    body = " ".join(response.content.decode().split())
     assert response.status_code == 200
-    assert "Melanocytic nevus" in body and "Enrolled" in body
+    names = {d.code: d.name_en for d in Diagnosis.objects.filter(code__in=["MN", "SK", "BCC"])}
+    rows = re.findall(
+        r'<tr class="class-row"><td>(\w+)</td><td>([^<]+)</td><td class="n">(\d+)</td>', body
+    )
+    assert rows == [("MN", names["MN"], "3"), ("SK", names["SK"], "2"), ("BCC", names["BCC"], "0")]
+    assert "Cases per class (5)" in body
+    for label, value in (("Enrolled", 2), ("In progress", 1), ("Finished", 1), ("Answers", 7)):
+        assert f"<tr><th>{label}</th><td>{value}</td></tr>" in body, label
 
 
 def test_overview_needs_staff(client, reader):
@@ -106,6 +200,62 @@ def test_progress_page_and_answers_export(admin_client, reader):
     response = admin_client.get(reverse("admin:cases_study_answers_csv", args=[study.pk]))
     assert response.status_code == 200
     assert response.content.decode("utf-8-sig").startswith("reader,case,truth,answer")
+
+
+def _at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def test_progress_median_seconds_and_last_activity(admin_client, reader, other_reader):
+    from tests.cases.test_questionnaire import build_study
+
+    study = build_study(3)
+    cases = list(study.cases.order_by("position"))
+    mn = Diagnosis.objects.get(code="MN")
+    busy, sitting = enrol(study=study, user=reader), enrol(study=study, user=other_reader)
+    # busy: 10, 60 and 20 seconds (median 20); its last answer was changed later.
+    for case, seconds, at in zip(
+        cases,
+        (10, 60, 20),
+        ("2026-01-02T03:00:00", "2026-01-02T03:04:05", "2026-01-02T03:02:00"),
+        strict=True,
+    ):
+        answer = Answer.objects.create(enrolment=busy, case=case, diagnosis=mn, seconds=seconds)
+        Answer.objects.filter(pk=answer.pk).update(answered_at=_at(at))
+    Answer.objects.filter(enrolment=busy, case=cases[0]).update(
+        changed_at=_at("2026-01-02T05:06:07")
+    )
+    # sitting: answered 5 and 8 seconds (median 6.5), then was served a case later on.
+    for case, seconds in zip(cases[:2], (5, 8), strict=True):
+        answer = Answer.objects.create(enrolment=sitting, case=case, diagnosis=mn, seconds=seconds)
+        Answer.objects.filter(pk=answer.pk).update(answered_at=_at("2026-01-03T08:00:00"))
+    Enrolment.objects.filter(pk=sitting.pk).update(
+        served_case=cases[2], served_at=_at("2026-01-03T09:10:11")
+    )
+
+    rows = {row["username"]: row for row in reader_progress_table(study=study)}
+    assert rows[reader.username]["median_seconds"] == 20
+    assert rows[reader.username]["last_activity"] == _at("2026-01-02T05:06:07")
+    assert rows[other_reader.username]["median_seconds"] == 6.5
+    assert rows[other_reader.username]["last_activity"] == _at("2026-01-03T09:10:11")
+
+    body = admin_client.get(reverse("admin:cases_study_progress", args=[study.pk])).content
+    body = body.decode()
+    assert "<td>20.0</td>" in body and "<td>6.5</td>" in body
+    assert "<td>2026-01-02 05:06:07</td>" in body and "<td>2026-01-03 09:10:11</td>" in body
+    assert "3 / 3" in body and "2 / 3" in body
+
+
+def test_progress_last_activity_without_answers_is_the_serving_or_consent(reader):
+    from tests.cases.test_questionnaire import build_study, ready_enrolment
+
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader, serve=False)
+    (row,) = reader_progress_table(study=study)
+    assert row["last_activity"] == enrolment.consented_at and row["median_seconds"] is None
+    Enrolment.objects.filter(pk=enrolment.pk).update(served_at=_at("2030-05-06T07:08:09"))
+    (row,) = reader_progress_table(study=study)
+    assert row["last_activity"] == _at("2030-05-06T07:08:09")
 
 
 def test_invitations_created_in_bulk_and_downloaded(admin_client):

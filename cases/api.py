@@ -46,7 +46,9 @@ class ProgressOut(serializers.Serializer):
 
 class ReaderStudyOut(serializers.Serializer):
     slug = serializers.SlugField(source="study.slug")
-    title = serializers.CharField(source="study.title")
+    title = serializers.CharField(
+        source="study.localized_title", help_text="In the reader's language when available."
+    )
     synthetic = serializers.BooleanField(source="study.is_synthetic")
     step = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
@@ -59,7 +61,11 @@ class ReaderStudyOut(serializers.Serializer):
 
 
 class NextOut(serializers.Serializer):
-    step = serializers.ChoiceField(choices=["consent", "profile", "case", "closed", "done"])
+    step = serializers.ChoiceField(
+        choices=["consent", "profile", "case", "review", "closed", "done"],
+        help_text="review: every case answered in a study that allows changes; revise "
+        "answers, then POST finish/.",
+    )
     case = ReaderCaseOut(allow_null=True)
     choices = ChoiceOut(many=True)
     ask_confidence = serializers.BooleanField()
@@ -136,7 +142,7 @@ class ReaderNext(APIView):
                         i.kind: request.build_absolute_uri(
                             reverse("cases:image", args=[i.public_id, "web"])
                         )
-                        for i in case.images.all()
+                        for i in selectors.reader_images(case=case)
                     },
                 }
         study = enrolment.study
@@ -175,7 +181,7 @@ class ReaderConsent(APIView):
     @extend_schema(request=None, responses={200: ConsentOut})
     def post(self, request, slug: str):
         enrolment = _enrolment(request, slug)
-        if enrolment.consented_at is None:
+        if selectors.needs_consent(enrolment=enrolment) and enrolment.finished_at is None:
             services.consent_give(enrolment=enrolment)
         return Response({"consent_version": enrolment.study.consent_version})
 
@@ -195,6 +201,7 @@ class ReaderAnswer(APIView):
         data = AnswerIn(data=request.data)
         data.is_valid(raise_exception=True)
         try:
+            services.answer_fields_check(sent=request.data, allowed=AnswerIn().fields)
             result = services.answer_submit(
                 enrolment=enrolment,
                 case_public_id=data.validated_data["case"],
@@ -209,6 +216,24 @@ class ReaderAnswer(APIView):
             AnswerOut(result).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
+
+
+class ReaderFinish(APIView):
+    """Confirm finishing, in a study that allows changes, once every case is answered
+    (step ``review``); answers are final afterwards. Elsewhere the last answer finishes."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: ProgressOut, 409: ErrorOut})
+    def post(self, request, slug: str):
+        enrolment = _enrolment(request, slug)
+        try:
+            enrolment = services.enrolment_finish(enrolment=enrolment)
+        except services.AnswerRejected as rejected:
+            return Response(
+                {"detail": str(rejected), "code": rejected.code}, status=rejected.status
+            )
+        return Response(ProgressOut(selectors.reader_progress(enrolment=enrolment)).data)
 
 
 # --- admin shapes -----------------------------------------------------------------------

@@ -18,6 +18,9 @@ urlpatterns = [
     path(
         "reader/studies/<slug:slug>/answers/", api.ReaderAnswer.as_view(), name="api-reader-answer"
     ),
+    path(
+        "reader/studies/<slug:slug>/finish/", api.ReaderFinish.as_view(), name="api-reader-finish"
+    ),
     path("admin/studies/", api.AdminStudies.as_view(), name="api-admin-studies"),
     path("admin/studies/<slug:slug>/", api.AdminStudy.as_view(), name="api-admin-study"),
     path("admin/studies/<slug:slug>/cases/", api.AdminCases.as_view(), name="api-admin-cases"),

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.utils.translation import gettext_lazy as _
 
-from cases.models import ReaderProfile
+from cases.models import PROFILE_FIELDS, ReaderProfile, Study
 
 
 class RegistrationForm(forms.Form):
@@ -68,7 +68,34 @@ class ProfileForm(forms.ModelForm):
 
     def __init__(self, *args, required: list[str], **kwargs):
         super().__init__(*args, **kwargs)
+        required = set(required) if isinstance(required, list) else set()
         for name, field in self.fields.items():
             field.required = name in required
         self.fields["years_in_dermatology"].widget.attrs.update(min=0, max=70)
         self.fields["dermoscopy_training_hours"].widget.attrs.update(min=0)
+
+    def clean_board_certified(self):
+        # A NullBooleanField accepts "Unknown" even when required: refuse it here, or
+        # the reader would be sent back to this page without being told why.
+        value = self.cleaned_data.get("board_certified")
+        field = self.fields["board_certified"]
+        if value is None and field.required:
+            raise forms.ValidationError(field.error_messages["required"], code="required")
+        return value
+
+
+class StudyForm(forms.ModelForm):
+    """The admin's study form: required profile fields as checkboxes, not raw JSON."""
+
+    required_profile_fields = forms.MultipleChoiceField(
+        choices=[
+            (name, ReaderProfile._meta.get_field(name).verbose_name) for name in PROFILE_FIELDS
+        ],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text=Study._meta.get_field("required_profile_fields").help_text,
+    )
+
+    class Meta:
+        model = Study
+        fields = ["required_profile_fields"]  # the admin adds the rest from its fieldsets

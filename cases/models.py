@@ -10,8 +10,10 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 
@@ -22,6 +24,17 @@ def new_public_id() -> str:
 
 def default_required_profile_fields() -> list[str]:
     return ["level", "years_in_dermatology"]
+
+
+# The reader-profile fields a study may require (Study.required_profile_fields).
+PROFILE_FIELDS = (
+    "level",
+    "years_in_dermatology",
+    "dermoscopy_training_hours",
+    "board_certified",
+    "hospital_tier",
+    "region",
+)
 
 
 def new_invitation_token() -> str:
@@ -69,8 +82,19 @@ class Study(models.Model):
         CLOSED = "closed", _("Closed")
 
     title = models.CharField(max_length=200)
+    title_zh = models.CharField(
+        "title (Chinese)",
+        max_length=200,
+        blank=True,
+        help_text="Shown to readers who use Chinese; empty: they see the title.",
+    )
     slug = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True)
+    description_zh = models.TextField(
+        "description (Chinese)",
+        blank=True,
+        help_text="Shown to readers who use Chinese; empty: they see the description.",
+    )
     choices = models.ManyToManyField(
         Diagnosis, through="StudyChoice", related_name="studies", blank=True
     )
@@ -90,6 +114,12 @@ class Study(models.Model):
     )
     ask_confidence = models.BooleanField(default=False)
     consent_text = models.TextField(blank=True)
+    consent_text_zh = models.TextField(
+        "consent text (Chinese)",
+        blank=True,
+        help_text="Shown to readers who use Chinese; empty: they see the consent text. "
+        "Both versions belong to the same consent version.",
+    )
     consent_version = models.CharField(max_length=32, blank=True)
     required_profile_fields = models.JSONField(
         default=default_required_profile_fields,
@@ -108,18 +138,71 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    TRANSLATED_FIELDS = ("title", "description", "consent_text")
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
         constraints = [
             models.CheckConstraint(
-                condition=Q(consent_text="") | ~Q(consent_version=""),
+                condition=Q(consent_text="", consent_text_zh="") | ~Q(consent_version=""),
                 name="consent_text_has_version",
+                violation_error_message="A consent text (in either language) needs a "
+                "consent version.",
             ),
         ]
 
     def __str__(self) -> str:
         return self.title
+
+    def text_for(self, field: str, language: str | None) -> str:
+        """The study's ``field`` ("title", "description" or "consent_text") for a reader
+        using ``language`` (a Django language code): the Chinese version when the language
+        is Chinese and that version is not empty, the default (English) text otherwise."""
+        if field not in self.TRANSLATED_FIELDS:
+            raise ValueError(f"{field!r} has no translation; one of {self.TRANSLATED_FIELDS}")
+        if language and language.lower().startswith("zh"):
+            return getattr(self, f"{field}_zh") or getattr(self, field)
+        return getattr(self, field)
+
+    # The reader-facing texts in the active language, for templates and serializers.
+    @property
+    def localized_title(self) -> str:
+        return self.text_for("title", get_language())
+
+    @property
+    def localized_description(self) -> str:
+        return self.text_for("description", get_language())
+
+    @property
+    def localized_consent_text(self) -> str:
+        return self.text_for("consent_text", get_language())
+
+    def clean(self) -> None:
+        super().clean()
+        # A name the profile form cannot fill would keep every reader on the profile
+        # page, so the list is checked here, where the admin and study_create both pass.
+        fields = self.required_profile_fields
+        allowed = ", ".join(PROFILE_FIELDS)
+        if not isinstance(fields, list) or not all(isinstance(name, str) for name in fields):
+            raise ValidationError(
+                {
+                    "required_profile_fields": (
+                        f"must be a list of profile field names (any of: {allowed}), not {fields!r}"
+                    )
+                }
+            )
+        unknown = [name for name in fields if name not in PROFILE_FIELDS]
+        if unknown:
+            raise ValidationError(
+                {
+                    "required_profile_fields": (
+                        f"unknown profile field(s): {', '.join(unknown)}; choose from: {allowed}"
+                    )
+                }
+            )
+        if len(set(fields)) != len(fields):
+            raise ValidationError({"required_profile_fields": "a profile field is listed twice"})
 
     def choice_codes(self) -> list[str]:
         """The study's diagnosis codes in their display order."""

@@ -5,7 +5,16 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
-from cases.models import Answer, Case, CaseImage, Enrolment, ReaderProfile, Study
+from cases.models import (
+    Answer,
+    Case,
+    CaseImage,
+    Diagnosis,
+    Enrolment,
+    Invitation,
+    ReaderProfile,
+    Study,
+)
 
 
 def is_study_staff(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -38,13 +47,25 @@ def studies_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Stud
 
 def image_for_user(*, user: AbstractBaseUser | AnonymousUser, public_id: str) -> CaseImage | None:
     """The image if ``user`` may see it: an admin of its study, or a reader enrolled in
-    it."""
+    it (a clinical photo only where the study shows clinical photos)."""
     if not user.is_authenticated or not user.is_active:
         return None
     images = CaseImage.objects.select_related("case__study").filter(public_id=public_id)
+    shown_to_readers = ~Q(kind=CaseImage.Kind.CLINICAL) | Q(case__study__show_clinical_image=True)
     return images.filter(
-        Q(case__study__in=administered_studies(user=user)) | Q(case__study__enrolments__reader=user)
+        Q(case__study__in=administered_studies(user=user))
+        | (Q(case__study__enrolments__reader=user) & shown_to_readers)
     ).first()
+
+
+def reader_images(*, case: Case) -> list[CaseImage]:
+    """The images of ``case`` that its study shows to readers (no clinical photo where
+    the study hides it)."""
+    return [
+        image
+        for image in case.images.all()
+        if image.kind != CaseImage.Kind.CLINICAL or case.study.show_clinical_image
+    ]
 
 
 def may_download_original(*, user, image: CaseImage) -> bool:
@@ -53,24 +74,46 @@ def may_download_original(*, user, image: CaseImage) -> bool:
 
 
 def study_overview(*, study: Study) -> dict[str, object]:
-    """Counts an admin needs at a glance: cases per class, readers, answers."""
-    per_class = list(
+    """Counts an admin needs at a glance: cases per class, readers, answers.
+
+    ``cases_per_class`` has one row per study choice, in the choices' order, with 0 for
+    a choice that has no case yet (what an admin building a study needs to see), then
+    a row flagged ``is_choice=False`` for any case whose diagnosis is not a choice.
+    """
+    counts = dict(
         Case.objects.filter(study=study)
-        .values("diagnosis__code", "diagnosis__name_en")
+        .values("diagnosis_id")
         .annotate(n=Count("id"))
-        .order_by("diagnosis__code")
+        .values_list("diagnosis_id", "n")
     )
+    per_class = [
+        {
+            "code": c.diagnosis.code,
+            "name_en": c.diagnosis.name_en,
+            "n": counts.pop(c.diagnosis_id, 0),
+            "is_choice": True,
+        }
+        for c in study.study_choices.select_related("diagnosis").order_by("position")
+    ]
+    for diagnosis in Diagnosis.objects.filter(pk__in=counts).order_by("code"):
+        per_class.append(
+            {
+                "code": diagnosis.code,
+                "name_en": diagnosis.name_en,
+                "n": counts[diagnosis.pk],
+                "is_choice": False,
+            }
+        )
     enrolments = Enrolment.objects.filter(study=study)
-    n_cases = sum(row["n"] for row in per_class)
     return {
-        "n_cases": n_cases,
+        "n_cases": sum(row["n"] for row in per_class),
         "cases_per_class": per_class,
         "readers_enrolled": enrolments.count(),
         "readers_finished": enrolments.filter(finished_at__isnull=False).count(),
-        "readers_started": enrolments.filter(Q(answers__isnull=False) & Q(finished_at__isnull=True))
+        "readers_started": enrolments.filter(answers__isnull=False, finished_at__isnull=True)
         .distinct()
         .count(),
-        "answers": sum(enrolments.annotate(n=Count("answers")).values_list("n", flat=True)),
+        "answers": Answer.objects.filter(enrolment__study=study).count(),
         "images_missing": Case.objects.filter(study=study)
         .annotate(n=Count("images"))
         .filter(n__lt=2)
@@ -158,6 +201,20 @@ def enrolment_for_reader(*, user, slug: str) -> Enrolment | None:
     )
 
 
+def enrolment_for_invitation(*, user, token: str) -> Enrolment | None:
+    """The user's own enrolment in the study an invitation ``token`` is for, whatever
+    the invitation's state (used up, expired): reopening one's own link leads back to
+    one's study."""
+    if not user.is_authenticated:
+        return None
+    study_slug = (
+        Invitation.objects.filter(token=token).values_list("study__slug", flat=True).first()
+    )
+    if study_slug is None:
+        return None
+    return enrolment_for_reader(user=user, slug=study_slug)
+
+
 def enrolments_for_reader(*, user) -> QuerySet[Enrolment]:
     if not user.is_authenticated:
         return Enrolment.objects.none()
@@ -171,25 +228,60 @@ def enrolments_for_reader(*, user) -> QuerySet[Enrolment]:
 def missing_profile_fields(*, enrolment: Enrolment) -> list[str]:
     """Required profile fields (per study) that the reader has not filled yet."""
     profile = ReaderProfile.objects.filter(user=enrolment.reader).first()
+    required = enrolment.study.required_profile_fields
+    if not isinstance(required, list):  # Study.clean refuses this; a raw DB edit may not
+        return [str(required)]
     missing = []
-    for name in enrolment.study.required_profile_fields or []:
+    for name in required:
         value = getattr(profile, name, None) if profile else None
         if value is None or value == "":
             missing.append(name)
     return missing
 
 
+def needs_consent(*, enrolment: Enrolment) -> bool:
+    """Whether the reader must (again) consent: never consented, or consented to an
+    older version of the study's consent text."""
+    return (
+        enrolment.consented_at is None
+        or enrolment.consent_version != enrolment.study.consent_version
+    )
+
+
 def reader_step(*, enrolment: Enrolment) -> str:
-    """Where the reader is: ``consent``, ``profile``, ``case``, ``closed`` or ``done``."""
+    """Where the reader is: ``consent``, ``profile``, ``case``, ``review`` (every case
+    answered in a study that allows changes, not yet confirmed as finished), ``closed``
+    or ``done``."""
     if enrolment.finished_at is not None:
         return "done"
-    if enrolment.consented_at is None:
+    if needs_consent(enrolment=enrolment):
         return "consent"
     if missing_profile_fields(enrolment=enrolment):
         return "profile"
     if enrolment.study.status != Study.Status.OPEN:
         return "closed"
+    answered = Answer.objects.filter(enrolment=enrolment).count()
+    if enrolment.case_order and answered >= len(enrolment.case_order):
+        return "review"
     return "case"
+
+
+def reader_answers(*, enrolment: Enrolment, language: str = "en") -> list[dict]:
+    """The reader's own answers in their case order, for reviewing them before
+    finishing: ``number``, ``answer`` (the diagnosis name in ``language``) and
+    ``confidence``. Nothing about the reference."""
+    answers = {
+        a.case_id: a for a in Answer.objects.filter(enrolment=enrolment).select_related("diagnosis")
+    }
+    return [
+        {
+            "number": number,
+            "answer": answers[pk].diagnosis.name_for(language),
+            "confidence": answers[pk].confidence,
+        }
+        for number, pk in enumerate(enrolment.case_order, start=1)
+        if pk in answers
+    ]
 
 
 def reader_progress(*, enrolment: Enrolment) -> dict[str, int | bool]:
@@ -257,6 +349,8 @@ def reader_progress_table(*, study: Study) -> list[dict]:
     """Per reader of ``study``: code, progress, median seconds per case, last activity.
 
     Staff only. Medians are computed per reader from the stored server-side times.
+    Last activity is the latest of an answer, an answer change, and the serving of a
+    case (a reader sitting on a case is active), else consent, else enrolment.
     """
     import statistics
 
@@ -277,8 +371,10 @@ def reader_progress_table(*, study: Study) -> list[dict]:
     ):
         times = seconds.get(enrolment.pk, [])
         profile = getattr(enrolment.reader, "reader_profile", None)
+        activity = [m for m in (last.get(enrolment.pk), enrolment.served_at) if m is not None]
         rows.append(
             {
+                "enrolment_id": enrolment.pk,
                 "reader_code": enrolment.reader_code,
                 "username": enrolment.reader.get_username(),
                 "simulated": bool(profile and profile.is_simulated),
@@ -288,9 +384,9 @@ def reader_progress_table(*, study: Study) -> list[dict]:
                 "consented_at": enrolment.consented_at,
                 "finished_at": enrolment.finished_at,
                 "median_seconds": statistics.median(times) if times else None,
-                "last_activity": last.get(enrolment.pk)
-                or enrolment.consented_at
-                or enrolment.enrolled_at,
+                "last_activity": max(activity)
+                if activity
+                else enrolment.consented_at or enrolment.enrolled_at,
             }
         )
     return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from audit.models import AuditEvent
 from audit.services import audit_log
+from cases import selectors
 from cases.models import (
     Answer,
     AnswerChange,
@@ -204,6 +205,11 @@ def consent_give(*, enrolment: Enrolment) -> Enrolment:
     enrolment = (
         Enrolment.objects.select_for_update().select_related("study", "reader").get(pk=enrolment.pk)
     )
+    # A consent to an earlier version is replaced; the audit trail keeps it.
+    before = {
+        "consent_version": enrolment.consent_version,
+        "consented_at": enrolment.consented_at,
+    }
     enrolment.consent_version = enrolment.study.consent_version
     enrolment.consented_at = timezone.now()
     enrolment.save(update_fields=["consent_version", "consented_at"])
@@ -212,6 +218,7 @@ def consent_give(*, enrolment: Enrolment) -> Enrolment:
         actor=enrolment.reader,
         study=enrolment.study.slug,
         obj=enrolment,
+        before=before if before["consented_at"] is not None else None,
         after={
             "consent_version": enrolment.consent_version,
             "consented_at": enrolment.consented_at,
@@ -252,6 +259,23 @@ class AnswerRejected(ValueError):
         self.status = status
 
 
+def answer_fields_check(*, sent: Iterable[str], allowed: Iterable[str]) -> None:
+    """Refuse an answer that carries fields other than ``allowed`` (a forged ``reader``
+    or ``enrolment``): the reader is always the logged-in user, so such a field is an
+    error, not something to ignore. Raises ``AnswerRejected`` (400) naming them."""
+    unexpected = sorted(set(sent) - set(allowed))
+    if unexpected:
+        raise AnswerRejected(
+            _(
+                "Unexpected field(s): %(fields)s. An answer is always recorded for the "
+                "logged-in reader."
+            )
+            % {"fields": ", ".join(unexpected)},
+            code="unexpected_field",
+            status=400,
+        )
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     answer: Answer
@@ -280,10 +304,10 @@ def case_serve(*, enrolment: Enrolment, case: Case) -> None:
     enrolment.served_case, enrolment.served_at = case, now
 
 
-def _seconds_on_case(enrolment: Enrolment, case: Case) -> float:
+def _seconds_on_case(enrolment: Enrolment) -> float:
+    """Seconds from serving the case to now, capped at READERSTUDY_MAX_SECONDS_PER_CASE
+    (a reader who leaves the page open counts as that many seconds, no more)."""
     cap = float(settings.READERSTUDY_MAX_SECONDS_PER_CASE)
-    if enrolment.served_case_id != case.pk or enrolment.served_at is None:
-        return 0.0
     elapsed = (timezone.now() - enrolment.served_at).total_seconds()
     return round(min(max(elapsed, 0.0), cap), 3)
 
@@ -311,8 +335,15 @@ def answer_submit(
     study = enrolment.study
     if study.status != Study.Status.OPEN:
         raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
-    if enrolment.consented_at is None:
+    if selectors.needs_consent(enrolment=enrolment):
         raise AnswerRejected(_("Please give your consent first."), code="consent_required")
+    missing = selectors.missing_profile_fields(enrolment=enrolment)
+    if missing:
+        raise AnswerRejected(
+            _("Please complete your profile first (missing: %(fields)s).")
+            % {"fields": ", ".join(missing)},
+            code="profile_required",
+        )
     choices = {
         c.diagnosis.code: c.diagnosis for c in study.study_choices.select_related("diagnosis")
     }
@@ -346,6 +377,7 @@ def answer_submit(
                 existing, created=False, changed=False, finished=enrolment.finished_at is not None
             )
         if not study.allow_answer_changes or enrolment.finished_at is not None:
+            # Also after finishing: the feedback may have shown the reference.
             raise AnswerRejected(
                 _("This case has already been answered; answers are final."),
                 code="already_answered",
@@ -383,6 +415,12 @@ def answer_submit(
     answered = _answered_ids(enrolment)
     if next_case_id(enrolment=enrolment, answered=answered) != case.pk:
         raise AnswerRejected(_("This is not your next case."), code="not_next_case")
+    if enrolment.served_case_id != case.pk or enrolment.served_at is None:
+        # The time on a case runs from serving it; without that there is no time.
+        raise AnswerRejected(
+            _("This case has not been served to you yet: request your next case first."),
+            code="case_not_served",
+        )
     try:
         with transaction.atomic():
             answer = Answer.objects.create(
@@ -390,7 +428,7 @@ def answer_submit(
                 case=case,
                 diagnosis=diagnosis,
                 confidence=confidence,
-                seconds=_seconds_on_case(enrolment, case),
+                seconds=_seconds_on_case(enrolment),
             )
     except IntegrityError:
         # A concurrent submission won the race: the stored answer stands.
@@ -408,12 +446,34 @@ def answer_submit(
             "seconds": answer.seconds,
         },
     )
-    finished = len(answered) + 1 >= len(enrolment.case_order)
+    # Where changes are allowed the reader reviews their answers and confirms
+    # finishing (enrolment_finish); otherwise the last answer finishes the study.
+    finished = len(answered) + 1 >= len(enrolment.case_order) and not study.allow_answer_changes
     updates = {"served_case": None, "served_at": None}
     if finished:
         updates["finished_at"] = timezone.now()
     Enrolment.objects.filter(pk=enrolment.pk).update(**updates)
     return SubmitResult(answer, created=True, changed=False, finished=finished)
+
+
+@transaction.atomic
+def enrolment_finish(*, enrolment: Enrolment) -> Enrolment:
+    """Confirm that the reader has finished (after reviewing their answers, in a study
+    that allows changes): no answer can change afterwards. Idempotent."""
+    enrolment = (
+        Enrolment.objects.select_for_update().select_related("study", "reader").get(pk=enrolment.pk)
+    )
+    if enrolment.finished_at is not None:
+        return enrolment
+    if enrolment.study.status != Study.Status.OPEN:
+        raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
+    if next_case_id(enrolment=enrolment) is not None:
+        raise AnswerRejected(
+            _("Please answer every case before finishing."), code="cases_unanswered"
+        )
+    enrolment.finished_at = timezone.now()
+    enrolment.save(update_fields=["finished_at"])
+    return enrolment
 
 
 # --- study admins ----------------------------------------------------------------------
@@ -473,3 +533,88 @@ def study_admin_add(*, user: AbstractBaseUser, study: Study) -> None:
         obj=study,
         after={"admin": user.get_username()},
     )
+
+
+# --- reader accounts, managed by a study admin ------------------------------------------
+
+
+class AccountError(ValueError):
+    """A study admin may not manage this account; the message says why."""
+
+
+def _managed_reader(*, actor: AbstractBaseUser, enrolment: Enrolment) -> AbstractBaseUser:
+    """The enrolment's reader, if ``actor`` administers its study and the reader is a
+    plain reader account (staff accounts are managed by a superuser, not a study admin)."""
+    from cases.selectors import can_admin_study
+
+    if not can_admin_study(user=actor, study=enrolment.study):
+        raise AccountError("you do not administer this reader's study")
+    reader = enrolment.reader
+    if reader.is_staff or reader.is_superuser:
+        raise AccountError(
+            f"{reader.get_username()} is a staff account: only a superuser can change it, "
+            "in the Users admin"
+        )
+    return reader
+
+
+def _lockout_clear(username: str) -> int:
+    """Remove the failed-login records of ``username`` (django-axes), which lifts its
+    lockout from every address. Returns how many records were removed."""
+    from axes.utils import reset
+
+    return reset(username=username)
+
+
+@transaction.atomic
+def reader_password_set(
+    *, actor: AbstractBaseUser, enrolment: Enrolment, password: str, ip: str | None = None
+) -> AbstractBaseUser:
+    """Set a new password for the reader of ``enrolment``, chosen by a study admin.
+
+    The password must pass the project's password validators (a ``ValidationError``
+    lists every reason otherwise). The reader's other sessions end (Django ties a
+    session to the password), their login lockout is lifted, and the change is audited
+    (without the password).
+    """
+    from django.contrib.auth.password_validation import validate_password
+
+    reader = _managed_reader(actor=actor, enrolment=enrolment)
+    validate_password(password, user=reader)
+    reader.set_password(password)
+    reader.save(update_fields=["password"])
+    cleared = _lockout_clear(reader.get_username())
+    audit_log(
+        action=AuditEvent.Action.PASSWORD_RESET,
+        actor=actor,
+        study=enrolment.study.slug,
+        obj=reader,
+        after={
+            "reader": reader.get_username(),
+            "reader_code": enrolment.reader_code,
+            "lockout_records_cleared": cleared,
+        },
+        ip=ip,
+    )
+    return reader
+
+
+@transaction.atomic
+def reader_unlock(*, actor: AbstractBaseUser, enrolment: Enrolment, ip: str | None = None) -> int:
+    """Lift the login lockout of the reader of ``enrolment`` without touching the
+    password. Audited; returns how many failed-login records were removed."""
+    reader = _managed_reader(actor=actor, enrolment=enrolment)
+    cleared = _lockout_clear(reader.get_username())
+    audit_log(
+        action=AuditEvent.Action.LOCKOUT_RESET,
+        actor=actor,
+        study=enrolment.study.slug,
+        obj=reader,
+        after={
+            "reader": reader.get_username(),
+            "reader_code": enrolment.reader_code,
+            "lockout_records_cleared": cleared,
+        },
+        ip=ip,
+    )
+    return cleared

@@ -70,6 +70,7 @@ _STEP_URLS = {
     "consent": "cases:consent",
     "profile": "cases:profile",
     "case": "cases:case",
+    "review": "cases:done",
     "done": "cases:done",
     "closed": "cases:done",
 }
@@ -83,6 +84,9 @@ def _redirect_to_step(enrolment) -> HttpResponse:
 @never_cache
 def join(request: HttpRequest, token: str) -> HttpResponse:
     """An invitation link: register (or, when logged in, join) and go to the study."""
+    own = selectors.enrolment_for_invitation(user=request.user, token=token)
+    if own is not None:  # already in its study, perhaps through this very link
+        return _redirect_to_step(own)
     try:
         invitation = services.invitation_check(token=token)
     except services.InvitationInvalid as error:
@@ -128,40 +132,65 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
 @never_cache
 def consent(request: HttpRequest, slug: str) -> HttpResponse:
     enrolment = _enrolment_or_404(request, slug)
-    if enrolment.consented_at is not None:
+    if not selectors.needs_consent(enrolment=enrolment) or enrolment.finished_at is not None:
         return _redirect_to_step(enrolment)
-    form = ConsentForm(request.POST or None)
+    form = ConsentForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         enrolment = services.consent_give(enrolment=enrolment)
         return _redirect_to_step(enrolment)
-    return render(request, "cases/consent.html", {"study": enrolment.study, "form": form})
+    return render(
+        request,
+        "cases/consent.html",
+        {"study": enrolment.study, "form": form, "renewal": enrolment.consented_at is not None},
+    )
 
 
 @login_required
 @never_cache
 def profile(request: HttpRequest, slug: str) -> HttpResponse:
     enrolment = _enrolment_or_404(request, slug)
-    if enrolment.consented_at is None:
+    if selectors.needs_consent(enrolment=enrolment):
         return _redirect_to_step(enrolment)
     instance = ReaderProfile.objects.filter(user=request.user).first()
     form = ProfileForm(
-        request.POST or None,
+        request.POST if request.method == "POST" else None,
         instance=instance,
         required=enrolment.study.required_profile_fields or [],
     )
+    status = 200
     if request.method == "POST" and form.is_valid():
         services.profile_save(
             user=request.user, **{name: form.cleaned_data[name] for name in form.fields}
         )
-        return _redirect_to_step(enrolment)
-    return render(request, "cases/profile.html", {"study": enrolment.study, "form": form})
+        unfillable = selectors.missing_profile_fields(enrolment=enrolment)
+        if not unfillable:
+            return _redirect_to_step(enrolment)
+        # The study requires something this form cannot fill (a misconfigured study):
+        # say so rather than send the reader back to this page forever.
+        form.add_error(
+            None,
+            _(
+                "This study requires profile information that cannot be entered here "
+                "(%(fields)s). Please tell the study's administrator."
+            )
+            % {"fields": ", ".join(unfillable)},
+        )
+        status = 409
+    return render(
+        request, "cases/profile.html", {"study": enrolment.study, "form": form}, status=status
+    )
 
 
 def _image_urls(case) -> dict[str, str]:
     return {
         image.kind: reverse("cases:image", args=[image.public_id, "web"])
-        for image in case.images.all()
+        for image in selectors.reader_images(case=case)
     }
+
+
+# What the answer form sends. Anything else (a forged ``reader`` or ``enrolment``) is
+# refused: the reader is always the logged-in user.
+_ANSWER_FORM_FIELDS = {"csrfmiddlewaretoken", "case", "answer", "confidence"}
 
 
 @login_required
@@ -169,7 +198,9 @@ def _image_urls(case) -> dict[str, str]:
 def case_page(request: HttpRequest, slug: str, number: int | None = None) -> HttpResponse:
     """One case: GET shows it (the next unanswered one), POST submits the answer."""
     enrolment = _enrolment_or_404(request, slug)
-    if selectors.reader_step(enrolment=enrolment) != "case":
+    step = selectors.reader_step(enrolment=enrolment)
+    # While reviewing (every case answered, changes allowed) a case opens by number only.
+    if step != "case" and not (step == "review" and number is not None):
         return _redirect_to_step(enrolment)
     study = enrolment.study
     error, status = None, 200
@@ -180,6 +211,7 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
         except ValueError:
             confidence = -1
         try:
+            services.answer_fields_check(sent=request.POST, allowed=_ANSWER_FORM_FIELDS)
             result = services.answer_submit(
                 enrolment=enrolment,
                 case_public_id=request.POST.get("case", ""),
@@ -241,9 +273,26 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
 def done(request: HttpRequest, slug: str) -> HttpResponse:
     enrolment = _enrolment_or_404(request, slug)
     step = selectors.reader_step(enrolment=enrolment)
-    if step not in ("done", "closed"):
+    if step not in ("done", "closed", "review"):
         return _redirect_to_step(enrolment)
     language = get_language()
+    if step == "review":
+        # Every case answered in a study that allows changes: the reader may revise any
+        # answer until they confirm that they have finished.
+        if request.method == "POST":
+            try:
+                services.enrolment_finish(enrolment=enrolment)
+            except services.AnswerRejected:  # closed meanwhile: the next step says so
+                return _redirect_to_step(enrolment)
+            return redirect("cases:done", slug=slug)
+        return render(
+            request,
+            "cases/review.html",
+            {
+                "study": enrolment.study,
+                "answers": selectors.reader_answers(enrolment=enrolment, language=language),
+            },
+        )
     feedback = selectors.reader_feedback(enrolment=enrolment, language=language)
     models = []
     if feedback is not None and enrolment.study.show_model_feedback:

@@ -55,6 +55,7 @@
   // --- zoom and pan -------------------------------------------------------------------
   const overlay = document.getElementById("zoom");
   const big = overlay.querySelector("img");
+  big.draggable = false; // the browser's own image drag would cancel the pan
   let scale = 1, x = 0, y = 0, base = 1;
   const pointers = new Map();
   let pinchStart = null;

@@ -113,23 +113,116 @@ def test_malformed_json_is_a_400(reader_client, study):
     assert response.status_code == 400 and "case" in response.json()
 
 
-def test_forged_reader_or_enrolment_in_the_body_is_ignored(
-    reader_client, reader, other_reader, study
+@pytest.mark.parametrize(
+    "forged, named",
+    [
+        ({"reader": "other"}, "reader"),
+        ({"enrolment": "other"}, "enrolment"),
+        ({"user": "other"}, "user"),
+        ({"reader": "other", "enrolment": "other"}, "enrolment, reader"),
+        ({"seconds": 0.5}, "seconds"),
+    ],
+)
+def test_a_forged_reader_or_enrolment_in_the_body_is_a_400(
+    reader_client, other_reader, study, forged, named
 ):
     other = ready_enrolment(build_study_for_other(), other_reader)
+    ids = {"reader": other_reader.pk, "enrolment": other.pk, "user": other_reader.pk}
+    body = {key: ids.get(key, value) for key, value in forged.items()}
     case = next_case(reader_client, study)["case"]["id"]
-    response = submit(
-        reader_client,
-        study,
-        case=case,
-        answer="MN",
-        confidence=2,
-        reader=other_reader.pk,
-        enrolment=other.pk,
-    )
-    assert response.status_code == 201
-    assert Answer.objects.get().enrolment.reader == reader
-    assert not Answer.objects.filter(enrolment=other).exists()
+    response = submit(reader_client, study, case=case, answer="MN", confidence=2, **body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": f"Unexpected field(s): {named}. "
+        "An answer is always recorded for the logged-in reader.",
+        "code": "unexpected_field",
+    }
+    assert Answer.objects.count() == 0
+
+
+def test_an_answer_before_the_required_profile_is_a_409(client, reader):
+    from cases.services import consent_give, enrolment_create
+
+    study = build_study(2, required_profile_fields=["level"])
+    enrolment = enrolment_create(study=study, reader=reader)
+    consent_give(enrolment=enrolment)
+    client.force_login(reader)
+    data = next_case(client, study)
+    assert data["step"] == "profile" and data["case"] is None
+    from cases.models import Case
+
+    first = Case.objects.get(pk=enrolment.case_order[0]).public_id
+    response = submit(client, study, case=first, answer="MN")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "Please complete your profile first (missing: level).",
+        "code": "profile_required",
+    }
+    assert Answer.objects.count() == 0
+
+
+def test_an_answer_to_a_case_not_served_is_a_409_until_next_is_fetched(
+    reader_client, reader, study
+):
+    from cases.models import Case, Enrolment
+
+    enrolment = Enrolment.objects.get(reader=reader)
+    Enrolment.objects.filter(pk=enrolment.pk).update(served_case=None, served_at=None)
+    first = Case.objects.get(pk=enrolment.case_order[0]).public_id
+    response = submit(reader_client, study, case=first, answer="MN", confidence=2)
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "This case has not been served to you yet: request your next case first.",
+        "code": "case_not_served",
+    }
+    assert Answer.objects.count() == 0
+    assert next_case(reader_client, study)["case"]["id"] == first
+    assert submit(reader_client, study, case=first, answer="MN", confidence=2).status_code == 201
+
+
+def test_next_leaves_out_a_hidden_clinical_image(client, reader):
+    study = build_study(2, show_clinical_image=False)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    data = next_case(client, study)
+    assert data["show_clinical_image"] is False
+    assert list(data["case"]["images"]) == ["dermoscopic"]
+
+
+def test_with_changes_allowed_the_reader_reviews_then_finishes(client, reader):
+    study = build_study(2, allow_answer_changes=True)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    finish = reverse("api-reader-finish", args=[study.slug])
+    response = client.post(finish)
+    assert response.status_code == 409 and response.json() == {
+        "detail": "Please answer every case before finishing.",
+        "code": "cases_unanswered",
+    }
+    cases = []
+    for _ in range(2):
+        cases.append(next_case(client, study)["case"]["id"])
+        response = submit(client, study, case=cases[-1], answer="MN")
+        assert response.status_code == 201 and response.json()["finished"] is False
+    assert next_case(client, study)["step"] == "review"
+    response = submit(client, study, case=cases[-1], answer="BCC")  # revise the last case
+    assert response.status_code == 200 and response.json()["changed"] is True
+    response = client.post(finish)
+    assert response.status_code == 200
+    assert response.json() == {"answered": 2, "total": 2, "finished": True}
+    assert next_case(client, study)["step"] == "done"
+    response = submit(client, study, case=cases[-1], answer="SK")
+    assert response.status_code == 409 and response.json()["code"] == "already_answered"
+
+
+def test_a_new_consent_version_asks_for_consent_again(reader_client, study):
+    from cases.models import Study
+
+    Study.objects.filter(pk=study.pk).update(consent_version="v2")
+    assert next_case(reader_client, study)["step"] == "consent"
+    response = reader_client.post(reverse("api-reader-consent", args=[study.slug]))
+    assert response.json() == {"consent_version": "v2"}
+    assert next_case(reader_client, study)["step"] == "case"
 
 
 def build_study_for_other():
@@ -158,17 +251,25 @@ def test_admin_endpoints_and_csv_export(admin_client, reader_client, reader, stu
 
     response = admin_client.get(reverse("api-admin-answers-csv", args=[study.slug]))
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response.content.startswith("\ufeff".encode())  # a BOM, for Excel: read utf-8-sig
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert list(rows[0])[:4] == ["reader", "case", "truth", "answer"]
-    assert {
+    assert list(rows[0]) == [
+        "reader",
+        "case",
+        "truth",
+        "answer",
         "truth_name",
         "answer_name",
         "level",
         "years",
+        "dermoscopy_hours",
+        "board_certified",
+        "hospital_tier",
+        "region",
         "confidence",
         "seconds",
         "answered_at",
-    } <= set(rows[0])
+    ]
     assert rows[0]["case"] == case and rows[0]["answer"] == "BCC"
     assert rows[0]["answer_name"] == "Basal cell carcinoma"
     # pseudonymous: the reader code, never the account name

@@ -6,13 +6,16 @@ import datetime as dt
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from cases.models import Answer, AnswerChange, Diagnosis, Enrolment, Invitation, Study
+from cases.models import Answer, AnswerChange, Case, Diagnosis, Enrolment, Invitation, Study
 from cases.services import (
+    AnswerRejected,
     InvitationInvalid,
     answer_submit,
+    case_serve,
     consent_give,
     enrolment_create,
     invitation_accept,
@@ -40,10 +43,14 @@ def build_study(n_cases: int = 4, **options) -> Study:
     return study
 
 
-def ready_enrolment(study, user, **profile) -> Enrolment:
+def ready_enrolment(study, user, *, serve: bool = True, **profile) -> Enrolment:
+    """An enrolment that has consented, filled the profile and (with ``serve``) been
+    served its first case: an answer is only accepted for a served case."""
     enrolment = enrolment_create(study=study, reader=user, seed=5)
     consent_give(enrolment=enrolment)
     profile_save(user=user, level="attending", years_in_dermatology=4, **profile)
+    if serve and enrolment.case_order:
+        case_serve(enrolment=enrolment, case=Case.objects.get(pk=enrolment.case_order[0]))
     return Enrolment.objects.get(pk=enrolment.pk)
 
 
@@ -154,6 +161,86 @@ def test_profile_requires_the_studys_required_fields(client, reader):
     assert response["Location"].endswith("/case/")
 
 
+PROFILE_VALUES = {
+    "level": "chief",
+    "years_in_dermatology": "0",
+    "dermoscopy_training_hours": "40",
+    "board_certified": "false",
+    "hospital_tier": "tertiary",
+    "region": "Zhejiang",
+}
+
+
+@pytest.mark.parametrize("field", list(PROFILE_VALUES))
+def test_each_profile_field_can_be_required(client, reader, field):
+    study = build_study(1, required_profile_fields=[field])
+    enrolment = enrolment_create(study=study, reader=reader)
+    consent_give(enrolment=enrolment)
+    client.force_login(reader)
+    url = reverse("cases:profile", args=[study.slug])
+    # "unknown" is what the board-certification select sends for "Unknown".
+    missing = {"board_certified": "unknown"} if field == "board_certified" else {}
+    response = client.post(url, missing)
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == [field] and errors[field] == ["This field is required."]
+    response = client.post(url, {field: PROFILE_VALUES[field]})
+    assert response.status_code == 302 and response["Location"].endswith("/case/")
+
+
+def test_board_certified_is_optional_unless_required(client, reader):
+    study = build_study(1, required_profile_fields=["level"])
+    enrolment = enrolment_create(study=study, reader=reader)
+    consent_give(enrolment=enrolment)
+    client.force_login(reader)
+    response = client.post(
+        reverse("cases:profile", args=[study.slug]),
+        {"level": "chief", "board_certified": "unknown"},
+    )
+    assert response["Location"].endswith("/case/")
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (
+            ["level", "years"],
+            "unknown profile field(s): years; choose from: level, years_in_dermatology, "
+            "dermoscopy_training_hours, board_certified, hospital_tier, region",
+        ),
+        (
+            "level",
+            "must be a list of profile field names (any of: level, years_in_dermatology, "
+            "dermoscopy_training_hours, board_certified, hospital_tier, region), not 'level'",
+        ),
+        (["level", "level"], "a profile field is listed twice"),
+    ],
+)
+def test_an_invalid_required_fields_list_is_refused(value, message):
+    with pytest.raises(ValidationError) as error:
+        make_study(slug="bad", required_profile_fields=value)
+    assert error.value.message_dict == {"required_profile_fields": [message]}
+    assert not Study.objects.filter(slug="bad").exists()
+    study = build_study(1)
+    study.required_profile_fields = value
+    with pytest.raises(ValidationError):
+        study.full_clean()
+
+
+def test_a_misconfigured_study_shows_an_error_instead_of_a_profile_loop(client, reader):
+    study = build_study(1)
+    Study.objects.filter(pk=study.pk).update(required_profile_fields=["level", "years"])
+    enrolment = enrolment_create(study=study, reader=reader)
+    consent_give(enrolment=enrolment)
+    client.force_login(reader)
+    response = client.post(reverse("cases:profile", args=[study.slug]), {"level": "chief"})
+    assert response.status_code == 409
+    assert response.context["form"].non_field_errors() == [
+        "This study requires profile information that cannot be entered here (years). "
+        "Please tell the study's administrator."
+    ]
+
+
 def test_order_is_shuffled_per_reader_and_reproducible(reader, other_reader):
     study = build_study(12)
     a = enrolment_create(study=study, reader=reader, seed=1)
@@ -192,10 +279,7 @@ def test_time_is_measured_by_the_server_and_capped(client, reader, settings):
     Enrolment.objects.filter(pk=enrolment.pk).update(
         served_at=timezone.now() - dt.timedelta(seconds=12)
     )
-    client.post(
-        reverse("cases:case", args=[study.slug]),
-        {"case": public_id, "answer": "MN", "seconds": "0.1"},
-    )
+    client.post(reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "MN"})
     assert 11.5 < Answer.objects.get(enrolment=enrolment).seconds < 20
     public_id = next_public_id(client, study)
     Enrolment.objects.filter(pk=enrolment.pk).update(
@@ -213,6 +297,70 @@ def test_reloading_the_page_keeps_the_first_serving_time(client, reader):
     first = Enrolment.objects.get(pk=enrolment.pk).served_at
     client.get(reverse("cases:case", args=[study.slug]))
     assert Enrolment.objects.get(pk=enrolment.pk).served_at == first
+
+
+def test_an_answer_needs_the_case_to_have_been_served(reader):
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    Enrolment.objects.filter(pk=enrolment.pk).update(served_case=None, served_at=None)
+    enrolment.refresh_from_db()
+    first = Case.objects.get(pk=enrolment.case_order[0])
+    with pytest.raises(AnswerRejected) as rejected:
+        answer_submit(enrolment=enrolment, case_public_id=first.public_id, diagnosis_code="MN")
+    assert (rejected.value.code, rejected.value.status) == ("case_not_served", 409)
+    assert str(rejected.value) == (
+        "This case has not been served to you yet: request your next case first."
+    )
+    case_serve(enrolment=enrolment, case=first)
+    assert answer_submit(
+        enrolment=enrolment, case_public_id=first.public_id, diagnosis_code="MN"
+    ).created
+
+
+def test_an_answer_needs_the_required_profile(reader):
+    study = build_study(2, required_profile_fields=["level", "region"])
+    enrolment = ready_enrolment(study, reader)
+    first = Case.objects.get(pk=enrolment.case_order[0]).public_id
+    with pytest.raises(AnswerRejected) as rejected:
+        answer_submit(enrolment=enrolment, case_public_id=first, diagnosis_code="MN")
+    assert (rejected.value.code, rejected.value.status) == ("profile_required", 409)
+    assert str(rejected.value) == "Please complete your profile first (missing: region)."
+    assert Answer.objects.count() == 0
+
+
+def test_a_new_consent_version_asks_for_consent_again(client, reader):
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    client.post(
+        reverse("cases:case", args=[study.slug]),
+        {"case": next_public_id(client, study), "answer": "MN"},
+    )
+    Study.objects.filter(pk=study.pk).update(consent_text="New text.", consent_version="v2")
+    response = client.get(reverse("cases:case", args=[study.slug]))
+    assert response["Location"].endswith("/consent/")
+    page = client.get(response["Location"])
+    assert 'data-testid="consent-renewal"' in page.content.decode()
+    second = Case.objects.get(pk=enrolment.case_order[1]).public_id
+    with pytest.raises(AnswerRejected, match="consent"):
+        answer_submit(enrolment=enrolment, case_public_id=second, diagnosis_code="MN")
+    response = client.post(reverse("cases:consent", args=[study.slug]), {"agree": "on"})
+    assert response["Location"].endswith("/case/")
+    assert Enrolment.objects.get(pk=enrolment.pk).consent_version == "v2"
+    assert second in client.get(reverse("cases:case", args=[study.slug])).content.decode()
+
+
+def test_a_reader_reopening_their_own_used_link_goes_to_their_study(client, reader):
+    study = build_study(2)
+    invitation = invitations_create(study=study, count=1)[0]
+    invitation_accept(token=invitation.token, user=reader)
+    assert Invitation.objects.get(pk=invitation.pk).uses == 1
+    client.force_login(reader)
+    response = client.get(reverse("cases:join", args=[invitation.token]))
+    assert response.status_code == 302 and response["Location"].endswith("/consent/")
+    # Someone else with the used link is still told it is used.
+    client.logout()
+    assert client.get(reverse("cases:join", args=[invitation.token])).status_code == 410
 
 
 # --- bad input --------------------------------------------------------------------------
@@ -257,6 +405,22 @@ def test_a_case_outside_the_enrolment_is_a_404(client, reader):
     assert response.status_code == 404 and Answer.objects.count() == 0
 
 
+@pytest.mark.parametrize("field", ["reader", "enrolment", "seconds"])
+def test_a_forged_field_in_the_answer_form_is_a_400(client, reader, other_reader, field):
+    study = build_study(2)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    response = client.post(
+        reverse("cases:case", args=[study.slug]),
+        {"case": next_public_id(client, study), "answer": "MN", field: str(other_reader.pk)},
+    )
+    assert response.status_code == 400
+    assert response.context["error"] == (
+        f"Unexpected field(s): {field}. An answer is always recorded for the logged-in reader."
+    )
+    assert Answer.objects.count() == 0
+
+
 def test_double_submit_stores_one_answer(client, reader):
     study = build_study(3)
     ready_enrolment(study, reader)
@@ -293,6 +457,53 @@ def test_changes_when_allowed_keep_the_old_answer(client, reader):
     assert (change.previous_diagnosis.code, change.new_diagnosis.code) == ("MN", "BCC")
     # Unanswered cases cannot be opened by number: no skipping ahead.
     assert client.get(reverse("cases:case_revise", args=[study.slug, 3])).status_code == 404
+
+
+def test_with_changes_allowed_the_reader_reviews_and_may_revise_the_last_case(client, reader):
+    study = build_study(3, allow_answer_changes=True)
+    enrolment = ready_enrolment(study, reader)
+    client.force_login(reader)
+    for _ in range(3):
+        response = client.post(
+            reverse("cases:case", args=[study.slug]),
+            {"case": next_public_id(client, study), "answer": "MN"},
+        )
+    assert Enrolment.objects.get(pk=enrolment.pk).finished_at is None
+    review = client.get(reverse("cases:case", args=[study.slug]))
+    assert review["Location"].endswith("/done/")
+    page = client.get(review["Location"])
+    assert page.templates[0].name == "cases/review.html"
+    assert [row["number"] for row in page.context["answers"]] == [1, 2, 3]
+    assert reverse("cases:case_revise", args=[study.slug, 3]) in page.content.decode()
+
+    last = Case.objects.get(pk=enrolment.case_order[2]).public_id
+    assert client.get(reverse("cases:case_revise", args=[study.slug, 3])).status_code == 200
+    response = client.post(
+        reverse("cases:case_revise", args=[study.slug, 3]), {"case": last, "answer": "SK"}
+    )
+    assert response.status_code == 302
+    answer = Answer.objects.get(enrolment=enrolment, case__public_id=last)
+    assert answer.diagnosis.code == "SK" and answer.changes.count() == 1
+
+    response = client.post(reverse("cases:done", args=[study.slug]))
+    assert response["Location"].endswith("/done/")
+    assert Enrolment.objects.get(pk=enrolment.pk).finished_at is not None
+    assert "You have answered all 3 cases" in client.get(response["Location"]).content.decode()
+    # Finished: answers are final now.
+    assert client.get(reverse("cases:case_revise", args=[study.slug, 3])).status_code == 302
+    with pytest.raises(AnswerRejected, match="answers are final"):
+        answer_submit(enrolment=enrolment, case_public_id=last, diagnosis_code="BCC")
+
+
+def test_finishing_is_refused_while_cases_are_unanswered(reader):
+    from cases.services import enrolment_finish
+
+    study = build_study(2, allow_answer_changes=True)
+    enrolment = ready_enrolment(study, reader)
+    with pytest.raises(AnswerRejected, match="answer every case") as rejected:
+        enrolment_finish(enrolment=enrolment)
+    assert rejected.value.code == "cases_unanswered"
+    assert Enrolment.objects.get(pk=enrolment.pk).finished_at is None
 
 
 def test_revising_is_not_possible_when_the_study_forbids_it(client, reader):
@@ -347,3 +558,15 @@ def test_another_readers_study_is_a_404(client, reader, other_reader):
     client.force_login(reader)
     for name in ("cases:study", "cases:consent", "cases:profile", "cases:case", "cases:done"):
         assert client.get(reverse(name, args=[study.slug])).status_code == 404
+
+
+def test_the_admin_study_form_offers_the_profile_fields_as_choices():
+    from cases.forms import StudyForm
+
+    form = StudyForm(data={"required_profile_fields": ["region", "board_certified"]})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["required_profile_fields"] == ["region", "board_certified"]
+    form = StudyForm(data={"required_profile_fields": ["level", "years"]})
+    assert form.errors["required_profile_fields"] == [
+        "Select a valid choice. years is not one of the available choices."
+    ]

@@ -60,3 +60,16 @@ def test_home_anonymous_and_logged_in(client, admin_user):
     client.force_login(admin_user)
     body = client.get("/").content.decode()
     assert "S1" in body and "synthetic" in body
+
+
+def test_a_hidden_clinical_photo_is_refused_to_readers(client, reader, admin_user):
+    case = CaseFactory(study=make_study(slug="dermoscopy-only", show_clinical_image=False))
+    enrol(study=case.study, user=reader)
+    clinical = case.images.get(kind="clinical").public_id
+    dermoscopic = case.images.get(kind="dermoscopic").public_id
+    client.force_login(reader)
+    assert client.get(reverse("cases:image", args=[clinical, "web"])).status_code == 404
+    assert client.get(reverse("cases:image", args=[clinical, "thumb"])).status_code == 404
+    assert client.get(reverse("cases:image", args=[dermoscopic, "web"])).status_code == 200
+    client.force_login(admin_user)  # the study's staff still see it
+    assert client.get(reverse("cases:image", args=[clinical, "web"])).status_code == 200

@@ -122,6 +122,14 @@ def outsider(django_user_model):
 
 
 @pytest.fixture
+def plain_staff(django_user_model):
+    """Staff (may open the admin) who administers no study and is not a superuser."""
+    return django_user_model.objects.create_user(
+        "plain-staff", password="pw-staff-123", is_staff=True
+    )
+
+
+@pytest.fixture
 def workers(tmp_path):
     """Start Celery worker subprocesses (tests.processes.Worker); all stop at the end."""
     from tests.processes import Worker

@@ -109,7 +109,8 @@ def test_chinese_from_the_browser_and_switchable_to_english(browser, live_server
 
 @pytest.mark.slow
 def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
-    """The reference study's size: 200 cases, 8 choices, keyboard only, Chinese UI."""
+    """The reference study's size and settings (as `manage.py demo`): 200 cases, 8
+    choices, confidence asked, keyboard only, Chinese UI."""
     from cases.models import Diagnosis
     from tests.factories import CaseFactory, make_study
 
@@ -121,6 +122,7 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
         consent_text="同意",
         consent_version="1",
         show_feedback=True,
+        ask_confidence=True,
     )
     diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
     for i in range(200):
@@ -138,6 +140,7 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
         for number in range(1, 201):
             assert page.get_by_test_id("progress").inner_text() == f"{number} / 200"
             page.keyboard.press(str(number % 8 + 1))
+            page.keyboard.press(str(number % 5 + 1))  # the confidence
             with page.expect_navigation():
                 page.keyboard.press("Enter")
         assert "200" in page.get_by_test_id("finished").inner_text()
@@ -146,3 +149,5 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
         context.close()
     enrolment = Enrolment.objects.get(reader__username="dr_chen")
     assert enrolment.answers.count() == 200 and enrolment.finished_at is not None
+    confidences = sorted(enrolment.answers.values_list("confidence", flat=True))
+    assert confidences == sorted(n % 5 + 1 for n in range(1, 201))

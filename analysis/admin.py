@@ -12,9 +12,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from analysis.models import AnalysisReport
-from analysis.services import report_request
+from analysis.services import report_is_stale, report_parameters, report_request
 from cases.admin import StudyScopedAdmin
-from cases.selectors import administered_studies
+from cases.selectors import PROFILE_COLUMNS, administered_studies
 
 
 class ReportRequestForm(forms.Form):
@@ -22,9 +22,41 @@ class ReportRequestForm(forms.Form):
     n_bootstrap = forms.IntegerField(
         label="bootstrap resamples", initial=2000, min_value=1, max_value=100_000
     )
+    adjust = forms.ChoiceField(
+        label="p-value adjustment",
+        choices=[("holm", "Holm"), ("bonferroni", "Bonferroni")],
+        initial="holm",
+        required=False,  # left out: Holm, the default of analyze
+    )
+    subgroup = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text=(
+            "Optional: a reader attribute ("
+            + ", ".join(PROFILE_COLUMNS)
+            + ") to split every reader table by; COLUMN:E0,E1,... cuts a numeric one into "
+            "bands, e.g. years:0,5,10."
+        ),
+    )
     force = forms.BooleanField(
         required=False, help_text="Compute again even if the data have not changed."
     )
+
+    def clean_adjust(self) -> str:
+        return self.cleaned_data["adjust"] or "holm"
+
+    def clean_subgroup(self) -> str | None:
+        from analysis.stats import InputError
+        from analysis.stats.pipeline import parse_subgroup
+
+        spec = self.cleaned_data["subgroup"].strip()
+        if not spec:
+            return None
+        try:
+            parse_subgroup(spec, PROFILE_COLUMNS)
+        except InputError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return spec
 
 
 def file_links(report: AnalysisReport) -> list[tuple[str, str]]:
@@ -131,6 +163,8 @@ class AnalysisReportAdmin(StudyScopedAdmin):
                     study=study,
                     seed=form.cleaned_data["seed"],
                     n_bootstrap=form.cleaned_data["n_bootstrap"],
+                    adjust=form.cleaned_data["adjust"],
+                    subgroup=form.cleaned_data["subgroup"],
                     requested_by=request.user,
                     force=form.cleaned_data["force"],
                 )
@@ -162,6 +196,8 @@ class AnalysisReportAdmin(StudyScopedAdmin):
                 for r in reports
             ),
             "latest": latest_done,
+            "latest_parameters": report_parameters(latest_done) if latest_done else {},
+            "stale": latest_done is not None and report_is_stale(report=latest_done),
             "links": file_links(latest_done) if latest_done else [],
         }
         return TemplateResponse(request, "analysis/admin/study_report.html", context)

@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import json
 import platform
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,13 @@ import pandas as pd
 from analysis import figures
 from analysis.stats import AnalysisTables
 from analysis.stats.metrics import METRICS
+from analysis.stats.pipeline import ALL_READERS
 from analysis.stats.roc import roc_curves
 
 TABLES = (
     "per_class",
+    "readers_summary",
+    "kappa",
     "comparisons",
     "agreement",
     "auc",
@@ -42,7 +46,9 @@ DASH = "\u2013"  # shown for a missing value and between CI bounds
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """The files one call of :func:`write_report` wrote (absolute paths)."""
+    """The files one call of :func:`write_report` wrote (absolute paths), and the seconds
+    each step took: ``csv``, ``workbook``, ``figures <kind>`` (summed over the figures of
+    that kind, PNG and SVG), ``html`` (summary.json and the page)."""
 
     out_dir: Path
     tables: dict[str, Path]
@@ -50,6 +56,7 @@ class ReportFiles:
     workbook: Path
     html: Path
     figures: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def paths(self) -> list[Path]:
         """Every file, tables first."""
@@ -182,6 +189,43 @@ def study_facts(
     }
 
 
+def report_notes(tables: AnalysisTables, facts: dict) -> list[str]:
+    """Plain sentences for the top of the page saying which tables are left out and why:
+    no reader answers yet, a single reader (MRMC needs two), no model predictions."""
+    n_readers, has_models = facts["n_readers"], bool(tables.summary.get("models"))
+    notes = []
+    if n_readers == 0:
+        notes.append(
+            "No reader answers yet: the readers' tables, the comparisons of the models with "
+            "the readers and the agreement among readers are omitted; only the models' "
+            "tables are shown."
+        )
+    elif n_readers == 1:
+        notes.append(
+            "Only one reader: the MRMC comparisons (mrmc_rrrc, mrmc_rrfc) need at least two "
+            "readers and are omitted, and the intervals over readers, the z_kappa test and "
+            f"Fleiss' kappa among readers are undefined (shown as {DASH})"
+            + ("; the bootstrap resamples the cases only." if has_models else ".")
+        )
+    subgroup, per_class = tables.summary.get("subgroup"), tables.per_class
+    if subgroup and n_readers > 1 and "subgroup" in per_class.columns:
+        rows = per_class[per_class["rater_kind"] == "reader"]
+        sizes = rows.groupby(rows["subgroup"].astype(str))["rater"].nunique()
+        single = sorted(sizes[sizes == 1].index)
+        if single:
+            notes.append(
+                f"Subgroup(s) {', '.join(single)} of {subgroup} have a single reader: their "
+                "intervals over readers are undefined and MRMC needs at least two readers."
+            )
+    if not has_models:
+        notes.append(
+            "No model predictions: the models' tables, ROC curves and the comparisons with "
+            "the readers are omitted."
+        )
+    notes.extend(f"Warning: {w}" for w in tables.summary.get("warnings", []))
+    return notes
+
+
 # --- HTML tables --------------------------------------------------------------------------
 
 
@@ -296,9 +340,8 @@ def _figure_jobs(
 ):
     """(title, stem, caption, thunk returning a Figure or None) for every figure."""
     jobs = []
+    tables = tables.for_subgroup()  # figures show all readers; subgroups are in the tables
     per_class = tables.per_class
-    if "subgroup" in per_class.columns:
-        per_class = per_class[per_class["subgroup"] == "all readers"]
     raters = list(pd.unique(tables.confusion["rater"])) if len(tables.confusion) else []
     for rater in raters:
         title = "Readers (pooled)" if rater == "readers" else f"Model {rater}"
@@ -402,12 +445,21 @@ def write_report(
     seed = int(summary.get("seed", 0))
     alpha = float(summary.get("alpha", 0.05))
     steps = tqdm(total=4, desc="report", unit="step", disable=not progress)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock
+        clock = now
 
     written: dict[str, Path] = {}
     for name in TABLES:
         path = out / f"{name}.csv"
         getattr(tables, name).to_csv(path, index=False)
         written[name] = path
+    lap("csv")
     steps.set_postfix_str("tables")
     steps.update()
 
@@ -415,6 +467,7 @@ def write_report(
     with pd.ExcelWriter(workbook, engine="openpyxl") as excel:
         for name in TABLES:
             getattr(tables, name).to_excel(excel, sheet_name=name[:31], index=False)
+    lap("workbook")
     steps.set_postfix_str("workbook")
     steps.update()
 
@@ -434,6 +487,7 @@ def write_report(
         fig = build()
         if fig is not None:
             made.append(_Figure(title_, stem, figures.save(fig, out, stem), caption))
+        lap(f"figures {stem.split('_', 1)[0].split('-', 1)[0]}")
     steps.set_postfix_str("figures")
     steps.update()
 
@@ -473,6 +527,7 @@ def write_report(
         ),
         encoding="utf-8",
     )
+    lap("html")
     steps.set_postfix_str("html")
     steps.update()
     steps.close()
@@ -483,11 +538,22 @@ def write_report(
         workbook=workbook,
         html=html,
         figures=[p for f in made for p in f.paths],
+        timings=timings,
     )
+
+
+def _subgroup_rows(frame: pd.DataFrame, *, all_readers: bool) -> pd.DataFrame:
+    """The rows of all readers (``all_readers``) or of the subgroup values (otherwise);
+    the frame as it is without a subgroup."""
+    if "subgroup" not in frame.columns:
+        return frame if all_readers else frame.iloc[0:0]
+    keep = frame["subgroup"] == ALL_READERS
+    return frame[keep if all_readers else ~keep].reset_index(drop=True)
 
 
 def _sections(tables: AnalysisTables, choices: Sequence[str]) -> list[dict]:
     sections = []
+    everyone = tables.for_subgroup()  # subgroup blocks get their own sections
 
     def add(key, heading, text, frame, *, index=False):
         if frame is not None and len(frame):
@@ -503,8 +569,10 @@ def _sections(tables: AnalysisTables, choices: Sequence[str]) -> list[dict]:
     add(
         "headline",
         "Overall",
-        "Class all: macro averages over classes, multi-class "
-        "kappa, top-1 accuracy; readers = mean over readers.",
+        "Class all: accuracy, sensitivity, specificity, PPV, NPV and F1 are macro averages "
+        "of the one-vs-rest values (for accuracy the macro one-vs-rest accuracy, "
+        "1 - 2(1 - top-1)/C, not the share of cases answered correctly, which is "
+        "top1_accuracy); kappa is the multi-class kappa; readers = mean over readers.",
         pd.DataFrame(tables.summary.get("overall", [])),
     )
     wide = group_metrics_table(tables.per_class, choices)
@@ -517,13 +585,33 @@ def _sections(tables: AnalysisTables, choices: Sequence[str]) -> list[dict]:
                 "html": wide.to_html(index=False, border=0, classes="data", escape=True),
             }
         )
+    summary_all = everyone.readers_summary
+    if len(summary_all):
+        summary_all = summary_all[summary_all["class"] == "all"]
+    add(
+        "readers_summary",
+        "Readers as a group",
+        "Over readers, class all: number of readers, mean, SD, median, range and the "
+        "t-interval of the mean. Every class is in readers_summary.csv.",
+        summary_all,
+    )
+    kappa = everyone.kappa
+    if len(kappa):
+        kappa = kappa[kappa["rater_kind"] == "model"]
+    add(
+        "kappa",
+        "Models' Cohen's kappa",
+        "Each class one-vs-rest, all = multi-class; ase: Fleiss-Cohen-Everitt large-sample "
+        "SE, Wald CI; ase0, z, p: the test of kappa = 0. Each reader's rows are in kappa.csv.",
+        kappa,
+    )
     add(
         "subgroups",
         "Readers by subgroup",
         "Readers' mean overall metrics per subgroup.",
         subgroup_table(tables.per_class),
     )
-    comparisons = tables.comparisons
+    comparisons = everyone.comparisons
     if len(comparisons):
         comparisons = comparisons.sort_values(["model", "metric", "method"], kind="stable")
     add(
@@ -533,13 +621,26 @@ def _sections(tables: AnalysisTables, choices: Sequence[str]) -> list[dict]:
         "per-class p-values adjusted within model x metric x method.",
         comparisons,
     )
+    by_subgroup = _subgroup_rows(tables.comparisons, all_readers=False)
+    if len(by_subgroup):
+        by_subgroup = by_subgroup[by_subgroup["class"] == "all"].sort_values(
+            ["subgroup", "model", "metric", "method"], kind="stable"
+        )
+    add(
+        "comparisons_subgroups",
+        "CNN versus each subgroup of readers",
+        "Class all, each subgroup's readers as the panel; every class is in comparisons.csv.",
+        by_subgroup,
+    )
     add("auc", "Model ROC AUC", "One-vs-rest AUC with DeLong SE and Wald CI.", tables.auc)
     add("auc_tests", "Model versus model (DeLong)", "", tables.auc_tests)
     add(
         "agreement",
         "Agreement",
-        "Among readers (Fleiss' kappa) and of each model with the readers.",
-        tables.agreement,
+        "Among readers (Fleiss' kappa) and of each model with the readers; "
+        "majority_ties: cases whose majority answer was tied (broken by choice order). "
+        "Each subgroup's rows are in agreement.csv.",
+        everyone.agreement,
     )
     add("readers", "Readers", "Answers per reader and reader attributes.", tables.readers)
     return sections
@@ -576,11 +677,13 @@ def render_html(
             for f in figures_
         ],
         "versions": versions,
+        "notes": report_notes(tables, facts),
         "methods": {
             "has_readers": facts["n_readers"] > 0,
             "has_models": bool(facts["models"]),
             "has_comparisons": len(tables.comparisons) > 0,
             "has_auc": len(tables.auc) > 0,
+            "has_auc_tests": len(tables.auc_tests) > 0,
             "has_embeddings": any(f.stem.startswith("tsne") for f in figures_),
         },
     }

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from analysis.models import AnalysisReport
@@ -19,7 +19,7 @@ from readerstudy.tasks import send_on_commit, send_pending
 logger = logging.getLogger(__name__)
 
 # Bump when the report's content changes for the same data, so cached reports are redone.
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 def study_report_write(
@@ -74,18 +74,54 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def report_fingerprint(*, study, seed: int, n_bootstrap: int) -> tuple[str, dict]:
-    """(sha256 hex, the inputs it hashes): answers count and latest answer / change time,
-    predictions count and latest prediction time, the cases' reference diagnoses, the
+def _sha256(rows) -> str:
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+
+
+def report_fingerprint(
+    *,
+    study,
+    seed: int,
+    n_bootstrap: int,
+    adjust: str = "holm",
+    subgroup: str | None = None,
+) -> tuple[str, dict]:
+    """(sha256 hex, the inputs it hashes): answers count and latest answer / change time;
+    the profile attributes of every reader who answered (the columns of readers.csv, and
+    of subgroups); every prediction's status, answer, Grad-CAM file and whether it has an
+    embedding, with the count and latest time; the cases' reference diagnoses, the
     choices, the models' training flags, the parameters and :data:`REPORT_VERSION`."""
-    from cases.models import Answer, Case
+    from cases.models import Answer, Case, Enrolment
     from inference.models import Prediction, RegisteredModel
 
     answers = Answer.objects.filter(enrolment__study=study).aggregate(
         n=Count("id"), latest=Max("answered_at"), changed=Max("changed_at")
     )
-    predictions = Prediction.objects.filter(case__study=study).aggregate(
-        n=Count("id"), latest=Max("created_at")
+    profile = "reader__reader_profile__"
+    readers = list(
+        Enrolment.objects.filter(study=study, answers__isnull=False)
+        .distinct()
+        .order_by("reader_code")
+        .values_list(
+            "reader_code",
+            f"{profile}level",
+            f"{profile}years_in_dermatology",
+            f"{profile}dermoscopy_training_hours",
+            f"{profile}board_certified",
+            f"{profile}hospital_tier",
+            f"{profile}region",
+        )
+    )
+    study_predictions = Prediction.objects.filter(case__study=study)
+    predictions = study_predictions.aggregate(
+        n=Count("id"),
+        latest=Max("created_at"),
+        embeddings=Count("id", filter=Q(embedding__isnull=False)),
+    )
+    prediction_rows = list(
+        study_predictions.order_by("pk").values_list(
+            "pk", "model_id", "case_id", "status", "choice_id", "gradcam"
+        )
     )
     cases = list(Case.objects.filter(study=study).order_by("pk").values_list("pk", "diagnosis_id"))
     models = sorted(
@@ -98,22 +134,53 @@ def report_fingerprint(*, study, seed: int, n_bootstrap: int) -> tuple[str, dict
         "answers": answers["n"],
         "answers_latest": _iso(answers["latest"]),
         "answers_changed": _iso(answers["changed"]),
+        "readers": len(readers),
+        "readers_sha256": _sha256(readers),
         "predictions": predictions["n"],
         "predictions_latest": _iso(predictions["latest"]),
+        "predictions_embeddings": predictions["embeddings"],
+        "predictions_sha256": _sha256(prediction_rows),
         "cases": len(cases),
-        "cases_sha256": hashlib.sha256(json.dumps(cases).encode()).hexdigest(),
+        "cases_sha256": _sha256(cases),
         "choices": study.choice_codes(),
         "models": [[name, trained] for name, trained in models],
         "synthetic": study.is_synthetic,
         "seed": seed,
         "n_bootstrap": n_bootstrap,
+        "adjust": adjust,
+        "subgroup": subgroup or None,
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return digest, inputs
 
 
+def report_is_stale(*, report: AnalysisReport) -> bool:
+    """Whether the study's data changed since ``report`` was computed: its fingerprint
+    differs from the one its parameters give now."""
+    fingerprint, _ = report_fingerprint(study=report.study, **report_parameters(report))
+    return fingerprint != report.fingerprint
+
+
+def report_parameters(report: AnalysisReport) -> dict:
+    """seed, n_bootstrap, adjust and subgroup of ``report`` (the last two are kept in its
+    ``inputs``; reports made before they existed used Holm and no subgroup)."""
+    return {
+        "seed": report.seed,
+        "n_bootstrap": report.n_bootstrap,
+        "adjust": report.inputs.get("adjust") or "holm",
+        "subgroup": report.inputs.get("subgroup") or None,
+    }
+
+
 def report_request(
-    *, study, seed: int = 0, n_bootstrap: int = 2000, requested_by=None, force: bool = False
+    *,
+    study,
+    seed: int = 0,
+    n_bootstrap: int = 2000,
+    adjust: str = "holm",
+    subgroup: str | None = None,
+    requested_by=None,
+    force: bool = False,
 ) -> AnalysisReport:
     """The report of ``study`` for its current data and these parameters.
 
@@ -125,8 +192,12 @@ def report_request(
 
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
+    if adjust not in ("holm", "bonferroni"):
+        raise ValueError(f"adjust must be holm or bonferroni, got {adjust!r}")
     with transaction.atomic():
-        fingerprint, inputs = report_fingerprint(study=study, seed=seed, n_bootstrap=n_bootstrap)
+        fingerprint, inputs = report_fingerprint(
+            study=study, seed=seed, n_bootstrap=n_bootstrap, adjust=adjust, subgroup=subgroup
+        )
         if not force:
             cached = (
                 AnalysisReport.objects.filter(study=study, fingerprint=fingerprint)
@@ -178,15 +249,9 @@ def report_compute(*, report_id: int) -> AnalysisReport:
     report.error = ""
     report.save(update_fields=["status", "started_at", "error"])
     try:
-        fingerprint, inputs = report_fingerprint(
-            study=report.study, seed=report.seed, n_bootstrap=report.n_bootstrap
-        )
-        files = study_report_write(
-            study=report.study,
-            out_dir=report.path,
-            seed=report.seed,
-            n_bootstrap=report.n_bootstrap,
-        )
+        parameters = report_parameters(report)
+        fingerprint, inputs = report_fingerprint(study=report.study, **parameters)
+        files = study_report_write(study=report.study, out_dir=report.path, **parameters)
     except Exception as exc:
         if not isinstance(exc, InputError):
             logger.exception("report %s of study %s failed", report.pk, report.study.slug)

@@ -1,14 +1,19 @@
-"""Time :func:`analysis.stats.analyze_tables` on a synthetic study of the reference size.
+"""Time :func:`analysis.stats.analyze_tables` on a synthetic study of the reference size,
+and then, separately, the report's files and figures.
 
 280 readers x 200 cases x 8 classes (25 cases each), 4 models with probabilities,
-2000 bootstrap resamples, seeded. Prints each step's time; the last line is
-``seconds <total>`` for the tables. Run from the repository root:
-``python bench/analysis.py``.
+2000 bootstrap resamples, seeded. Prints each table step's time, then the report's
+steps (CSV, workbook, each figure kind, page) for :func:`analysis.reports.write_report`
+with t-SNE of 1792-dimensional embeddings (EfficientNet-b4's width) and a Grad-CAM
+gallery of 16 overlays per model. The last line is ``seconds <total>`` for the tables
+alone. Run from the repository root: ``python bench/analysis.py``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
 
 from analysis.stats import analyze_tables
 
@@ -65,6 +71,61 @@ def synthetic_study(
     return answers, pd.concat(frames, ignore_index=True)
 
 
+def report_extras(
+    predictions: pd.DataFrame, folder: Path, *, dim: int = 1792, per_model: int = 16
+) -> tuple[dict, list[dict]]:
+    """Embeddings ``{model: (cases, n x dim)}`` clustered by class, and Grad-CAM overlays
+    (random 224 px PNGs written into ``folder``) as the database path gives them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    embeddings, gradcams = {}, []
+    for model, part in predictions.groupby("model", sort=True):
+        cases = part[["case", "truth"]].reset_index(drop=True)
+        centres = rng.normal(0, 1, (len(CHOICES), dim))
+        codes = cases["truth"].map({c: i for i, c in enumerate(CHOICES)}).to_numpy()
+        matrix = (centres[codes] + rng.normal(0, 2, (len(cases), dim))).astype(np.float32)
+        embeddings[model] = (cases, matrix)
+        for row in part.head(per_model).itertuples():
+            path = folder / f"cam_{model}_{row.case}.png"
+            Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(path)
+            gradcams.append(
+                {"model": model, "case": row.case, "truth": row.truth,
+                 "answer": row.answer, "path": str(path)}
+            )  # fmt: skip
+    return embeddings, gradcams
+
+
+def time_report(tables, answers: pd.DataFrame, predictions: pd.DataFrame) -> None:
+    """Write the full report into a temporary folder and print each step's time."""
+    import django
+
+    django.setup()
+    from analysis.reports import write_report
+
+    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
+        folder = Path(tmp)
+        embeddings, gradcams = report_extras(predictions, folder)
+        start = time.perf_counter()
+        files = write_report(
+            tables,
+            folder / "report",
+            title="Benchmark study",
+            choices=CHOICES,
+            embeddings=embeddings,
+            gradcams=gradcams,
+            predictions_df=predictions,
+            answers_df=answers,
+        )
+        total = time.perf_counter() - start
+        figure_seconds = sum(v for k, v in files.timings.items() if k.startswith("figures"))
+        print(f"report: {len(files.paths())} files, {len(files.figures)} figure files")
+        for step, seconds in files.timings.items():
+            print(f"report {step:<17} {seconds:6.2f} s")
+        print(f"report figures total  {figure_seconds:6.2f} s")
+        print(f"report total          {total:6.2f} s")
+
+
 def main() -> None:
     answers, predictions = synthetic_study()
     start = time.perf_counter()
@@ -73,6 +134,8 @@ def main() -> None:
     for step in tables.timings.itertuples():
         print(f"{step.step:<20} {step.seconds:6.2f} s")
     print(f"rows: per_class {len(tables.per_class)}, comparisons {len(tables.comparisons)}")
+    print(f"tables total         {total:6.2f} s")
+    time_report(tables, answers, predictions)
     print(f"seconds {total:.1f}")
 
 

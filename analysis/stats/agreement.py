@@ -4,6 +4,8 @@ Tidy output, columns :data:`COLUMNS`; ``standard`` says what the rater is compar
 ``readers`` (Fleiss' kappa among the readers themselves), ``readers_majority`` (the
 readers' most frequent answer per case) or ``each_reader`` (mean over readers of the
 model's kappa against that reader: "dermatologists as standard", Zhu et al. 2021).
+A tied majority goes to the label that comes first in the choices; the row with
+statistic ``majority_ties`` says for how many cases that happened.
 """
 
 from __future__ import annotations
@@ -30,9 +32,30 @@ def answer_counts(matrix: RatingMatrix) -> np.ndarray:
 
 def majority_answer(matrix: RatingMatrix) -> np.ndarray:
     """Most frequent answer per case ``(K,)``, -1 where nobody answered; a tie goes to
-    the label that comes first in the choices."""
+    the label that comes first in the choices (:func:`majority_ties` counts them)."""
     counts = answer_counts(matrix)
     return np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), -1)
+
+
+def majority_ties(matrix: RatingMatrix) -> np.ndarray:
+    """``(K,)`` bool: cases whose most frequent answer is shared by two or more labels
+    (so :func:`majority_answer` took the first of them in choice order)."""
+    counts = answer_counts(matrix)
+    top = counts.max(axis=1)
+    return (top > 0) & ((counts == top[:, None]).sum(axis=1) > 1)
+
+
+def majority_ties_row(readers: RatingMatrix) -> pd.DataFrame:
+    """One agreement row, statistic ``majority_ties``: ``estimate`` = number of cases
+    whose readers' majority answer is tied (broken by choice order), ``n`` = cases with
+    at least one reader's answer."""
+    tied = majority_ties(readers)
+    answered = int((readers.answers >= 0).any(axis=0).sum())
+    return pd.DataFrame(
+        [("readers", "readers", "all", "majority_ties", float(tied.sum()), np.nan, np.nan,
+          np.nan, np.nan, np.nan, answered)],
+        columns=COLUMNS,
+    )  # fmt: skip
 
 
 def readers_fleiss(readers: RatingMatrix) -> pd.DataFrame:
@@ -102,11 +125,15 @@ def models_vs_each_reader(
 def agreement_table(
     readers: RatingMatrix | None, models: RatingMatrix | None, *, alpha: float = 0.05
 ) -> pd.DataFrame:
-    """All agreement statistics available for the given raters, as one tidy table."""
+    """All agreement statistics available for the given raters, as one tidy table:
+    Fleiss' kappa among two or more readers and, with models, the number of tied
+    majority answers (:func:`majority_ties_row`), each model against the majority and
+    against each reader."""
     parts = []
     if readers is not None and len(readers.raters) >= 2:
         parts.append(readers_fleiss(readers))
     if readers is not None and models is not None:
+        parts.append(majority_ties_row(readers))
         parts.append(models_vs_majority(readers, models, alpha=alpha))
         parts.append(models_vs_each_reader(readers, models, alpha=alpha))
     if not parts:

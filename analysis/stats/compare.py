@@ -13,6 +13,9 @@ Methods:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -118,10 +121,13 @@ def z_kappa(
     r_multi = cohen_kappa(reader_tables).kappa
     r_class = cohen_kappa(one_vs_rest_tables(reader_tables)).kappa
     reader_kappas = np.concatenate([r_class, r_multi[:, None]], axis=1)  # (R, C+1)
-    with np.errstate(invalid="ignore"):
-        n_ok = np.sum(~np.isnan(reader_kappas), axis=0)
-        r_mean = np.nanmean(reader_kappas, axis=0)
-        r_se = np.nanstd(reader_kappas, axis=0, ddof=1) / np.sqrt(n_ok)
+    # NaN kappas left out; SE_readers is NaN with fewer than two readers (no warning).
+    ok = ~np.isnan(reader_kappas)
+    n_ok = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_mean = np.where(ok, reader_kappas, 0.0).sum(axis=0) / n_ok
+        squares = (np.where(ok, reader_kappas - r_mean, 0.0) ** 2).sum(axis=0)
+        r_se = np.sqrt(squares / (n_ok - 1) / n_ok)
     model_tables = contingency_tables(models.answers, models.truth[None, :], c)
     m_multi = cohen_kappa(model_tables)
     m_class = cohen_kappa(one_vs_rest_tables(model_tables))
@@ -141,6 +147,14 @@ def z_kappa(
                  2 * stats.norm.sf(abs(z[j])), np.nan)
             )  # fmt: skip
     return adjust_p(pd.DataFrame(rows, columns=COLUMNS), adjust=adjust)
+
+
+def _nan_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over readers (axis 0) with NaN left out; NaN, without a warning, where every
+    reader's value is NaN."""
+    ok = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, values, 0.0).sum(axis=0) / ok.sum(axis=0)
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -167,6 +181,7 @@ def bootstrap_compare(
     alpha: float = 0.05,
     adjust: str = "holm",
     chunk: int = 250,
+    progress: Callable[[int], object] | None = None,
 ) -> pd.DataFrame:
     """Paired bootstrap of model - readers for kappa, sensitivity, specificity, accuracy.
 
@@ -195,17 +210,20 @@ def bootstrap_compare(
         for name in names:
             group = _weighted_mean(_class_values(m_r, name), reader_w[start : start + chunk])
             diffs[name].append(_class_values(m_m, name) - group[:, None, :])
+        if progress is not None:  # e.g. a progress bar's update: resamples done
+            progress(len(w))
     point_r = metrics_from_counts(confusion_counts(readers.answers, readers.truth, c))
     point_m = metrics_from_counts(confusion_counts(models.answers, models.truth, c))
     rows = []
     for name in names:
         d = np.concatenate(diffs[name], axis=0)  # (B, M, C+1)
-        with np.errstate(invalid="ignore"):
-            readers_value = np.nanmean(_class_values(point_r, name), axis=0)
+        readers_value = _nan_mean(_class_values(point_r, name))
         model_value = _class_values(point_m, name)
         valid = ~np.isnan(d)
         n_valid = valid.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            # a class no resample could score (e.g. a lone reader's undefined PPV) is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             lo, hi = (
                 np.nanpercentile(d, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
                 if valid.any()
@@ -281,15 +299,23 @@ def compare_models_with_readers(
     seed: int = 0,
     adjust: str = "holm",
     alpha: float = 0.05,
+    progress: Callable[[int], object] | None = None,
 ) -> pd.DataFrame:
-    """All requested methods stacked into one table of :data:`COLUMNS`."""
+    """All requested methods stacked into one table of :data:`COLUMNS`; ``progress`` is
+    called with the number of bootstrap resamples done after each chunk."""
     parts = []
     if "z_kappa" in methods:
         parts.append(z_kappa(readers, models, adjust=adjust, alpha=alpha))
     if "bootstrap" in methods:
         parts.append(
             bootstrap_compare(
-                readers, models, n_bootstrap=n_bootstrap, seed=seed, alpha=alpha, adjust=adjust
+                readers,
+                models,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                alpha=alpha,
+                adjust=adjust,
+                progress=progress,
             )
         )
     if {"mrmc_rrrc", "mrmc_rrfc"} & set(methods):

@@ -6,8 +6,11 @@ predictions:  one row per model x case: ``model, case, truth, answer`` plus, opt
               one ``prob_<CODE>`` column per choice.
 
 Labels (truth, answer, choices) are compared as strings, so ``1`` and ``"1"`` are the same
-label. Every error is an :class:`InputError` whose message names the offending rows:
-row numbers count data rows from 1 (the header is not counted), i.e. CSV line = row + 1.
+label; from a CSV file they are read as text, so numeric labels keep their spelling even
+when a cell is blank. Every error is an :class:`InputError` whose message names the
+offending rows: row numbers count data rows from 1 (the header is not counted), i.e. CSV
+line = row + 1. Problems that do not stop the analysis (probabilities of a row that do
+not sum to 1) are returned as messages in ``attrs["warnings"]`` of the loaded table.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ import pandas as pd
 ANSWER_COLUMNS = ("reader", "case", "truth", "answer")
 PREDICTION_COLUMNS = ("model", "case", "truth", "answer")
 PROB_PREFIX = "prob_"
+PROB_SUM_TOLERANCE = 1e-3
 _MAX_LISTED = 10
+# Read as text from a file, so "0"/"1" labels stay "0"/"1" when a blank cell would
+# otherwise turn the whole column into floats ("0.0").
+_TEXT_COLUMNS = ("reader", "model", "case", "truth", "answer")
 
 
 class InputError(ValueError):
@@ -33,7 +40,7 @@ def _read(df_or_path: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
         frame = df_or_path.copy()
     else:
         try:
-            frame = pd.read_csv(df_or_path, dtype={"reader": str, "model": str, "case": str})
+            frame = pd.read_csv(df_or_path, dtype=dict.fromkeys(_TEXT_COLUMNS, str))
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise InputError(f"cannot read the {what} table {df_or_path}: {exc}") from exc
     if frame.empty:
@@ -41,12 +48,22 @@ def _read(df_or_path: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _plain(value):
+    """The Python value for a message: ``0.5``, not ``np.float64(0.5)``; a missing value
+    (None, NaN, pd.NA) is None."""
+    if value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _rows(mask: np.ndarray | pd.Series, frame: pd.DataFrame, columns: Sequence[str]) -> str:
     """'row 3 (reader=r1, case=7, answer=XX), ...': 1-based data rows, at most 10 listed."""
     positions = np.flatnonzero(np.asarray(mask))
     parts = []
     for pos in positions[:_MAX_LISTED]:
-        values = ", ".join(f"{c}={frame.iloc[pos][c]!r}" for c in columns if c in frame.columns)
+        values = ", ".join(
+            f"{c}={_plain(frame[c].iloc[pos])!r}" for c in columns if c in frame.columns
+        )
         parts.append(f"row {pos + 1} ({values})")
     more = len(positions) - _MAX_LISTED
     if more > 0:
@@ -101,6 +118,9 @@ def _validate_common(
         raise InputError(
             f"{what}: truth outside the choices {choices} in " + _rows(bad_truth, frame, ident)
         )
+    no_answer = frame["answer"].isna().to_numpy()
+    if no_answer.any():
+        raise InputError(f"{what}: answer is missing in " + _rows(no_answer, frame, ident))
     bad_answer = ~frame["answer"].isin(allowed).to_numpy()
     if bad_answer.any():
         raise InputError(
@@ -129,14 +149,16 @@ def load_answers(
 
     ``choices`` defaults to the sorted distinct truth values. Readers who answered only
     some cases are kept. Returns a copy with reader, case and labels as strings and
-    ``attrs["choices"]`` set; raises :class:`InputError` naming the offending rows for a
-    missing column, a case without truth, an answer or truth outside the choices, a
-    duplicate (reader, case) or a case whose truth differs between rows.
+    ``attrs["choices"]`` (and an empty ``attrs["warnings"]``) set; raises
+    :class:`InputError` naming the offending rows for a missing column, a case without
+    truth, a missing answer, an answer or truth outside the choices, a duplicate
+    (reader, case) or a case whose truth differs between rows.
     """
     frame = _read(df_or_path, "answers")
     _require_columns(frame, ANSWER_COLUMNS, "answers")
     frame, choices = _validate_common(frame, "reader", choices, "answers")
     frame.attrs["choices"] = choices
+    frame.attrs["warnings"] = []
     return frame
 
 
@@ -151,12 +173,16 @@ def load_predictions(
     """Validated model predictions: ``model, case, truth, answer`` + ``prob_<CODE>``.
 
     Probability columns are optional, but when present there must be exactly one per
-    choice (``prob_MN`` for choice ``MN``) with finite values. Same checks as
-    :func:`load_answers` otherwise; ``choices`` default to the sorted distinct truths.
+    choice (``prob_MN`` for choice ``MN``) with values in [0, 1] (else an
+    :class:`InputError` naming the rows). A row whose probabilities do not sum to 1
+    within :data:`PROB_SUM_TOLERANCE` is kept and named in ``attrs["warnings"]``: the
+    AUCs use each class's score on its own, so scores need not be normalised. Same
+    checks as :func:`load_answers` otherwise; ``choices`` default to the sorted truths.
     """
     frame = _read(df_or_path, "predictions")
     _require_columns(frame, PREDICTION_COLUMNS, "predictions")
     frame, choices = _validate_common(frame, "model", choices, "predictions")
+    warnings: list[str] = []
     probs = prob_columns(frame)
     if probs:
         codes = [c[len(PROB_PREFIX) :] for c in probs]
@@ -179,8 +205,22 @@ def load_predictions(
                 "predictions: missing or non-numeric probability in "
                 + _rows(bad, frame, ["model", "case", *probs])
             )
+        numbers = values.to_numpy(dtype=float)
+        outside = ((numbers < 0) | (numbers > 1)).any(axis=1)
+        if outside.any():
+            raise InputError(
+                "predictions: probability outside [0, 1] in "
+                + _rows(outside, frame, ["model", "case", *probs])
+            )
         frame[values.columns] = values.astype(float)
+        off = np.abs(numbers.sum(axis=1) - 1) > PROB_SUM_TOLERANCE
+        if off.any():
+            warnings.append(
+                f"predictions: probabilities do not sum to 1 (tolerance {PROB_SUM_TOLERANCE:g}) "
+                f"in {off.sum()} row(s): " + _rows(off, frame, ["model", "case"])
+            )
     frame.attrs["choices"] = choices
+    frame.attrs["warnings"] = warnings
     return frame
 
 

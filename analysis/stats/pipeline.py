@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis.stats.agreement import agreement_table
+from analysis.stats.agreement import COLUMNS as AGREEMENT_COLUMNS
+from analysis.stats.agreement import agreement_table, majority_ties
 from analysis.stats.compare import COLUMNS as COMPARISON_COLUMNS
 from analysis.stats.compare import adjust_p, compare_models_with_readers
 from analysis.stats.inputs import (
@@ -35,24 +37,54 @@ from analysis.stats.metrics import (
 from analysis.stats.roc import auc_table, delong_test
 
 PER_CLASS_COLUMNS = ["rater", "rater_kind", "class", "metric", "estimate", "ci_low", "ci_high"]
+READERS_SUMMARY_COLUMNS = [
+    "class", "metric", "n_raters", "mean", "sd", "median", "min", "max", "ci_low", "ci_high",
+]  # fmt: skip
+KAPPA_COLUMNS = [
+    "rater", "rater_kind", "class", "kappa", "ase", "ci_low", "ci_high", "ase0", "z", "p", "n",
+]  # fmt: skip
+AUC_COLUMNS = ["model", "class", "auc", "se", "ci_low", "ci_high", "n_pos", "n_neg"]
+AUC_TEST_COLUMNS = [
+    "model_a", "model_b", "class", "auc_a", "auc_b", "difference", "se", "z", "p", "ci_low",
+    "ci_high", "p_adjusted",
+]  # fmt: skip
+# The value of the ``subgroup`` column on the rows computed from every reader.
+ALL_READERS = "all readers"
+UNKNOWN_SUBGROUP = "unknown"
+# Tables that depend on which readers are in; with a subgroup they get a ``subgroup``
+# column (first) and one block of rows per subgroup value after the ALL_READERS block.
+SUBGROUP_TABLES = (
+    "per_class", "readers_summary", "kappa", "counts", "comparisons", "agreement", "confusion",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class AnalysisTables:
     """Tidy results of :func:`analyze_tables`.
 
-    per_class   rater, rater_kind (reader/model/readers), class (code or ``all``),
-                metric, estimate, ci_low, ci_high [, subgroup]
-    counts      rater, rater_kind, class, tp, fp, fn, tn, n
-    comparisons model - readers, see :data:`analysis.stats.compare.COLUMNS`
-    agreement   see :data:`analysis.stats.agreement.COLUMNS`
-    auc         model, class (code, ``macro``, ``micro``), auc, se, ci_low, ci_high, n_pos, n_neg
-    auc_tests   model_a, model_b, class, auc_a, auc_b, difference, se, z, p, ci_low,
-                ci_high, p_adjusted (DeLong, Holm/Bonferroni over classes per pair)
-    confusion   rater (``readers`` pooled, or a model), truth, answer, count
-    readers     reader, n_answers, n_cases, complete, + reader attributes
-    summary     JSON-able dict of headline numbers
-    timings     step, seconds
+    per_class       rater, rater_kind (reader/model/readers), class (code or ``all``),
+                    metric, estimate, ci_low, ci_high
+    readers_summary the readers as a group: class, metric, n_raters, mean, sd, median,
+                    min, max, ci_low, ci_high (t-CI of the mean over readers)
+    kappa           rater, rater_kind, class, kappa, ase, ci_low, ci_high, ase0, z, p, n:
+                    Cohen's kappa against the truth with the Fleiss-Cohen-Everitt ASE
+    counts          rater, rater_kind, class, tp, fp, fn, tn, n
+    comparisons     model - readers, see :data:`analysis.stats.compare.COLUMNS`
+    agreement       see :data:`analysis.stats.agreement.COLUMNS`
+    auc             model, class (code, ``macro``, ``micro``), auc, se, ci_low, ci_high,
+                    n_pos, n_neg
+    auc_tests       model_a, model_b, class, auc_a, auc_b, difference, se, z, p, ci_low,
+                    ci_high, p_adjusted (DeLong, Holm/Bonferroni over classes per pair)
+    confusion       rater (``readers`` pooled, or a model), truth, answer, count
+    readers         reader, n_answers, n_cases, complete, + reader attributes
+                    [, subgroup: the reader's subgroup value or band]
+    summary         JSON-able dict of headline numbers, ``warnings`` among them
+    timings         step, seconds
+
+    With a subgroup, each table of :data:`SUBGROUP_TABLES` starts with a ``subgroup``
+    column: the rows of value :data:`ALL_READERS` use every reader, and each other value's
+    rows are the same table computed as if only that subgroup's readers had taken part
+    (model-only rows repeat unchanged in each block).
     """
 
     per_class: pd.DataFrame
@@ -63,8 +95,22 @@ class AnalysisTables:
     auc_tests: pd.DataFrame
     confusion: pd.DataFrame
     readers: pd.DataFrame
+    readers_summary: pd.DataFrame
+    kappa: pd.DataFrame
     summary: dict
     timings: pd.DataFrame = field(repr=False)
+
+    def for_subgroup(self, value: str = ALL_READERS) -> AnalysisTables:
+        """The same tables with only the rows of one subgroup value in each of
+        :data:`SUBGROUP_TABLES` (a no-op without a subgroup): what a figure of "the
+        readers" should draw."""
+        if "subgroup" not in self.per_class.columns:
+            return self
+        changes = {}
+        for name in SUBGROUP_TABLES:
+            frame = getattr(self, name)
+            changes[name] = frame[frame["subgroup"] == value].reset_index(drop=True)
+        return replace(self, **changes)
 
 
 def _proportion_ci(success: np.ndarray, total: np.ndarray, alpha: float):
@@ -118,20 +164,47 @@ def rater_metrics(matrix: RatingMatrix, *, rater_kind: str, alpha: float = 0.05)
     return table
 
 
+def kappa_table(matrix: RatingMatrix, *, rater_kind: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Columns :data:`KAPPA_COLUMNS`: each rater's Cohen kappa against the truth per class
+    (2x2 "says c" x "is c") and over all classes (class ``all``, the C x C table), with
+    the Fleiss-Cohen-Everitt ASE, Wald CI, ASE under H0, z = kappa / ASE0, two-sided p
+    and n = cases answered (:func:`analysis.stats.kappa.cohen_kappa`, SAS PROC FREQ)."""
+    c = matrix.n_classes
+    tables = contingency_tables(matrix.answers, matrix.truth[None, :], c)
+    per_class = cohen_kappa(one_vs_rest_tables(tables), alpha=alpha)
+    overall = cohen_kappa(tables, alpha=alpha)
+    r = len(matrix.raters)
+    out = pd.DataFrame(
+        {
+            "rater": np.repeat(matrix.raters, c + 1),
+            "rater_kind": rater_kind,
+            "class": np.tile([*matrix.choices, "all"], r),
+        }
+    )
+    for name in KAPPA_COLUMNS[3:]:
+        values = np.concatenate([getattr(per_class, name), getattr(overall, name)[:, None]], axis=1)
+        out[name] = values.reshape(-1)
+    out["n"] = out["n"].astype(np.int64)
+    return out
+
+
 def _per_class(
-    readers: RatingMatrix | None, models: RatingMatrix | None, alpha: float
-) -> pd.DataFrame:
+    readers: RatingMatrix | None, model_rows: pd.DataFrame | None, alpha: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per_class, readers_summary): the readers' own rows, the group rows (mean and
+    t-CI over readers) and the models' rows; the group summary in full."""
     parts = []
+    summary = pd.DataFrame(columns=READERS_SUMMARY_COLUMNS)
     if readers is not None:
         table = rater_metrics(readers, rater_kind="reader", alpha=alpha)
-        summary = group_summary(table, alpha=alpha)
+        summary = group_summary(table, alpha=alpha)[READERS_SUMMARY_COLUMNS]
         group = summary.rename(columns={"mean": "estimate"})[
             ["class", "metric", "estimate", "ci_low", "ci_high"]
         ].assign(rater="readers", rater_kind="readers")
         parts += [table, group]
-    if models is not None:
-        parts.append(rater_metrics(models, rater_kind="model", alpha=alpha))
-    return pd.concat(parts, ignore_index=True)[PER_CLASS_COLUMNS]
+    if model_rows is not None:
+        parts.append(model_rows)
+    return pd.concat(parts, ignore_index=True)[PER_CLASS_COLUMNS], summary
 
 
 def _subset(matrix: RatingMatrix, keep: np.ndarray) -> RatingMatrix:
@@ -143,6 +216,67 @@ def _subset(matrix: RatingMatrix, keep: np.ndarray) -> RatingMatrix:
         truth=matrix.truth,
         probs=None if matrix.probs is None else matrix.probs[keep],
     )
+
+
+def _band_label(low: float, high: float) -> str:
+    return f"[{low:g},{high:g})" if np.isfinite(low) else f"(-inf,{high:g})"
+
+
+def parse_subgroup(spec: str, columns: Sequence[str]) -> tuple[str, list[float] | None]:
+    """``"level"`` -> (``level``, None); ``"years:0,5,10"`` -> (``years``, [0, 5, 10]).
+
+    A name that is itself a column is taken whole (so a column may contain ``:``).
+    Raises :class:`InputError` for an unknown column or edges that are not strictly
+    increasing finite numbers.
+    """
+    if spec in columns:
+        return spec, None
+    column, sep, edges_text = spec.rpartition(":")
+    if not sep or column not in columns:
+        raise InputError(f"subgroup column {(column or spec)!r} is not in the answers table")
+    try:
+        edges = [float(e) for e in edges_text.split(",")]
+    except ValueError:
+        edges = []
+    if not edges or not np.isfinite(edges).all() or np.any(np.diff(edges) <= 0):
+        raise InputError(
+            f"subgroup bands for {column!r} must be strictly increasing numbers separated "
+            f"by commas (e.g. {column}:0,5,10), got {edges_text!r}"
+        )
+    return column, edges
+
+
+def subgroup_labels(attribute: pd.Series, edges: list[float] | None) -> tuple[pd.Series, list]:
+    """(label per reader, subgroup values in order) for a reader attribute.
+
+    Without ``edges`` the label is the value as text, values sorted. With ``edges``
+    e_0 < ... < e_n a number x falls in the band "[e_i,e_{i+1})" that holds it, below
+    e_0 in "(-inf,e_0)" and from e_n on in "[e_n,inf)"; bands in numeric order. A
+    missing value is :data:`UNKNOWN_SUBGROUP` (listed last); with ``edges`` a value that
+    is not a number is an :class:`InputError` naming the readers.
+    """
+    missing = attribute.isna() | (attribute.astype("string").str.strip() == "")
+    if edges is None:
+        labels = attribute.astype("string").str.strip().astype(object)
+        values = sorted(labels[~missing].unique())
+    else:
+        numbers = pd.to_numeric(attribute.where(~missing), errors="coerce")
+        bad = numbers.isna() & ~missing
+        if bad.any():
+            listed = ", ".join(f"{r} ({v!r})" for r, v in attribute[bad].head(10).items())
+            raise InputError(
+                f"subgroup column {attribute.name!r} must be numeric to make bands; "
+                f"not a number for reader(s) {listed}"
+            )
+        bounds = np.array([-np.inf, *edges, np.inf])
+        names = [_band_label(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+        position = np.searchsorted(bounds, numbers.fillna(0).to_numpy(), side="right") - 1
+        labels = pd.Series(np.array(names, dtype=object)[position], index=attribute.index)
+        values = [n for i, n in enumerate(names) if (position[~missing.to_numpy()] == i).any()]
+    labels = labels.where(~missing, UNKNOWN_SUBGROUP)
+    if missing.any():
+        values.append(UNKNOWN_SUBGROUP)
+    return labels, values
 
 
 def _readers_table(answers: pd.DataFrame, n_cases: int) -> pd.DataFrame:
@@ -196,11 +330,8 @@ def _auc_tables(models: RatingMatrix, adjust: str) -> tuple[pd.DataFrame, pd.Dat
                     (models.raters[a], models.raters[b], label, t.auc1, t.auc2, t.difference,
                      t.se, t.z, t.p, t.ci_low, t.ci_high)
                 )  # fmt: skip
-    auc = pd.concat(aucs, ignore_index=True)
-    auc = auc[["model", *[c for c in auc.columns if c != "model"]]]
-    columns = ["model_a", "model_b", "class", "auc_a", "auc_b", "difference", "se", "z", "p",
-               "ci_low", "ci_high"]  # fmt: skip
-    auc_tests = pd.DataFrame(tests, columns=columns)
+    auc = pd.concat(aucs, ignore_index=True)[AUC_COLUMNS]
+    auc_tests = pd.DataFrame(tests, columns=AUC_TEST_COLUMNS[:-1])
     if len(auc_tests):
         adjusted = adjust_p(
             auc_tests.rename(columns={"model_a": "model"})
@@ -223,6 +354,27 @@ def _headline(per_class: pd.DataFrame) -> list[dict]:
     ]
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with NaN as None (strict JSON)."""
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def _stack(blocks: list[tuple[str | None, pd.DataFrame]], columns: Sequence[str]) -> pd.DataFrame:
+    """One table from per-subgroup blocks; a ``subgroup`` column first unless the only
+    block is the study without subgroups (label None)."""
+    frames = [b for _, b in blocks if len(b)]
+    if len(blocks) == 1 and blocks[0][0] is None:
+        return blocks[0][1].reset_index(drop=True) if frames else pd.DataFrame(columns=columns)
+    if not frames:
+        return pd.DataFrame(columns=["subgroup", *columns])
+    return pd.concat(
+        [b.assign(subgroup=label) for label, b in blocks if len(b)], ignore_index=True
+    )[["subgroup", *columns]]
+
+
 def analyze_tables(
     answers: pd.DataFrame | str | Path | None,
     predictions: pd.DataFrame | str | Path | None,
@@ -239,9 +391,12 @@ def analyze_tables(
 
     Either table may be None (a study without readers, or without models); ``choices``
     default to the sorted truths. ``subgroup`` names a reader attribute column (constant
-    per reader): ``per_class`` is then computed for each of its values (readers of that
-    subgroup, models unchanged) with a ``subgroup`` column. Deterministic for a given
-    ``seed``. See :class:`AnalysisTables` for the tables and the modules for the formulas.
+    per reader), optionally with band edges for a numeric one (``"years:0,5,10"``, see
+    :func:`parse_subgroup` and :func:`subgroup_labels`): every table of
+    :data:`SUBGROUP_TABLES` is then also computed for the readers of each subgroup value
+    (models unchanged), with a ``subgroup`` column. Deterministic for a given ``seed``
+    (each subgroup's bootstrap uses the same seed). See :class:`AnalysisTables` for the
+    tables and the modules for the formulas.
     """
     if answers is None and predictions is None:
         raise InputError("nothing to analyse: neither answers nor predictions were given")
@@ -270,13 +425,16 @@ def analyze_tables(
         choices = pred.attrs["choices"]
     if ans is not None and pred is not None:
         check_consistent_truth(ans, pred)
+    notes = [w for t in (ans, pred) if t is not None for w in t.attrs.get("warnings", [])]
+    column = edges = None
     if subgroup is not None:
-        if ans is None or subgroup not in ans.columns:
+        if ans is None:
             raise InputError(f"subgroup column {subgroup!r} is not in the answers table")
-        varies = ans.groupby("reader")[subgroup].nunique(dropna=False) > 1
+        column, edges = parse_subgroup(subgroup, list(ans.columns))
+        varies = ans.groupby("reader")[column].nunique(dropna=False) > 1
         if varies.any():
             raise InputError(
-                f"subgroup column {subgroup!r} differs within reader(s) "
+                f"subgroup column {column!r} differs within reader(s) "
                 f"{', '.join(varies[varies].index[:10])}"
             )
     tables = [t for t in (ans, pred) if t is not None]
@@ -285,60 +443,112 @@ def analyze_tables(
     cases = list(truth_by_case.index)
     readers = encode(ans, rater="reader", choices=choices, cases=cases, truth_by_case=truth_by_case) if ans is not None else None  # fmt: skip
     models = encode(pred, rater="model", choices=choices, cases=cases, truth_by_case=truth_by_case) if pred is not None else None  # fmt: skip
+
+    # Panels of readers: everyone, then each subgroup value (label None: no subgroups).
+    panels: list[tuple[str | None, RatingMatrix | None]] = [(None, readers)]
+    reader_subgroup = None
+    if column is not None:
+        attribute = ans.groupby("reader")[column].first().reindex(readers.raters)
+        reader_subgroup, values = subgroup_labels(attribute, edges)
+        panels = [(ALL_READERS, readers)]
+        for value in values:
+            keep = (reader_subgroup == value).to_numpy()
+            panels.append((value, _subset(readers, keep)))
+            if keep.sum() < 2:
+                notes.append(
+                    f"subgroup {value!r} has {keep.sum()} reader: no SD or CI over its "
+                    "readers, no Fleiss kappa and no MRMC comparison"
+                )
     done("validate")
 
-    per_class = _per_class(readers, models, alpha)
-    if subgroup is not None:
-        attribute = ans.groupby("reader")[subgroup].first().reindex(readers.raters)
-        parts = []
-        for value in pd.unique(attribute):
-            keep = (
-                (attribute == value).to_numpy()
-                if not pd.isna(value)
-                else attribute.isna().to_numpy()
-            )
-            parts.append(_per_class(_subset(readers, keep), models, alpha).assign(subgroup=value))
-        per_class = pd.concat([per_class.assign(subgroup="all readers"), *parts], ignore_index=True)
+    model_rows = (
+        rater_metrics(models, rater_kind="model", alpha=alpha) if models is not None else None
+    )
+    model_kappa = (
+        kappa_table(models, rater_kind="model", alpha=alpha) if models is not None else None
+    )
+    per_class, readers_summary, kappa = [], [], []
+    for label, panel in panels:
+        pc, rs = _per_class(panel, model_rows, alpha)
+        per_class.append((label, pc))
+        readers_summary.append((label, rs))
+        parts = [kappa_table(panel, rater_kind="reader", alpha=alpha)] if panel is not None else []
+        parts += [model_kappa] if model_kappa is not None else []
+        kappa.append((label, pd.concat(parts, ignore_index=True)))
+    per_class = _stack(per_class, PER_CLASS_COLUMNS)
+    readers_summary = _stack(readers_summary, READERS_SUMMARY_COLUMNS)
+    kappa = _stack(kappa, KAPPA_COLUMNS)
     done("per_class")
 
-    counts = pd.concat(
-        [counts_table(m, rater_kind=kind) for m, kind in ((readers, "reader"), (models, "model")) if m is not None],
-        ignore_index=True,
-    )  # fmt: skip
+    model_counts = [counts_table(models, rater_kind="model")] if models is not None else []
+    counts = []
+    for label, panel in panels:
+        parts = [counts_table(panel, rater_kind="reader")] if panel is not None else []
+        counts.append((label, pd.concat([*parts, *model_counts], ignore_index=True)))
+    counts = _stack(counts, ["rater", "rater_kind", "class", "tp", "fp", "fn", "tn", "n"])
     done("counts")
 
-    if readers is not None and models is not None:
-        comparisons = compare_models_with_readers(
-            readers, models, n_bootstrap=n_bootstrap, seed=seed, adjust=adjust, alpha=alpha
-        )
-    else:
-        comparisons = pd.DataFrame(columns=COMPARISON_COLUMNS)
+    resamples = None  # one bar for the bootstrap of every panel, advanced per chunk
+    if steps is not None and models is not None:
+        n_panels = sum(panel is not None for _, panel in panels)
+        resamples = tqdm(total=n_bootstrap * n_panels, desc="bootstrap", unit="resample")
+    comparisons = _stack(
+        [
+            (
+                label,
+                compare_models_with_readers(
+                    panel,
+                    models,
+                    n_bootstrap=n_bootstrap,
+                    seed=seed,
+                    adjust=adjust,
+                    alpha=alpha,
+                    progress=None if resamples is None else resamples.update,
+                )
+                if panel is not None and models is not None
+                else pd.DataFrame(columns=COMPARISON_COLUMNS),
+            )
+            for label, panel in panels
+        ],
+        COMPARISON_COLUMNS,
+    )
+    if resamples is not None:
+        resamples.close()
     done("comparisons")
 
-    agreement = agreement_table(readers, models, alpha=alpha)
+    agreement = _stack(
+        [(label, agreement_table(panel, models, alpha=alpha)) for label, panel in panels],
+        AGREEMENT_COLUMNS,
+    )
     done("agreement")
 
     if models is not None and models.probs is not None:
         auc, auc_tests = _auc_tables(models, adjust)
     else:
-        auc = pd.DataFrame(
-            columns=["model", "class", "auc", "se", "ci_low", "ci_high", "n_pos", "n_neg"]
-        )
-        auc_tests = pd.DataFrame(columns=["model_a", "model_b", "class", "auc_a", "auc_b", "difference", "se", "z", "p", "ci_low", "ci_high", "p_adjusted"])  # fmt: skip
+        auc = pd.DataFrame(columns=AUC_COLUMNS)
+        auc_tests = pd.DataFrame(columns=AUC_TEST_COLUMNS)
     done("auc")
 
-    confusion = pd.concat(
-        ([_confusion(readers, "readers", pooled=True)] if readers is not None else [])
-        + ([_confusion(models, "", pooled=False)] if models is not None else []),
-        ignore_index=True,
-    )
+    model_confusion = [_confusion(models, "", pooled=False)] if models is not None else []
+    confusion = []
+    for label, panel in panels:
+        parts = [_confusion(panel, "readers", pooled=True)] if panel is not None else []
+        confusion.append((label, pd.concat([*parts, *model_confusion], ignore_index=True)))
+    confusion = _stack(confusion, ["rater", "truth", "answer", "count"])
     readers_table = (
         _readers_table(ans, len(cases))
         if ans is not None
         else pd.DataFrame(columns=["reader", "n_answers", "n_cases", "complete"])
     )
+    if reader_subgroup is not None:
+        readers_table["subgroup"] = reader_subgroup.reindex(readers_table["reader"]).to_numpy()
     done("confusion_readers")
 
+    everyone = per_class if column is None else per_class[per_class["subgroup"] == ALL_READERS]
+    overall_summary = readers_summary
+    if column is not None:
+        overall_summary = readers_summary[readers_summary["subgroup"] == ALL_READERS]
+    tied = majority_ties(readers) if readers is not None else None
     summary = {
         "choices": list(choices),
         "n_cases": len(cases),
@@ -351,8 +561,27 @@ def analyze_tables(
         "adjust": adjust,
         "alpha": alpha,
         "subgroup": subgroup,
-        "overall": _headline(per_class if subgroup is None else per_class[per_class["subgroup"] == "all readers"]),
-    }  # fmt: skip
+        "subgroups": (
+            []
+            if reader_subgroup is None
+            else [
+                {"subgroup": v, "n_readers": int((reader_subgroup == v).sum())}
+                for v in [label for label, _ in panels[1:]]
+            ]
+        ),
+        "overall": _headline(everyone),
+        "readers_overall": _records(
+            overall_summary[overall_summary["class"] == "all"][READERS_SUMMARY_COLUMNS[1:]]
+        ),
+        "majority_ties": None
+        if tied is None
+        else {
+            "n_tied": int(tied.sum()),
+            "n_cases": int((readers.answers >= 0).any(axis=0).sum()),
+            "rule": "a tie goes to the tied label that comes first in the choices",
+        },
+        "warnings": notes,
+    }
     done("summary")
     if steps is not None:
         steps.close()
@@ -365,6 +594,8 @@ def analyze_tables(
         auc_tests=auc_tests,
         confusion=confusion,
         readers=readers_table,
+        readers_summary=readers_summary,
+        kappa=kappa,
         summary=summary,
         timings=pd.DataFrame(timings, columns=["step", "seconds"]),
     )

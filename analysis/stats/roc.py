@@ -68,9 +68,14 @@ def delong_covariance(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndar
 
     S = S10 / m + S01 / n with S10, S01 the sample covariances (n-1) of the placement
     values over positives and negatives (DeLong et al. 1988, eq. 4-5). No missing scores.
+    The covariance is NaN when there are fewer than two positives or two negatives (a
+    sample covariance needs two values; pROC's ``ci.auc`` returns NA there too).
     """
     pl = placements(np.atleast_2d(scores), positive)
     m, n = pl.v10.shape[-1], pl.v01.shape[-1]
+    if m < 2 or n < 2:
+        p = pl.auc.shape[0]
+        return pl.auc, np.full((p, p), np.nan)
     s10 = np.atleast_2d(np.cov(pl.v10))
     s01 = np.atleast_2d(np.cov(pl.v01))
     return pl.auc, s10 / m + s01 / n
@@ -96,12 +101,18 @@ def delong_test(
     """z = (AUC1 - AUC2) / sqrt(V1 + V2 - 2 C12) with DeLong's covariance; two-sided p
     from N(0, 1); CI = difference -/+ z_{1-alpha/2} SE (DeLong et al. 1988; pROC).
 
-    Higher scores indicate the positive class (pROC's ``direction="<"``).
+    Higher scores indicate the positive class (pROC's ``direction="<"``). The CI is not
+    clipped (pROC's ``ci_delong_paired`` does not clip it either). SE, z, p and CI are
+    NaN with fewer than two positives or two negatives.
     """
     aucs, cov = delong_covariance(np.vstack([score1, score2]), positive)
     diff = aucs[0] - aucs[1]
-    se = float(np.sqrt(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0)))
-    z = diff / se if se > 0 else (0.0 if diff == 0 else np.copysign(np.inf, diff))
+    variance = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    se = float(np.sqrt(max(variance, 0.0))) if not np.isnan(variance) else np.nan
+    if np.isnan(se):
+        z = np.nan
+    else:
+        z = diff / se if se > 0 else (0.0 if diff == 0 else np.copysign(np.inf, diff))
     crit = stats.norm.ppf(1 - alpha / 2)
     return DeLongTest(
         auc1=float(aucs[0]),
@@ -139,10 +150,15 @@ def auc_table(
 ) -> pd.DataFrame:
     """Per-class one-vs-rest AUC with DeLong SE and Wald CI, plus macro and micro AUC.
 
-    Columns ``class, auc, se, ci_low, ci_high, n_pos, n_neg``; class ``macro`` is the
-    unweighted mean of the class AUCs (no SE), ``micro`` the AUC of all class scores
-    pooled against the one-hot truth (sklearn ``roc_auc_score(average="micro")``).
-    Cases with missing scores are left out.
+    Columns ``class, auc, se, ci_low, ci_high, n_pos, n_neg``. A class's CI is
+    AUC -/+ z_{1-alpha/2} SE clipped to [0, 1], as pROC's ``ci_auc_delong`` (R/delong.R:
+    ``ci[ci > 1] <- 1; ci[ci < 0] <- 0``); the AUC is NaN for a class without positives
+    or without negatives, and SE and CI are NaN with fewer than two of either (pROC
+    returns NA). Class ``macro`` is the unweighted mean of the class AUCs (sklearn
+    ``roc_auc_score(label_binarize(truth), probs, average="macro")``), ``micro`` the AUC
+    of all class scores pooled against the one-hot truth (``average="micro"``); both
+    have no SE, and ``n_pos``/``n_neg`` are NaN on these rows (they count the cases of
+    one class). Cases with missing scores are left out.
     """
     ok = ~np.isnan(probs).any(axis=1)
     truth, probs = truth[ok], probs[ok]
@@ -157,7 +173,8 @@ def auc_table(
         auc, cov = delong_covariance(probs[:, c], pos)
         se = float(np.sqrt(cov[0, 0]))
         a = float(auc[0])
-        rows.append((code, a, se, a - crit * se, a + crit * se, pos.sum(), (~pos).sum()))
+        low, high = np.clip([a - crit * se, a + crit * se], 0.0, 1.0)
+        rows.append((code, a, se, low, high, pos.sum(), (~pos).sum()))
     out = pd.DataFrame(rows, columns=["class", "auc", "se", "ci_low", "ci_high", "n_pos", "n_neg"])
     macro = out["auc"].mean()
     present = onehot.any(axis=0) & ~onehot.all(axis=0)
@@ -170,8 +187,8 @@ def auc_table(
         {
             "class": ["macro", "micro"],
             "auc": [macro, micro],
-            "n_pos": [len(truth), len(truth)],
-            "n_neg": [len(truth) * (len(choices) - 1)] * 2,
+            "n_pos": [np.nan, np.nan],
+            "n_neg": [np.nan, np.nan],
         }
     )
     return pd.concat([out, extra], ignore_index=True)

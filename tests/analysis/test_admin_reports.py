@@ -3,6 +3,8 @@ staff-only file download view."""
 
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 from django.urls import reverse
 
@@ -88,6 +90,70 @@ def test_changed_answer_and_changed_model_flag_change_the_fingerprint(study):
     RegisteredModel.objects.update(trained=True)
     trained, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
     assert len({before, changed, trained}) == 3
+
+
+def test_new_prediction_changes_the_fingerprint(study):
+    from cases.models import Diagnosis
+    from inference.models import Prediction, RegisteredModel
+    from tests.factories import CaseFactory
+
+    before, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    mn = Diagnosis.objects.get(code="MN")
+    case = CaseFactory(study=study, diagnosis=mn, with_images=False)
+    fingerprint, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert fingerprint != before  # a new case (its reference diagnosis)
+    Prediction.objects.create(
+        model=RegisteredModel.objects.get(name="adm-cnn"),
+        case=case,
+        choice=mn,
+        probabilities={"MN": 0.8, "SK": 0.1, "BCC": 0.1},
+        choice_probabilities={"MN": 0.8, "SK": 0.1, "BCC": 0.1},
+    )
+    predicted, inputs = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert predicted != fingerprint and inputs["predictions"] == 3 * 3 + 1
+    Prediction.objects.filter(case=case).update(gradcam="cams/x.png")  # a map added later
+    with_map, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert with_map != predicted
+
+
+def test_reader_profile_change_changes_the_fingerprint(study):
+    from cases.models import ReaderProfile
+
+    before, inputs = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert inputs["readers"] == 2
+    profile = ReaderProfile.objects.get(user__username="adm-reader0")
+    profile.years_in_dermatology = 2
+    profile.save()
+    years, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    ReaderProfile.objects.filter(pk=profile.pk).update(region="Hunan")
+    region, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert len({before, years, region}) == 3
+    # The same data give the same fingerprint.
+    assert report_fingerprint(study=study, seed=0, n_bootstrap=20)[0] == region
+
+
+def test_adjust_and_subgroup_are_parameters_of_the_report(study, enqueued):
+    holm = report_request(study=study, seed=0, n_bootstrap=20)
+    bonferroni = report_request(study=study, seed=0, n_bootstrap=20, adjust="bonferroni")
+    bands = report_request(study=study, seed=0, n_bootstrap=20, subgroup="years:0,5")
+    assert len({holm.fingerprint, bonferroni.fingerprint, bands.fingerprint}) == 3
+    assert (bands.inputs["adjust"], bands.inputs["subgroup"]) == ("holm", "years:0,5")
+    with pytest.raises(ValueError, match="adjust must be holm or bonferroni, got 'sidak'"):
+        report_request(study=study, seed=0, n_bootstrap=20, adjust="sidak")
+
+
+def test_task_computes_a_report_by_subgroup_with_bonferroni(study, enqueued, settings):
+    import json
+
+    report = report_request(
+        study=study, seed=0, n_bootstrap=20, adjust="bonferroni", subgroup="level"
+    )
+    assert report_compute_task(report_id=report.pk) == "done"
+    report.refresh_from_db()
+    assert (report.inputs["adjust"], report.inputs["subgroup"]) == ("bonferroni", "level")
+    summary = json.loads((settings.MEDIA_ROOT / report.folder / "summary.json").read_text())
+    assert (summary["adjust"], summary["subgroup"]) == ("bonferroni", "level")
+    assert not services.report_is_stale(report=report)
 
 
 def test_failed_report_is_not_reused_and_force_recomputes(study, enqueued):
@@ -239,6 +305,41 @@ def test_admin_report_page_lists_the_files_and_computes(
     detail = client.get(reverse("admin:analysis_analysisreport_change", args=[done_report.pk]))
     link = reverse("analysis:report_file", args=[done_report.pk, "report.html"])
     assert detail.status_code == 200 and link in detail.content.decode()
+
+
+def test_admin_report_page_says_when_the_report_is_out_of_date(client, admin_user, study, enqueued):
+    report = report_request(study=study, seed=0, n_bootstrap=20)
+    assert report_compute_task(report_id=report.pk) == "done"
+    client.force_login(admin_user)
+    url = reverse("admin:analysis_study_report", args=[study.pk])
+    notice = "Out of date — the answers or predictions changed since this report; compute again."
+    page = client.get(url).content.decode()
+    assert "Up to date with the study's answers and predictions." in unescape(page)
+    assert notice not in page
+    add_answer(study)
+    page = client.get(url).content.decode()
+    assert notice in page and 'id="report-stale"' in page
+    assert reverse("analysis:report_file", args=[report.pk, "report.html"]) in page
+
+
+def test_admin_report_form_takes_adjust_and_subgroup_and_rejects_a_bad_one(
+    client, admin_user, study, enqueued
+):
+    client.force_login(admin_user)
+    url = reverse("admin:analysis_study_report", args=[study.pk])
+    data = {"seed": 0, "n_bootstrap": 20, "adjust": "bonferroni"}
+    response = client.post(url, {**data, "subgroup": "years:0,5,10"})
+    assert response.status_code == 302
+    report = AnalysisReport.objects.get(study=study)
+    assert (report.inputs["adjust"], report.inputs["subgroup"]) == ("bonferroni", "years:0,5,10")
+    for subgroup, message in (
+        ("shoe_size", "subgroup column 'shoe_size' is not in the answers table"),
+        ("years:10,5", "subgroup bands for 'years' must be strictly increasing numbers"),
+    ):
+        page = client.post(url, {**data, "subgroup": subgroup})
+        assert page.status_code == 200
+        assert message in unescape(page.content.decode()), subgroup
+    assert AnalysisReport.objects.filter(study=study).count() == 1
 
 
 def test_admin_report_page_is_not_for_readers(client, reader, study):

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from analysis.stats.pipeline import PER_CLASS_COLUMNS
+from analysis.stats.pipeline import (
+    KAPPA_COLUMNS,
+    PER_CLASS_COLUMNS,
+    READERS_SUMMARY_COLUMNS,
+)
 from tests.analysis.conftest import reference_data_dir
 from tests.analysis.test_reports import CHOICES, synthetic_tables
 
@@ -95,18 +100,49 @@ def test_mrmc_json_reproduces_rjafroc_cad_versus_radiologists():
     assert (round(rrfc["statistic"]), rrfc["df"], round(rrfc["p"], 3)) == (10, 8, 0.012)
 
 
-def test_mrmc_text_report_shows_tests_and_covariances():
+def test_mrmc_text_report_prints_the_published_van_dyke_figures():
+    # The strings of the OR-DBM MRMC 2.51 analysis in reference-data/README.md, to the
+    # printed precision (AUCs 8 decimals, chi-square 5; F to 4 where 4.46 is printed).
     text = run("mrmc", str(reference_data_dir() / "vandyke_roc.csv"))
+    for reader, (auc0, auc1) in enumerate(
+        [
+            ("0.91964573", "0.94782609"),
+            ("0.85877617", "0.90531401"),
+            ("0.90386473", "0.92173913"),
+            ("0.97310789", "0.99935588"),
+            ("0.82979066", "0.92995169"),
+        ]
+    ):
+        assert re.search(rf"^  {reader} +{auc0} {auc1}$", text, flags=re.MULTILINE), reader
+    assert re.search(r"^  mean +0\.89703704 0\.94083736$", text, flags=re.MULTILINE)
     for expected in (
         "F(1, 15.26) = 4.4563, p = 0.0517",
-        "chi2(1) = 5.4760, p = 0.0193",
+        "0 - 1: -0.04380 (SE 0.02075, df 15.26), 95% CI -0.08796 to 0.00036, p = 0.0517",
+        "chi2(1) = 5.47595, p = 0.0193",
+        "95% CI -0.08049 to -0.00711, p = 0.0193",
         "F(1, 4.00) = 8.7040, p = 0.0420",
+        "95% CI -0.08502 to -0.00258, p = 0.0420",
         "Var(Error) 0.00080229",
+        "Cov1       0.00034661",
+        "Cov2       0.00034407",
         "Cov3       0.00023903",
+        "MS(T)      0.00479617",
+        "MS(R)      0.00383620",
         "MS(T*R)    0.00055103",
-        "95% CI -0.08796 to 0.00036",
     ):
         assert expected in text, expected
+
+
+def test_mrmc_text_report_of_an_algorithm_against_readers():
+    # RJafroc StSignificanceTestingCadVsRad(dataset09): the printed values, 3-4 decimals.
+    text = run(
+        "mrmc", str(reference_data_dir() / "cad_vs_radiologists_roc.csv"), "--ai-reader", "CAD"
+    )
+    assert re.search(r"^  readers +0\.8486\d{4} \(mean\)$", text, flags=re.MULTILINE)
+    assert re.search(r"^  CAD +0\.8169\d{4}$", text, flags=re.MULTILINE)
+    assert "Difference readers - CAD: 0.03174" in text
+    ddf, f, p = re.search(r"F\(1, ([\d.]+)\) = ([\d.]+), p = ([\d.]+)", text).groups()
+    assert (round(float(ddf)), round(float(f), 2), p) == (878, 0.99, "0.3210")
 
 
 def test_mrmc_alpha_changes_the_confidence_level():
@@ -299,6 +335,108 @@ def test_analyze_rejects_bad_arguments(tmp_path, args, message):
     args = [a.format(a=tmp_path / "a.csv") for a in args]
     with pytest.raises(CommandError, match=message):
         run("analyze", *args, "--out", str(tmp_path / "o"))
+
+
+def test_analyze_writes_the_readers_summary_and_kappa_tables(tmp_path, csv_report):
+    # readers_summary: the hand example of test_stats_pipeline (3 readers, 4 cases)
+    from tests.analysis.test_stats_pipeline import HAND, T_2
+
+    HAND.to_csv(tmp_path / "hand.csv", index=False)
+    run("analyze", "--answers", str(tmp_path / "hand.csv"), "--out", str(tmp_path / "hand"),
+        "--no-progress")  # fmt: skip
+    summary = pd.read_csv(tmp_path / "hand" / "readers_summary.csv")
+    assert list(summary.columns) == READERS_SUMMARY_COLUMNS
+    sens = summary[(summary["class"] == "A") & (summary["metric"] == "sensitivity")].iloc[0]
+    half = T_2 * 0.5 / np.sqrt(3)
+    columns = ["n_raters", "mean", "sd", "median", "min", "max"]
+    assert sens[columns].tolist() == [3, 0.5, 0.5, 0.5, 0.0, 1.0]
+    assert (sens["ci_low"], sens["ci_high"]) == pytest.approx((0.5 - half, 0.5 + half))
+    written = json.loads((tmp_path / "hand" / "summary.json").read_text())
+    top1 = one(written["readers_overall"], metric="top1_accuracy")
+    assert (top1["median"], top1["min"], top1["max"]) == (0.75, 0.25, 1.0)
+    # kappa: the SAS PROC FREQ table [[0, 4, 1], [0, 8, 0], [0, 1, 5]] (answer x truth)
+    table = [[0, 4, 1], [0, 8, 0], [0, 1, 5]]
+    pairs = [
+        (truth, answer)
+        for answer, counts in zip("ABC", table, strict=True)
+        for truth, n in zip("ABC", counts, strict=True)
+        for _ in range(n)
+    ]
+    pd.DataFrame(
+        [("sas", f"k{k}", truth, answer) for k, (truth, answer) in enumerate(pairs)],
+        columns=["reader", "case", "truth", "answer"],
+    ).to_csv(tmp_path / "sas.csv", index=False)
+    run("analyze", "--answers", str(tmp_path / "sas.csv"), "--out", str(tmp_path / "sas"),
+        "--choices", "A,B,C", "--no-progress")  # fmt: skip
+    kappa = pd.read_csv(tmp_path / "sas" / "kappa.csv")
+    assert list(kappa.columns) == KAPPA_COLUMNS
+    row = kappa[kappa["class"] == "all"].iloc[0]
+    assert (row.rater, row.rater_kind, row.n) == ("sas", "reader", 19)
+    assert [round(row[c], 4) for c in ("kappa", "ase", "ci_low", "ci_high", "ase0", "z")] == [
+        0.4842, 0.1380, 0.2137, 0.7547, 0.1484, 3.2626
+    ]  # fmt: skip
+    # both tables are also sheets of the workbook of the full report
+    out, _ = csv_report
+    sheets = pd.read_excel(out / "report.xlsx", sheet_name=None)
+    assert {"readers_summary", "kappa"} <= set(sheets)
+    assert len(sheets["kappa"]) == len(pd.read_csv(out / "kappa.csv")) == (6 + 2) * 5
+
+
+def test_analyze_splits_every_reader_table_by_experience_band(tmp_path):
+    answers, predictions = synthetic_tables(n_readers=4, n_cases=12, n_models=1)
+    answers["years"] = answers["reader"].map({"R0": 1, "R1": 3, "R2": 8, "R3": None})
+    answers.to_csv(tmp_path / "a.csv", index=False)
+    predictions.to_csv(tmp_path / "p.csv", index=False)
+    run("analyze", "--answers", str(tmp_path / "a.csv"), "--predictions", str(tmp_path / "p.csv"),
+        "--out", str(tmp_path / "o"), "--bootstrap", "20", "--subgroup", "years:0,5",
+        "--no-progress")  # fmt: skip
+    bands = ["all readers", "[0,5)", "[5,inf)", "unknown"]
+    for name in ("per_class", "readers_summary", "kappa", "counts", "comparisons", "agreement",
+                 "confusion"):  # fmt: skip
+        table = pd.read_csv(tmp_path / "o" / f"{name}.csv")
+        assert table.columns[0] == "subgroup", name
+        assert list(pd.unique(table["subgroup"])) == bands, name
+    comparisons = pd.read_csv(tmp_path / "o" / "comparisons.csv")
+    two = comparisons[comparisons["subgroup"] == "[0,5)"]
+    assert {"z_kappa", "bootstrap", "mrmc_rrrc", "mrmc_rrfc"} == set(two["method"])
+    readers = pd.read_csv(tmp_path / "o" / "readers.csv").set_index("reader")
+    assert readers["subgroup"].to_dict() == {
+        "R0": "[0,5)", "R1": "[0,5)", "R2": "[5,inf)", "R3": "unknown"
+    }  # fmt: skip
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["subgroup"] == "years:0,5"
+    assert [s["n_readers"] for s in summary["subgroups"]] == [2, 1, 1]
+
+
+def test_analyze_prints_and_records_input_warnings(tmp_path):
+    _, predictions = synthetic_tables(n_readers=2, n_cases=8, n_models=1)
+    predictions.loc[2, "prob_MN"] += 0.01
+    predictions.to_csv(tmp_path / "p.csv", index=False)
+    err = io.StringIO()
+    call_command("analyze", "--predictions", str(tmp_path / "p.csv"), "--out",
+                 str(tmp_path / "o"), "--no-progress", stdout=io.StringIO(), stderr=err)  # fmt: skip
+    expected = (
+        "predictions: probabilities do not sum to 1 (tolerance 0.001) in 1 row(s): "
+        "row 3 (model='cnn-0', case='case002')"
+    )
+    assert f"warning: {expected}" in err.getvalue()
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["warnings"] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("reader,case,truth,answer\nr1,1,0,0\nr1,2,1,\nr1,3,1,1\n",
+         r"^answers: answer is missing in row 2 \(reader='r1', case='2', truth='1', answer=None\)$"),
+        ("reader,case,truth,answer\nr1,1,0,0\nr1,2,1,2\nr1,3,1,1\n",
+         r"^answers: answer outside the choices \['0', '1'\] in row 2 \(.*answer='2'\)$"),
+    ],
+)  # fmt: skip
+def test_analyze_numeric_labels_missing_versus_outside_the_choices(tmp_path, content, message):
+    (tmp_path / "a.csv").write_text(content)
+    with pytest.raises(CommandError, match=message):
+        run("analyze", "--answers", str(tmp_path / "a.csv"), "--out", str(tmp_path / "o"),
+            "--choices", "0,1")  # fmt: skip
 
 
 # --- analyze on a study in the database ---------------------------------------------------

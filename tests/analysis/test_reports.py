@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -158,6 +159,9 @@ def test_figures_exist_as_png_and_svg(written):
         assert b"<svg" in (files.out_dir / f"{stem}.svg").read_bytes()[:2000]
     for path in files.paths():
         assert is_report_file_name(path.name), path.name
+    kinds = {"confusion", "roc", "forest", "tsne", "gradcam"}
+    assert set(files.timings) == {"csv", "workbook", "html", *(f"figures {k}" for k in kinds)}
+    assert all(seconds > 0 for seconds in files.timings.values())
 
 
 def test_html_is_self_contained_and_flags_untrained_and_synthetic(written):
@@ -201,6 +205,101 @@ def test_a_report_without_predictions_has_reader_tables_only(tmp_path):
     assert {p.stem for p in files.figures} == {"confusion_readers"}
     assert pd.read_csv(tmp_path / "comparisons.csv").empty
     assert "No model predictions." in files.html.read_text()
+
+
+def test_a_report_without_answers_says_there_are_no_readers(tmp_path):
+    _, predictions = synthetic_tables(n_cases=8, n_models=2)
+    tables = analyze_tables(None, predictions, CHOICES, n_bootstrap=10, seed=5)
+    files = write_report(
+        tables, tmp_path, title="Models only", choices=CHOICES, predictions_df=predictions
+    )
+    html = unescape(files.html.read_text())
+    assert (
+        "No reader answers yet: the readers' tables, the comparisons of the models with the "
+        "readers and the agreement among readers are omitted; only the models' tables are shown."
+    ) in html
+    header = html.split("<h2>Study</h2>")[0]
+    assert "seed 5" in header and "bootstrap resamples" not in header
+    assert "Holm adjustment" in header  # the DeLong tests of the two models are adjusted
+    assert 'id="comparisons"' not in html and 'id="readers"' not in html
+    assert "paired bootstrap" not in html and "1T-RRRC" not in html
+    assert {p.stem for p in files.figures} == {
+        "confusion_cnn-0",
+        "confusion_cnn-1",
+        "roc_cnn-0",
+        "roc_cnn-1",
+    }
+
+
+def test_a_report_with_one_model_and_no_readers_has_no_adjustment_in_its_header(tmp_path):
+    _, predictions = synthetic_tables(n_cases=8, n_models=1)
+    tables = analyze_tables(None, predictions, CHOICES, n_bootstrap=10)
+    files = write_report(tables, tmp_path, title="One model", choices=CHOICES)
+    header = unescape(files.html.read_text()).split("<h2>Study</h2>")[0]
+    assert "bootstrap" not in header and "adjustment" not in header
+
+
+def test_a_report_with_one_reader_explains_what_mrmc_needs(tmp_path):
+    answers, predictions = synthetic_tables(n_readers=1, n_cases=12, n_models=1)
+    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
+    assert set(tables.comparisons["method"]) == {"z_kappa", "bootstrap"}  # no MRMC rows
+    files = write_report(tables, tmp_path, title="One reader", choices=CHOICES)
+    html = unescape(files.html.read_text())
+    assert (
+        "Only one reader: the MRMC comparisons (mrmc_rrrc, mrmc_rrfc) need at least two readers "
+        "and are omitted, and the intervals over readers, the z_kappa test and Fleiss' kappa "
+        "among readers are undefined (shown as \u2013); the bootstrap resamples the cases only."
+    ) in html
+    assert "10 bootstrap resamples" in html.split("<h2>Study</h2>")[0]
+    assert "No reader answers yet" not in html
+
+
+def test_a_report_with_several_readers_has_no_notes(written):
+    files, _ = written
+    html = files.html.read_text()
+    assert 'class="banner note"' not in html
+
+
+def test_a_subgroup_of_one_reader_is_named(tmp_path):
+    answers, _ = synthetic_tables(n_readers=3, n_cases=8)
+    tables = analyze_tables(answers, None, CHOICES, n_bootstrap=10, subgroup="level")
+    files = write_report(tables, tmp_path, title="Subgroups", choices=CHOICES)
+    html = unescape(files.html.read_text())
+    assert "Subgroup(s) chief of level have a single reader" in html  # R1 only
+    assert "No model predictions: the models' tables" in html
+
+
+def test_html_shows_the_readers_group_the_models_kappa_and_the_macro_accuracy(written):
+    files, tables = written
+    html = unescape(files.html.read_text())
+    assert "Readers as a group" in html and "Models' Cohen's kappa" in html
+    assert "macro one-vs-rest accuracy" in html
+    # the group table's SD and range are on the page, not only in the CSV
+    row = tables.readers_summary.query("`class` == 'all' and metric == 'top1_accuracy'").iloc[0]
+    for column in ("sd", "median", "min", "max"):
+        assert f"<td>{row[column]:.3f}</td>" in html, column
+    assert "CNN versus each subgroup" not in html  # no subgroup asked for
+
+
+def test_html_shows_comparisons_per_subgroup_apart_from_all_readers(tmp_path):
+    answers, predictions = synthetic_tables(n_readers=6, n_cases=16)
+    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10, subgroup="level")
+    files = write_report(tables, tmp_path, title="Subgroups", choices=CHOICES)
+    html = unescape(files.html.read_text())
+    main = html.split('id="comparisons"')[1].split("<h2")[0]
+    per_subgroup = html.split('id="comparisons_subgroups"')[1].split("<h2")[0]
+    assert "chief" not in main and "resident" not in main
+    assert "chief" in per_subgroup and "resident" in per_subgroup
+
+
+def test_input_warnings_are_shown_on_the_page(tmp_path):
+    answers, predictions = synthetic_tables(n_readers=3, n_cases=8)
+    predictions.loc[0, "prob_MN"] += 0.2  # that row's probabilities no longer sum to 1
+    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
+    assert tables.summary["warnings"]
+    files = write_report(tables, tmp_path, title="Warnings", choices=CHOICES)
+    html = unescape(files.html.read_text())
+    assert f"Warning: {tables.summary['warnings'][0]}" in html
 
 
 @pytest.mark.parametrize(

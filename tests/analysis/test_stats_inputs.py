@@ -124,3 +124,51 @@ def test_truth_differing_between_tables_names_case_and_rows():
 def test_numeric_labels_are_compared_as_strings():
     loaded = load_answers(answers(truth=[0, 1, 0, 1], answer=[0, 0, 1, 1]), choices=["0", "1"])
     assert loaded["answer"].tolist() == ["0", "0", "1", "1"]
+
+
+def test_numeric_labels_with_a_blank_answer_name_the_missing_row(tmp_path):
+    # Read as floats, one blank cell would turn every label into "0.0"/"1.0" and every
+    # row would be "outside the choices"; read as text only the blank row is wrong.
+    path = tmp_path / "answers.csv"
+    path.write_text("reader,case,truth,answer\nr1,1,0,0\nr1,2,1,\nr1,3,1,1\n")
+    with pytest.raises(InputError) as caught:
+        load_answers(path, choices=["0", "1"])
+    assert str(caught.value) == (
+        "answers: answer is missing in row 2 (reader='r1', case='2', truth='1', answer=None)"
+    )
+    path.write_text("reader,case,truth,answer\nr1,1,0,0\nr1,2,1,1\nr1,3,1,1\n")
+    assert load_answers(path, choices=["0", "1"])["answer"].tolist() == ["0", "1", "1"]
+
+
+def test_missing_answer_is_not_called_outside_the_choices():
+    with pytest.raises(InputError, match=r"^answers: answer is missing in row 3 \(reader='r2'"):
+        load_answers(answers(answer=["MN", "MN", "  ", "SK"]))
+
+
+def test_missing_model_answer_names_the_row():
+    with pytest.raises(InputError, match=r"^predictions: answer is missing in row 1 \("):
+        load_predictions(predictions(answer=[None, "SK"]), ["MN", "SK"])
+
+
+def test_case_without_truth_in_predictions_names_the_row():
+    with pytest.raises(InputError, match=r"^predictions: case without truth in row 2 \("):
+        load_predictions(predictions(truth=["MN", None]), ["MN", "SK"])
+
+
+def test_probability_outside_zero_one_names_the_rows():
+    with pytest.raises(InputError) as caught:
+        load_predictions(predictions(prob_MN=[1.2, 0.3], prob_SK=[-0.2, 0.7]), ["MN", "SK"])
+    assert str(caught.value) == (
+        "predictions: probability outside [0, 1] in row 1 "
+        "(model='cnn', case='c1', prob_MN=1.2, prob_SK=-0.2)"
+    )
+
+
+def test_probabilities_not_summing_to_one_are_a_warning_not_an_error():
+    loaded = load_predictions(predictions(prob_MN=[0.8, 0.5], prob_SK=[0.2, 0.4]), ["MN", "SK"])
+    assert loaded.attrs["warnings"] == [
+        "predictions: probabilities do not sum to 1 (tolerance 0.001) in 1 row(s): "
+        "row 2 (model='cnn', case='c2')"
+    ]
+    within = load_predictions(predictions(prob_MN=[0.8, 0.3005], prob_SK=[0.2, 0.7]), ["MN", "SK"])
+    assert within.attrs["warnings"] == []

@@ -81,3 +81,32 @@ def test_fleiss_kappa_category_kappas_average_to_overall_when_weighted():
 def test_perfect_agreement_fleiss_kappa_is_one():
     counts = np.array([[4, 0], [0, 4], [4, 0], [0, 4]])
     assert fleiss_kappa(counts).kappa == pytest.approx(1.0)
+
+
+def test_kappa_table_reports_the_sas_ase_ci_and_test_of_each_rater():
+    # The SAS PROC FREQ table above as 19 cases: rater answer i (rows) against truth j.
+    from analysis.stats.metrics import RatingMatrix
+    from analysis.stats.pipeline import KAPPA_COLUMNS, kappa_table
+
+    table = np.array([[0, 4, 1], [0, 8, 0], [0, 1, 5]])
+    answer, truth = np.nonzero(table)
+    repeats = table[answer, truth]
+    answer, truth = np.repeat(answer, repeats), np.repeat(truth, repeats)
+    matrix = RatingMatrix(
+        ["sas"], [str(k) for k in range(19)], ["A", "B", "C"], answer[None, :], truth
+    )
+    out = kappa_table(matrix, rater_kind="reader")
+    assert list(out.columns) == KAPPA_COLUMNS
+    assert out["class"].tolist() == ["A", "B", "C", "all"]
+    row = out.set_index("class").loc["all"]
+    assert row["kappa"] == pytest.approx(0.4842, abs=5e-5)
+    assert row["ase"] == pytest.approx(0.1380, abs=5e-5)
+    assert row["ci_low"] == pytest.approx(0.2137, abs=5e-5)
+    assert row["ci_high"] == pytest.approx(0.7547, abs=5e-5)
+    assert row["ase0"] == pytest.approx(0.1484, abs=5e-5)
+    assert row["z"] == pytest.approx(3.2626, abs=5e-5)
+    assert row["n"] == 19 and row["rater_kind"] == "reader"
+    # class B: the 2x2 table "says B" x "is B" = [[8, 0], [5, 6]]
+    two = cohen_kappa(np.array([[8, 0], [5, 6]]))
+    b = out.set_index("class").loc["B"]
+    assert (b["kappa"], b["ase"], b["p"]) == pytest.approx((two.kappa, two.ase, two.p))

@@ -87,3 +87,13 @@ def test_encode_metrics_table_and_group_summary():
     assert summary.loc[("B", "sensitivity"), "sd"] == pytest.approx(0.0)
     # rows truth, columns answer, pooled over readers
     assert confusion_matrix(matrix).tolist() == [[2, 0], [2, 2]]
+
+
+def test_class_all_accuracy_is_the_macro_one_vs_rest_accuracy_not_top1():
+    # per class (TP + TN) / n on the hand example: A 6/10, B 8/10, C 8/10 -> 22/30; each
+    # wrong answer is one FP and one FN, so the macro value is 1 - 2 (1 - top1) / C.
+    m = metrics_from_counts(confusion_counts(ANSWER, TRUTH, 3))
+    assert m.accuracy[0] == pytest.approx([0.6, 0.8, 0.8])
+    assert m.overall("accuracy")[0] == pytest.approx(22 / 30)
+    assert m.overall("accuracy")[0] == pytest.approx(1 - 2 * (1 - 0.6) / 3)
+    assert m.top1_accuracy[0] == pytest.approx(0.6)

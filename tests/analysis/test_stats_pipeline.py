@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from analysis.stats import InputError, analyze_tables
-from analysis.stats.pipeline import PER_CLASS_COLUMNS
+from analysis.stats.pipeline import ALL_READERS, PER_CLASS_COLUMNS, SUBGROUP_TABLES
 
 CHOICES = ["MN", "SK", "BCC"]
 
@@ -114,3 +114,187 @@ def test_truth_conflict_between_tables_is_an_input_error():
     predictions.loc[predictions["case"] == "c0", "truth"] = "SK"
     with pytest.raises(InputError, match="case 'c0'"):
         analyze_tables(answers, predictions, CHOICES)
+
+
+# --- readers as a group -------------------------------------------------------------------
+
+# Hand example: cases c1..c4 with truth A A B B; answers
+#   r1: A A B B (top-1 1.00, sensitivity A 1.0)
+#   r2: A B B B (top-1 0.75, sensitivity A 0.5)
+#   r3: B B B A (top-1 0.25, sensitivity A 0.0)
+HAND = pd.DataFrame(
+    [
+        (reader, f"c{k + 1}", truth, answer)
+        for reader, said in (("r1", "AABB"), ("r2", "ABBB"), ("r3", "BBBA"))
+        for k, (truth, answer) in enumerate(zip("AABB", said, strict=True))
+    ],
+    columns=["reader", "case", "truth", "answer"],
+)
+# t_{0.975, 2} in closed form: (2p - 1) / sqrt(2 p (1 - p)) for 2 degrees of freedom
+T_2 = 0.95 / np.sqrt(2 * 0.975 * 0.025)
+
+
+def hand_readers_summary() -> pd.DataFrame:
+    from analysis.stats.pipeline import READERS_SUMMARY_COLUMNS
+
+    result = analyze_tables(HAND, None, None)
+    assert list(result.readers_summary.columns) == READERS_SUMMARY_COLUMNS
+    return result
+
+
+def test_readers_summary_has_sd_median_range_and_t_ci_over_readers():
+    result = hand_readers_summary()
+    rs = result.readers_summary.set_index(["class", "metric"])
+    sens = rs.loc[("A", "sensitivity")]
+    assert sens["n_raters"] == 3
+    assert (sens["mean"], sens["sd"], sens["median"]) == pytest.approx((0.5, 0.5, 0.5))
+    assert (sens["min"], sens["max"]) == (0.0, 1.0)
+    half = T_2 * 0.5 / np.sqrt(3)
+    assert (sens["ci_low"], sens["ci_high"]) == pytest.approx((0.5 - half, 0.5 + half))
+    top1 = rs.loc[("all", "top1_accuracy")]
+    sd = np.sqrt(((1 - 2 / 3) ** 2 + (0.75 - 2 / 3) ** 2 + (0.25 - 2 / 3) ** 2) / 2)
+    assert (top1["mean"], top1["sd"], top1["median"]) == pytest.approx((2 / 3, sd, 0.75))
+    assert (top1["min"], top1["max"]) == (0.25, 1.0)
+    # the group rows of per_class are this table's mean and CI
+    group = result.per_class[result.per_class["rater_kind"] == "readers"]
+    row = group[(group["class"] == "A") & (group["metric"] == "sensitivity")].iloc[0]
+    assert (row.estimate, row.ci_low) == pytest.approx((0.5, 0.5 - half))
+    overall = {r["metric"]: r for r in result.summary["readers_overall"]}
+    assert overall["top1_accuracy"]["median"] == pytest.approx(0.75)
+    json.dumps(result.summary, allow_nan=False)
+
+
+def test_kappa_table_lists_every_rater_and_class():
+    answers, predictions = tables()
+    kappa = analyze_tables(answers, predictions, CHOICES, n_bootstrap=20).kappa
+    assert len(kappa) == (6 + 2) * (len(CHOICES) + 1)
+    assert set(kappa["rater_kind"]) == {"reader", "model"}
+    r5 = kappa[(kappa["rater"] == "r5") & (kappa["class"] == "all")].iloc[0]
+    assert r5.n == 20  # the partial reader: answered cases only
+    assert r5.ci_low < r5.kappa < r5.ci_high and r5.ase > 0
+
+
+# --- top-1 versus macro accuracy ----------------------------------------------------------
+
+
+def test_top1_accuracy_is_compared_by_bootstrap_and_mrmc():
+    answers, predictions = tables()
+    comparisons = analyze_tables(answers, predictions, CHOICES, n_bootstrap=50).comparisons
+    top1 = comparisons[comparisons["metric"] == "top1_accuracy"]
+    assert set(top1["method"]) == {"bootstrap", "mrmc_rrrc", "mrmc_rrfc"}
+    assert set(top1["class"]) == {"all"}
+    boot = top1[(top1["method"] == "bootstrap") & (top1["model"] == "cnn0")].iloc[0]
+    right = (answers["truth"] == answers["answer"]).groupby(answers["reader"]).mean()
+    assert boot.readers_value == pytest.approx(right.mean())
+
+
+# --- majority ties ------------------------------------------------------------------------
+
+
+def test_tied_majorities_are_counted_and_broken_by_choice_order():
+    # two readers; c1 both A, c2 A/B tied, c3 B/A tied, c4 only one answer (B)
+    answers = pd.DataFrame(
+        [("r1", "c1", "A", "A"), ("r2", "c1", "A", "A"), ("r1", "c2", "A", "A"),
+         ("r2", "c2", "A", "B"), ("r1", "c3", "B", "B"), ("r2", "c3", "B", "A"),
+         ("r1", "c4", "B", "B")],
+        columns=["reader", "case", "truth", "answer"],
+    )  # fmt: skip
+    predictions = pd.DataFrame(
+        {"model": "m", "case": ["c1", "c2", "c3", "c4"], "truth": list("AABB"),
+         "answer": list("AAAB")}
+    )  # fmt: skip
+    result = analyze_tables(answers, predictions, None, n_bootstrap=20)
+    ties = result.agreement[result.agreement["statistic"] == "majority_ties"].iloc[0]
+    assert (ties.estimate, ties.n) == (2, 4)
+    assert result.summary["majority_ties"]["n_tied"] == 2
+    assert "first in the choices" in result.summary["majority_ties"]["rule"]
+    # majority A A A B: the model's answers agree on every case -> kappa 1
+    vs = result.agreement[
+        (result.agreement["standard"] == "readers_majority") & (result.agreement["class"] == "all")
+    ]
+    assert vs["estimate"].iloc[0] == pytest.approx(1.0)
+
+
+# --- subgroups ----------------------------------------------------------------------------
+
+
+def test_every_reader_table_is_split_by_subgroup():
+    answers, predictions = tables()
+    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=50, subgroup="level")
+    for name in SUBGROUP_TABLES:
+        frame = getattr(result, name)
+        assert frame.columns[0] == "subgroup", name
+        assert list(pd.unique(frame["subgroup"])) == [ALL_READERS, "junior", "senior"], name
+    assert result.summary["subgroups"] == [
+        {"subgroup": "junior", "n_readers": 3},
+        {"subgroup": "senior", "n_readers": 3},
+    ]
+    assert result.readers.set_index("reader")["subgroup"].to_dict()["r1"] == "senior"
+
+
+def test_a_subgroup_block_equals_the_analysis_of_its_readers_alone():
+    answers, predictions = tables()
+    split = analyze_tables(answers, predictions, CHOICES, n_bootstrap=50, subgroup="level", seed=2)
+    alone = analyze_tables(
+        answers[answers["level"] == "senior"], predictions, CHOICES, n_bootstrap=50, seed=2
+    )
+    for name in ("comparisons", "agreement", "readers_summary", "kappa", "counts", "confusion"):
+        block = getattr(split, name)
+        block = block[block["subgroup"] == "senior"].drop(columns="subgroup")
+        pd.testing.assert_frame_equal(
+            block.reset_index(drop=True), getattr(alone, name), check_dtype=False, obj=name
+        )
+    everyone = split.for_subgroup()
+    plain = analyze_tables(answers, predictions, CHOICES, n_bootstrap=50, seed=2)
+    pd.testing.assert_frame_equal(
+        everyone.comparisons.drop(columns="subgroup"), plain.comparisons, check_dtype=False
+    )
+
+
+def test_numeric_subgroup_is_cut_into_bands_and_missing_is_unknown():
+    answers, predictions = tables()
+    years = {"r0": 0, "r1": 4.5, "r2": 5, "r3": None, "r4": 12, "r5": -1}
+    answers["years"] = answers["reader"].map(years)
+    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=20, subgroup="years:0,5,10")
+    bands = result.readers.set_index("reader")["subgroup"].to_dict()
+    assert bands == {
+        "r0": "[0,5)",
+        "r1": "[0,5)",
+        "r2": "[5,10)",
+        "r3": "unknown",
+        "r4": "[10,inf)",
+        "r5": "(-inf,0)",
+    }
+    order = list(pd.unique(result.comparisons["subgroup"]))
+    assert order == [ALL_READERS, "(-inf,0)", "[0,5)", "[5,10)", "[10,inf)", "unknown"]
+    # a one-reader band: no SD over readers, no MRMC, and a warning that says so
+    single = result.readers_summary[result.readers_summary["subgroup"] == "[5,10)"]
+    assert single["n_raters"].max() == 1 and single["sd"].isna().all()
+    methods = set(result.comparisons[result.comparisons["subgroup"] == "[5,10)"]["method"])
+    assert methods == {"z_kappa", "bootstrap"}
+    assert "subgroup '[5,10)' has 1 reader: no SD or CI" in " ".join(result.summary["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("years:5,0", r"subgroup bands for 'years' must be strictly increasing numbers .*'5,0'"),
+        ("years:a,b", r"subgroup bands for 'years' must be strictly increasing"),
+        ("years:", r"subgroup bands for 'years'"),
+        ("age:0,5", r"subgroup column 'age' is not in the answers table"),
+        ("level:0,5", r"subgroup column 'level' must be numeric to make bands; .*r0 \('junior'\)"),
+    ],
+)
+def test_bad_subgroup_bands_are_input_errors(spec, message):
+    answers, predictions = tables()
+    answers["years"] = 3
+    with pytest.raises(InputError, match=message):
+        analyze_tables(answers, predictions, CHOICES, n_bootstrap=10, subgroup=spec)
+
+
+def test_input_warnings_reach_the_summary():
+    answers, predictions = tables()
+    predictions.loc[3, "prob_MN"] = predictions.loc[3, "prob_MN"] / 2
+    summary = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10).summary
+    assert len(summary["warnings"]) == 1
+    assert "do not sum to 1" in summary["warnings"][0] and "row 4 (" in summary["warnings"][0]

@@ -4,6 +4,7 @@ either may be left out)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,12 @@ class Command(BaseCommand):
             "or the sorted truths of the files)",
         )
         parser.add_argument("--adjust", choices=["holm", "bonferroni"], default="holm")
-        parser.add_argument("--subgroup", help="reader attribute for per-subgroup metrics")
+        parser.add_argument(
+            "--subgroup",
+            help="reader attribute column: every reader-dependent table is also computed "
+            "per value; COLUMN:E0,E1,... cuts a numeric column into bands [E0,E1), ..., "
+            "[En,inf) (e.g. years:0,5,10)",
+        )
         parser.add_argument("--title", help="report title")
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -109,6 +115,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         for path in files.paths():
             self.stdout.write(str(path))
+        # Problems that did not stop the analysis (e.g. probabilities not summing to 1);
+        # they are also in summary.json "warnings".
+        for warning in json.loads(files.summary.read_text()).get("warnings") or []:
+            self.stderr.write(self.style.WARNING(f"warning: {warning}"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"{len(files.paths())} files written to {files.out_dir} in "

@@ -37,13 +37,15 @@ def _p(p) -> str:
 
 def or_report(res: ORResult, alpha: float) -> str:
     """Readable OR report: AUCs per treatment x reader, each analysis' test and CI,
-    covariance components and mean squares."""
+    covariance components and mean squares, to the precision OR-DBM MRMC 2.51 prints
+    (FOMs, variances and mean squares 8 decimals, chi-square 5, F 4, differences and
+    CIs 5)."""
     level = f"{100 * (1 - alpha):g}%"
     lines = [f"Obuchowski-Rockette MRMC analysis, figure of merit {res.fom_name}", ""]
     lines.append("Figures of merit (rows readers, columns treatments)")
     fom = pd.DataFrame(res.fom.T, index=res.readers, columns=res.treatments)
     fom.loc["mean"] = fom.mean()
-    lines += ["  " + line for line in fom.to_string(float_format=lambda x: f"{x:.5f}").splitlines()]
+    lines += ["  " + line for line in fom.to_string(float_format=lambda x: f"{x:.8f}").splitlines()]
     lines += ["", "Variance components (jackknife over cases)"]
     for name, value in (
         ("Var(Error)", res.var_error),
@@ -58,8 +60,10 @@ def or_report(res: ORResult, alpha: float) -> str:
     for test in res.tests.itertuples():
         lines += ["", f"{ANALYSIS_NAMES[test.analysis]} ({test.analysis.upper()})"]
         df2 = "" if pd.isna(test.df2) or test.df2 == float("inf") else f", {_f(test.df2, 2)}"
+        # The published precision: chi-square to 5 decimals, F to 4 (OR-DBM MRMC 2.51).
+        digits = 5 if test.statistic_name == "chi2" else 4
         lines.append(
-            f"  {test.statistic_name}({test.df1:g}{df2}) = {_f(test.statistic, 4)}, "
+            f"  {test.statistic_name}({test.df1:g}{df2}) = {_f(test.statistic, digits)}, "
             f"p = {_p(test.p)}"
         )
         for d in res.differences[res.differences["analysis"] == test.analysis].itertuples():
@@ -88,10 +92,10 @@ def ai_report(res: AIResult, ai_reader: str, alpha: float) -> str:
         "Figures of merit",
     ]
     for reader, value in zip(res.readers, res.fom_readers, strict=True):
-        lines.append(f"  {reader:<12}{_f(value)}")
+        lines.append(f"  {reader:<12}{_f(value, 8)}")
     lines += [
-        f"  {'readers':<12}{_f(res.readers_mean)} (mean)",
-        f"  {ai_reader:<12}{_f(res.fom_ai)}",
+        f"  {'readers':<12}{_f(res.readers_mean, 8)} (mean)",
+        f"  {ai_reader:<12}{_f(res.fom_ai, 8)}",
         "",
         f"Difference readers - {ai_reader}: {_f(res.difference)}",
         "",

@@ -27,12 +27,15 @@ demo: $(STAMP)
 # PostgreSQL (constraints, concurrency) against the real server.
 test: test-sqlite test-postgres
 
-# Browser tests drive Debian's chromium; install it when missing (needs root, as in CI).
+# Browser tests drive Debian's chromium, the translation tests GNU gettext's msgfmt;
+# install them when missing (needs root, as in CI).
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; \
+	command -v msgfmt >/dev/null || missing="$$missing gettext"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else echo "The browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "The tests need Debian's$$missing: sudo apt-get install$$missing"; exit 1; fi; \
 	fi
 
 test-sqlite: $(STAMP) browser-deps

@@ -24,6 +24,7 @@ from cases.api import answers_csv_response
 from cases.forms import StudyForm
 from cases.importing import ImportRejected, cases_import
 from cases.models import (
+    PROFILE_FIELDS,
     Answer,
     AnswerChange,
     Case,
@@ -676,16 +677,7 @@ class CaseImageAdmin(StudyScopedAdmin):
 @admin.register(ReaderProfile)
 class ReaderProfileAdmin(StudyScopedAdmin):
     study_path = "user__enrolments__study"
-    list_display = [
-        "user",
-        "level",
-        "years_in_dermatology",
-        "dermoscopy_training_hours",
-        "board_certified",
-        "hospital_tier",
-        "region",
-        "is_simulated",
-    ]
+    list_display = ["user", *PROFILE_FIELDS, "is_simulated"]
     list_filter = ["level", "board_certified", "hospital_tier", "is_simulated"]
     search_fields = ["user__username", "user__email", "region"]
 

@@ -48,14 +48,7 @@ class ConsentForm(forms.Form):
 class ProfileForm(forms.ModelForm):
     class Meta:
         model = ReaderProfile
-        fields = [
-            "level",
-            "years_in_dermatology",
-            "dermoscopy_training_hours",
-            "board_certified",
-            "hospital_tier",
-            "region",
-        ]
+        fields = list(PROFILE_FIELDS)
         labels = {
             "level": _("Professional level"),
             "years_in_dermatology": _("Years in dermatology"),

@@ -558,12 +558,29 @@ def _managed_reader(*, actor: AbstractBaseUser, enrolment: Enrolment) -> Abstrac
     return reader
 
 
-def _lockout_clear(username: str) -> int:
-    """Remove the failed-login records of ``username`` (django-axes), which lifts its
-    lockout from every address. Returns how many records were removed."""
+def _lockout_clear_audited(
+    *, action: str, actor: AbstractBaseUser, enrolment: Enrolment, ip: str | None
+) -> int:
+    """Remove the failed-login records of the enrolment's reader (django-axes), which
+    lifts their lockout from every address, and audit ``action``. Returns how many
+    records were removed."""
     from axes.utils import reset
 
-    return reset(username=username)
+    reader = enrolment.reader
+    cleared = reset(username=reader.get_username())
+    audit_log(
+        action=action,
+        actor=actor,
+        study=enrolment.study.slug,
+        obj=reader,
+        after={
+            "reader": reader.get_username(),
+            "reader_code": enrolment.reader_code,
+            "lockout_records_cleared": cleared,
+        },
+        ip=ip,
+    )
+    return cleared
 
 
 @transaction.atomic
@@ -583,18 +600,8 @@ def reader_password_set(
     validate_password(password, user=reader)
     reader.set_password(password)
     reader.save(update_fields=["password"])
-    cleared = _lockout_clear(reader.get_username())
-    audit_log(
-        action=AuditEvent.Action.PASSWORD_RESET,
-        actor=actor,
-        study=enrolment.study.slug,
-        obj=reader,
-        after={
-            "reader": reader.get_username(),
-            "reader_code": enrolment.reader_code,
-            "lockout_records_cleared": cleared,
-        },
-        ip=ip,
+    _lockout_clear_audited(
+        action=AuditEvent.Action.PASSWORD_RESET, actor=actor, enrolment=enrolment, ip=ip
     )
     return reader
 
@@ -603,18 +610,7 @@ def reader_password_set(
 def reader_unlock(*, actor: AbstractBaseUser, enrolment: Enrolment, ip: str | None = None) -> int:
     """Lift the login lockout of the reader of ``enrolment`` without touching the
     password. Audited; returns how many failed-login records were removed."""
-    reader = _managed_reader(actor=actor, enrolment=enrolment)
-    cleared = _lockout_clear(reader.get_username())
-    audit_log(
-        action=AuditEvent.Action.LOCKOUT_RESET,
-        actor=actor,
-        study=enrolment.study.slug,
-        obj=reader,
-        after={
-            "reader": reader.get_username(),
-            "reader_code": enrolment.reader_code,
-            "lockout_records_cleared": cleared,
-        },
-        ip=ip,
+    _managed_reader(actor=actor, enrolment=enrolment)
+    return _lockout_clear_audited(
+        action=AuditEvent.Action.LOCKOUT_RESET, actor=actor, enrolment=enrolment, ip=ip
     )
-    return cleared

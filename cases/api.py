@@ -248,7 +248,9 @@ class StudyOut(serializers.ModelSerializer):
         fields = [
             "slug",
             "title",
+            "title_zh",
             "description",
+            "description_zh",
             "status",
             "choices",
             "cases",
@@ -258,6 +260,8 @@ class StudyOut(serializers.ModelSerializer):
             "show_feedback",
             "show_model_feedback",
             "ask_confidence",
+            "consent_text",
+            "consent_text_zh",
             "consent_version",
             "required_profile_fields",
             "is_synthetic",

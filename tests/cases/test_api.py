@@ -240,8 +240,11 @@ def test_another_study_is_a_404(reader_client, study):
 def test_admin_endpoints_and_csv_export(admin_client, reader_client, reader, study):
     case = next_case(reader_client, study)["case"]["id"]
     submit(reader_client, study, case=case, answer="BCC", confidence=5)
+    study.title_zh, study.consent_text_zh = "中文标题", "中文知情同意"
+    study.save(update_fields=["title_zh", "consent_text_zh"])
     studies = admin_client.get(reverse("api-admin-studies")).json()["results"]
     assert studies[0]["choices"] == ["MN", "SK", "BCC"] and studies[0]["cases"] == 3
+    assert (studies[0]["title_zh"], studies[0]["consent_text_zh"]) == ("中文标题", "中文知情同意")
     cases = admin_client.get(reverse("api-admin-cases", args=[study.slug])).json()["results"]
     assert {c["diagnosis"] for c in cases} == {"MN", "SK", "BCC"}
     enrolments = admin_client.get(reverse("api-admin-enrolments", args=[study.slug])).json()

@@ -46,6 +46,7 @@ class AuditEvent(models.Model):
         BACKUP_RESTORE = "backup.restore"
         PASSWORD_RESET = "auth.password_reset"
         LOCKOUT_RESET = "auth.unlock"
+        ENROLMENT_FINISH = "enrolment.finish"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No database constraint and no cascade: deleting a user must not rewrite history,

@@ -473,6 +473,13 @@ def enrolment_finish(*, enrolment: Enrolment) -> Enrolment:
         )
     enrolment.finished_at = timezone.now()
     enrolment.save(update_fields=["finished_at"])
+    audit_log(
+        action=AuditEvent.Action.ENROLMENT_FINISH,
+        actor=enrolment.reader,
+        study=enrolment.study.slug,
+        obj=enrolment,
+        after={"finished_at": enrolment.finished_at},
+    )
     return enrolment
 
 

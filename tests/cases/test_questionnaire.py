@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from cases.models import Answer, AnswerChange, Case, Diagnosis, Enrolment, Invitation, Study
 from cases.services import (
     AnswerRejected,
@@ -487,7 +488,14 @@ def test_with_changes_allowed_the_reader_reviews_and_may_revise_the_last_case(cl
 
     response = client.post(reverse("cases:done", args=[study.slug]))
     assert response["Location"].endswith("/done/")
-    assert Enrolment.objects.get(pk=enrolment.pk).finished_at is not None
+    finished_at = Enrolment.objects.get(pk=enrolment.pk).finished_at
+    assert finished_at is not None
+    (event,) = AuditEvent.objects.filter(action=AuditEvent.Action.ENROLMENT_FINISH)
+    assert (event.actor, event.study) == (reader, study.slug)
+    # confirming again (a second click) neither moves the time nor logs twice
+    client.post(reverse("cases:done", args=[study.slug]))
+    assert Enrolment.objects.get(pk=enrolment.pk).finished_at == finished_at
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.ENROLMENT_FINISH).count() == 1
     assert "You have answered all 3 cases" in client.get(response["Location"]).content.decode()
     # Finished: answers are final now.
     assert client.get(reverse("cases:case_revise", args=[study.slug, 3])).status_code == 302

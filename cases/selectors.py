@@ -260,9 +260,12 @@ def reader_step(*, enrolment: Enrolment) -> str:
         return "profile"
     if enrolment.study.status != Study.Status.OPEN:
         return "closed"
-    answered = Answer.objects.filter(enrolment=enrolment).count()
-    if enrolment.case_order and answered >= len(enrolment.case_order):
-        return "review"
+    # Only a study that allows changes has a review step (elsewhere the last answer
+    # finishes), so only there is this count worth a query on every case page.
+    if enrolment.study.allow_answer_changes and enrolment.case_order:
+        answered = Answer.objects.filter(enrolment=enrolment).count()
+        if answered >= len(enrolment.case_order):
+            return "review"
     return "case"
 
 

@@ -91,7 +91,7 @@ def report_fingerprint(
     of subgroups); every prediction's status, answer, Grad-CAM file and whether it has an
     embedding, with the count and latest time; the cases' reference diagnoses, the
     choices, the models' training flags, the parameters and :data:`REPORT_VERSION`."""
-    from cases.models import Answer, Case, Enrolment
+    from cases.models import PROFILE_FIELDS, Answer, Case, Enrolment
     from inference.models import Prediction, RegisteredModel
 
     answers = Answer.objects.filter(enrolment__study=study).aggregate(
@@ -102,15 +102,7 @@ def report_fingerprint(
         Enrolment.objects.filter(study=study, answers__isnull=False)
         .distinct()
         .order_by("reader_code")
-        .values_list(
-            "reader_code",
-            f"{profile}level",
-            f"{profile}years_in_dermatology",
-            f"{profile}dermoscopy_training_hours",
-            f"{profile}board_certified",
-            f"{profile}hospital_tier",
-            f"{profile}region",
-        )
+        .values_list("reader_code", *(f"{profile}{name}" for name in PROFILE_FIELDS))
     )
     study_predictions = Prediction.objects.filter(case__study=study)
     predictions = study_predictions.aggregate(

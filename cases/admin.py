@@ -37,7 +37,13 @@ from cases.models import (
     StudyChoice,
 )
 from cases.selectors import administered_studies, reader_progress_table, study_overview
-from cases.services import AccountError, invitations_create, reader_password_set, reader_unlock
+from cases.services import (
+    AccountError,
+    invitations_create,
+    reader_password_set,
+    reader_unlock,
+    staff_account_refusal,
+)
 
 
 class StudyScopedAdmin(admin.ModelAdmin):
@@ -477,12 +483,8 @@ class StudyAdmin(StudyScopedAdmin):
             return HttpResponseRedirect(reverse("admin:index"))
         enrolment = get_object_or_404(study.enrolments.select_related("reader"), pk=enrolment_pk)
         reader = enrolment.reader
-        refused = ""
-        if reader.is_staff or reader.is_superuser:
-            refused = (
-                f"{reader.get_username()} is a staff account: only a superuser can change "
-                "it, in the Users admin."
-            )
+        refusal = staff_account_refusal(reader)
+        refused = f"{refusal}." if refusal else ""
         wants_unlock = request.method == "POST" and "unlock" in request.POST
         form = SetPasswordForm(
             reader, request.POST if request.method == "POST" and not wants_unlock else None

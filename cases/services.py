@@ -557,12 +557,21 @@ def _managed_reader(*, actor: AbstractBaseUser, enrolment: Enrolment) -> Abstrac
     if not can_admin_study(user=actor, study=enrolment.study):
         raise AccountError("you do not administer this reader's study")
     reader = enrolment.reader
+    refusal = staff_account_refusal(reader)
+    if refusal:
+        raise AccountError(refusal)
+    return reader
+
+
+def staff_account_refusal(reader: AbstractBaseUser) -> str:
+    """Why a study admin may not manage ``reader``'s account ('' when they may): staff
+    accounts are managed by a superuser."""
     if reader.is_staff or reader.is_superuser:
-        raise AccountError(
+        return (
             f"{reader.get_username()} is a staff account: only a superuser can change it, "
             "in the Users admin"
         )
-    return reader
+    return ""
 
 
 def _lockout_clear_audited(

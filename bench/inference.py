@@ -1,6 +1,6 @@
 """Throughput of the whole inference path against a bare forward pass.
 
-Builds a throw-away study of ``--cases`` generated cases (cases.synthetic, 600x600
+Builds a throw-away study of ``--cases`` generated cases (demo.images, 600x600
 dermoscopic JPEGs) in a temporary SQLite database and media folder, registers a randomly
 initialised ``efficientnet_b4_aux`` (the weights do not change the speed) and times
 ``inference_run_execute``: reading each case's dermoscopic JPEG, decoding, Shades of
@@ -66,7 +66,7 @@ def build_study(n_cases: int):
 
     from cases.models import Case, CaseImage, Diagnosis
     from cases.services import study_create
-    from cases.synthetic import DEMO_CHOICES, make_case_images
+    from demo.images import DEMO_CHOICES, make_case_images
 
     study = study_create(slug="bench", title="Bench", choices=list(DEMO_CHOICES))
     diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=DEMO_CHOICES)}
@@ -116,8 +116,9 @@ def bare_forward(*, n: int, batch_size: int, img_size: int, classes: int) -> flo
 
 def whole_path(study, *, name: str, batch_size: int, img_size: int, gradcam: bool) -> float:
     """Images per second of a fresh run over the study (model loading included)."""
-    from cases.synthetic import DEMO_CHOICES
-    from inference.services import inference_run_execute, inference_run_start, model_register
+    from demo.images import DEMO_CHOICES
+    from inference.services import inference_run_start, model_register
+    from inference.services.execution import inference_run_execute
 
     model = model_register(
         name=name, arch="efficientnet_b4_aux", classes=list(DEMO_CHOICES), img_size=img_size
@@ -139,7 +140,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="readerstudy-bench-") as tmp:
         setup_django(Path(tmp))
-        from cases.synthetic import DEMO_CHOICES
+        from demo.images import DEMO_CHOICES
 
         start = time.perf_counter()
         study = build_study(args.cases)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django import forms
 
 from cases.models import Study
+from inference.archs import list_archs
 from inference.models import RegisteredModel
-from inference.nets import list_archs
 
 
 class ModelRegisterForm(forms.Form):

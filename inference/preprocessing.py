@@ -5,19 +5,28 @@ Constancy", CIC 2004) estimates the illuminant of each channel as the Minkowski 
 of its values, e_c = (mean(I_c ** p)) ** (1 / p), and rescales the channels so that the
 estimate becomes grey: I'_c = I_c * |e| / (sqrt(3) * e_c). p = 6 is the usual choice for
 dermoscopy (Barata et al., IEEE J-BHI 2015; ISIC challenge entries).
+
+The web tier reads and checks a model's :class:`Preprocessing` when it registers one, so
+this module imports no torch at module level: the methods that build tensors import
+torch and torchvision when they are called, in the processes that run a model.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision import transforms
-from torchvision.transforms import InterpolationMode
+
+if TYPE_CHECKING:
+    import torch
+    from torchvision import transforms
 
 DEFAULT_POWER = 6
+
+# The values of torchvision's InterpolationMode (a test keeps them in step).
+INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
 _LEVELS = np.arange(256, dtype=np.float64)
 
@@ -63,6 +72,8 @@ class ShadesOfGray:
 
 
 def _hwc_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(np.array(image, dtype=np.uint8))
 
 
@@ -101,14 +112,18 @@ class Preprocessing:
     p: float = DEFAULT_POWER
 
     def __post_init__(self):
-        InterpolationMode(self.interpolation)  # raises ValueError on an unknown name
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"{self.interpolation!r} is not a valid interpolation; "
+                f"one of {', '.join(INTERPOLATIONS)}"
+            )
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
     @classmethod
     def for_arch(cls, arch: str, *, img_size: int | None = None) -> Preprocessing:
         """The registered architecture's defaults, optionally at another input size."""
-        from inference.nets import get_spec
+        from inference.archs import get_spec
 
         spec = get_spec(arch)
         return cls(
@@ -134,6 +149,9 @@ class Preprocessing:
         return cls(**data)
 
     def _prefix(self) -> list:
+        from torchvision import transforms
+        from torchvision.transforms import InterpolationMode
+
         steps = [_to_rgb]
         if self.colour_constancy:
             steps.append(ShadesOfGray(self.p))
@@ -147,10 +165,14 @@ class Preprocessing:
         return steps
 
     def _suffix(self) -> list:
+        from torchvision import transforms
+
         return [transforms.ToTensor(), transforms.Normalize(self.mean, self.std)]
 
     def inference_transform(self) -> transforms.Compose:
         """PIL image -> float tensor (3, S, S): colour constancy, resize, normalise."""
+        from torchvision import transforms
+
         return transforms.Compose([*self._prefix(), *self._suffix()])
 
     def pixel_transform(self) -> transforms.Compose:
@@ -160,10 +182,14 @@ class Preprocessing:
         :meth:`inference_transform`, but the float work happens once per batch (on the
         GPU where there is one) and decoding threads move a quarter of the bytes.
         """
+        from torchvision import transforms
+
         return transforms.Compose([*self._prefix(), _hwc_uint8_tensor])
 
     def normalize_batch(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> normalised float (B, 3, S, S), in channels-last layout."""
+        import torch
+
         x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
@@ -171,6 +197,9 @@ class Preprocessing:
 
     def training_transform(self) -> transforms.Compose:
         """As for inference, plus rotation by -30..30 degrees and random flips (p = 0.5)."""
+        from torchvision import transforms
+        from torchvision.transforms import InterpolationMode
+
         augment = [
             transforms.RandomRotation(30, interpolation=InterpolationMode.BILINEAR),
             transforms.RandomHorizontalFlip(0.5),

@@ -114,3 +114,15 @@ def send_on_commit(task, *, kwargs: dict, row_model, pk: int) -> None:
     """Send the row's task once the current transaction commits (so the worker finds
     the row), through :func:`send_row_task`."""
     transaction.on_commit(lambda: send_row_task(task, kwargs=kwargs, row_model=row_model, pk=pk))
+
+
+def task_named(name: str):
+    """The registered task ``name`` (``"app.tasks.function"``), for a service that sends
+    it: services name the task they enqueue, and only the tasks modules import the
+    services, so there is no import circle. A worker imports every app's tasks module at
+    its start; any other process (a web worker, a command) does so at its first send."""
+    from readerstudy.celery import app
+
+    if name not in app.tasks:
+        app.loader.import_default_modules()  # runs autodiscover_tasks
+    return app.tasks[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.services import cli_actor_name
-from inference.nets import list_archs
+from inference.archs import list_archs
 from inference.services import InferenceError, model_register
 
 

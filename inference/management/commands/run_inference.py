@@ -11,7 +11,6 @@ from inference.models import InferenceRun, RegisteredModel
 from inference.services import (
     DEFAULT_BATCH_SIZE,
     InferenceError,
-    inference_run_execute,
     inference_run_start,
 )
 
@@ -80,6 +79,8 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
+            from inference.services.execution import inference_run_execute
+
             run = inference_run_execute(
                 run_id=run.pk,
                 batch_size=batch_size,

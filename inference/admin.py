@@ -1,22 +1,21 @@
 """Admin for registered models (register by upload), inference runs (progress, "Run
 inference") and predictions (with their Grad-CAM overlays, served by a staff-only view).
+The register and run pages are the staff console's (:mod:`console`).
 
 Every write goes through inference.services; rows here are otherwise read-only.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from cases.admin import StudyScopedAdmin
-from cases.selectors import administered_studies
-from inference.forms import ModelRegisterForm, RunStartForm
+from console.urls import run_urls
+from console.views import inference_run_start_with_message, model_register_page
 from inference.models import InferenceRun, Prediction, RegisteredModel
-from inference.services import InferenceError, inference_run_start, model_register
+from readerstudy.admin import StudyScopedAdmin
 
 
 def gradcam_url(prediction: Prediction) -> str | None:
@@ -94,35 +93,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         """Registration by upload, through the same service as `register_model`."""
         if not self.has_add_permission(request):
             return HttpResponseRedirect(reverse("admin:index"))
-        form = ModelRegisterForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                model = model_register(
-                    name=data["name"],
-                    arch=data["arch"] or None,
-                    classes=data["classes"] or None,
-                    weights=data["weights"],
-                    pretrained=data["pretrained"],
-                    description=data["description"],
-                    img_size=data["img_size"],
-                    actor=request.user,
-                )
-            except InferenceError as exc:
-                form.add_error(None, str(exc))
-            else:
-                state = "" if model.trained else " (UNTRAINED)"
-                self.message_user(request, f"Registered {model.name}{state}.", messages.SUCCESS)
-                return HttpResponseRedirect(
-                    reverse("admin:inference_registeredmodel_change", args=[model.pk])
-                )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Register a model",
-            "opts": self.model._meta,
-            "form": form,
-        }
-        return TemplateResponse(request, "inference/admin/register_model.html", context)
+        return model_register_page(request)
 
 
 @admin.register(InferenceRun)
@@ -178,58 +149,10 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
     @admin.action(description="Run again (finishes cases without a prediction)")
     def run_again(self, request: HttpRequest, queryset) -> None:
         for run in queryset.select_related("model", "study"):
-            self._start(request, run.model, run.study)
-
-    def _start(self, request, model, study) -> InferenceRun | None:
-        try:
-            run = inference_run_start(model=model, study=study, actor=request.user)
-        except InferenceError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return None
-        state = "" if model.trained else " (UNTRAINED model)"
-        run.refresh_from_db()
-        if run.waits_for_broker:
-            self.message_user(
-                request,
-                f"Run {run.pk}: {model.name} on {study.slug} is queued{state}, but the task "
-                "broker is unreachable: it waits and is sent when the broker is back.",
-                messages.WARNING,
-            )
-            return run
-        self.message_user(
-            request,
-            f"Run {run.pk}: {model.name} on {study.slug} is {run.status}{state}.",
-            messages.SUCCESS,
-        )
-        return run
+            inference_run_start_with_message(request, model=run.model, study=run.study)
 
     def get_urls(self):
-        own = [
-            path(
-                "start/",
-                self.admin_site.admin_view(self.start_view),
-                name="inference_inferencerun_start",
-            ),
-        ]
-        return own + super().get_urls()
-
-    def start_view(self, request: HttpRequest) -> HttpResponse:
-        """Pick a study and a model; starts (or returns the active) run."""
-        if not request.user.has_perm("inference.add_inferencerun"):
-            return HttpResponseRedirect(reverse("admin:index"))
-        form = RunStartForm(request.POST or None)
-        form.fields["study"].queryset = administered_studies(user=request.user).order_by("title")
-        if request.method == "POST" and form.is_valid():
-            run = self._start(request, form.cleaned_data["model"], form.cleaned_data["study"])
-            if run is not None:
-                return HttpResponseRedirect(reverse("admin:inference_inferencerun_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Run inference",
-            "opts": self.model._meta,
-            "form": form,
-        }
-        return TemplateResponse(request, "inference/admin/run_start.html", context)
+        return run_urls(self.admin_site) + super().get_urls()
 
 
 @admin.register(Prediction)

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from audit.services import audited_csv_download
 from cases.selectors import administered_studies
+from console.access import STUDY_FILES, study_for_staff
 from inference.models import Prediction
 from inference.selectors import predictions_frame
 
@@ -37,8 +38,6 @@ def gradcam(request: HttpRequest, pk: int) -> FileResponse:
 def predictions_csv(request: HttpRequest, slug: str) -> HttpResponse:
     """A study's predictions as CSV (``model, case, truth, answer, prob_<CODE>...``), the
     file ``manage.py analyze --predictions`` reads; to the study's admins only."""
-    study = administered_studies(user=request.user).filter(slug=slug).first()
-    if study is None:
-        raise Http404("No such study.")
+    study, _ = study_for_staff(request, slug=slug, rights=STUDY_FILES)
     frame = predictions_frame(study=study)
     return audited_csv_download(request=request, study=study, frame=frame, export="predictions.csv")

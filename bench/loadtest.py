@@ -117,11 +117,11 @@ def seed(*, n_cases: int, n_readers: int, password: str, data_dir: Path) -> list
     from django.core.management import call_command
     from django.db import connections
 
-    from cases.demo import demo_cases, write_demo_bundle
     from cases.importing import cases_import
     from cases.models import Study
     from cases.services import enrolment_create, profile_save
-    from cases.synthetic import DEMO_CHOICES
+    from demo.images import DEMO_CHOICES
+    from demo.services import demo_cases, write_demo_bundle
 
     call_command("migrate", verbosity=0)
     bundle = data_dir / "bundle"

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from cases.models import Study
-from cases.synthetic import DEMO_CHOICES, make_case_images
+from demo.images import DEMO_CHOICES, make_case_images
 from inference.models import RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
 
@@ -31,7 +31,7 @@ BASELINES = {
     "demo-resnet101-untrained": "resnet101",
     "demo-inception-v3-untrained": "inception_v3",
 }
-# Far from the demo study's seeds (cases.demo uses [seed, 1, index]).
+# Far from the demo study's seeds (demo.services uses [seed, 1, index]).
 TRAINING_SEED = 7_000_001
 
 

@@ -29,7 +29,8 @@ from django.utils import timezone
 from cases.importing import cases_import
 from cases.models import Answer, AnswerChange, CaseImage, Diagnosis, Enrolment, ReaderProfile, Study
 from cases.services import enrolment_create
-from cases.synthetic import DEMO_CHOICES, make_case_images, simulate_readers
+from demo.images import DEMO_CHOICES, make_case_images
+from demo.readers import simulate_readers
 
 DEMO_SLUG = "demo"
 CASES_PER_CLASS = 25
@@ -231,7 +232,8 @@ def _simulate(study: Study, *, seed: int, n_readers: int, cases: list[DemoCase])
 
 
 # Rows of other apps that protect the demo study or its cases from deletion: the demo
-# models' runs and predictions, reports. Named, not imported: cases imports neither app.
+# models' runs and predictions, reports. Named, not imported, so that the reset works
+# with whichever of these apps are installed.
 _DEPENDENTS = (
     ("inference.Prediction", "case__study"),
     ("inference.InferenceRun", "study"),

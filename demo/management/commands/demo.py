@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from cases.demo import DEFAULT_SEED, demo_build, demo_reset
+from demo.services import DEFAULT_SEED, demo_build, demo_reset
 
 
 class Command(BaseCommand):
@@ -52,7 +52,7 @@ class Command(BaseCommand):
             self.stdout.write("Deleted the previous demo study.")
         result = demo_build(seed=seed, n_readers=readers, data_dir=settings.DATA_DIR, progress=True)
         study = result.study
-        # The CNN side lives in the inference app; cases does not import it.
+        # The CNN side needs the inference app; without it the demo has readers only.
         if apps.is_installed("inference") and not no_models:
             call_command("demo_models", study=study.slug, stdout=self.stdout)
         state = "Built" if result.created else "Kept the existing"

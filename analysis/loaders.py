@@ -1,23 +1,37 @@
-"""Study data -> the tidy tables the statistics core reads, from the database or from files.
+"""Study data -> the input of one report, from the database or from files.
 
-Both paths return ``(answers, predictions, choices)`` where a missing table is ``None``
-(:func:`analysis.stats.analyze_tables` accepts either being absent), so a study without
-readers still gets its model tables and vice versa. Everything here is staff-only data:
-the tables hold the reference diagnoses.
+Each path gives a :class:`StudyData`: the tidy answers and predictions tables (a missing
+one is ``None``: :func:`analysis.stats.analyze_tables` accepts either being absent, so a
+study without readers still gets its model tables and vice versa), the choices, and the
+:class:`~analysis.report.ReportMeta` the report shows beside the tables. The tables'
+columns are those of :mod:`analysis.stats.columns`; the database selectors
+(``cases.selectors.answers_frame``, ``inference.selectors.predictions_frame``) rename
+the models' fields to them. Everything here is staff-only data: the tables hold the
+reference diagnoses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from analysis.report import ReportMeta
 from analysis.stats import InputError, load_answers, load_predictions
 
 Tables = tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The input of one report (see the module's docstring)."""
+
+    answers: pd.DataFrame | None
+    predictions: pd.DataFrame | None
+    choices: list[str] | None
+    meta: ReportMeta
 
 
 def study_tables(study, *, language: str = "en") -> Tables:
@@ -32,6 +46,64 @@ def study_tables(study, *, language: str = "en") -> Tables:
         answers if len(answers) else None,
         predictions if len(predictions) else None,
         study.choice_codes(),
+    )
+
+
+def study_report_meta(study, *, title: str | None = None, gradcam_limit: int = 16) -> ReportMeta:
+    """The title, facts, embeddings and Grad-CAM overlays of ``study`` from the database."""
+    from inference.selectors import embeddings_frame, gradcam_predictions, models_for_study
+
+    models = list(models_for_study(study=study).order_by("name"))
+    details = {
+        "source": "database",
+        "study": study.slug,
+        "study_title": study.title,
+        "synthetic": bool(study.is_synthetic),
+        "models": [
+            {
+                "name": m.name,
+                "arch": m.arch,
+                "trained": bool(m.trained),
+                "weights_source": m.weights_source,
+            }
+            for m in models
+        ],
+    }
+    embeddings = {}
+    gradcams = []
+    for m in models:
+        cases, matrix = embeddings_frame(study=study, model=m.name)
+        if len(cases) and matrix.size:
+            embeddings[m.name] = (cases, matrix)
+        for p in gradcam_predictions(study=study, model=m.name, limit=gradcam_limit):
+            gradcams.append(
+                {
+                    "model": m.name,
+                    "case": p.case.public_id,
+                    "truth": p.case.diagnosis.code,
+                    "answer": p.choice.code if p.choice else "",
+                    "path": p.gradcam.path,
+                }
+            )
+    return ReportMeta(
+        title=title or f"{study.title} — reader study analysis",
+        details=details,
+        embeddings=embeddings,
+        gradcams=gradcams,
+    )
+
+
+def study_data(
+    study, *, choices: Sequence[str] | None = None, title: str | None = None
+) -> StudyData:
+    """Everything a report of ``study`` needs from the database; ``choices`` default to
+    the study's."""
+    answers, predictions, study_choices = study_tables(study)
+    return StudyData(
+        answers=answers,
+        predictions=predictions,
+        choices=list(choices or study_choices) or None,
+        meta=study_report_meta(study, title=title),
     )
 
 
@@ -63,65 +135,40 @@ def file_tables(
     return answers, predictions, list(choices)
 
 
-@dataclass(frozen=True)
-class StudyExtras:
-    """What a report shows beyond the tables: facts about the study and its models, the
-    models' embeddings ``{model: (cases with case/truth, n x d matrix)}`` and Grad-CAM
-    overlays (dicts with model, case, truth, answer, path)."""
-
-    meta: dict
-    embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] = field(default_factory=dict)
-    gradcams: list[dict] = field(default_factory=list)
-
-
-def study_extras(study, *, gradcam_limit: int = 16) -> StudyExtras:
-    """Report metadata, embeddings and Grad-CAM overlays of ``study`` from the database."""
-    from inference.selectors import embeddings_frame, gradcam_predictions, models_for_study
-
-    models = list(models_for_study(study=study).order_by("name"))
-    meta = {
-        "source": "database",
-        "study": study.slug,
-        "study_title": study.title,
-        "synthetic": bool(study.is_synthetic),
-        "models": [
-            {
-                "name": m.name,
-                "arch": m.arch,
-                "trained": bool(m.trained),
-                "weights_source": m.weights_source,
-            }
-            for m in models
-        ],
-    }
-    embeddings = {}
-    gradcams = []
-    for m in models:
-        cases, matrix = embeddings_frame(study=study, model=m.name)
-        if len(cases) and matrix.size:
-            embeddings[m.name] = (cases, matrix)
-        for p in gradcam_predictions(study=study, model=m.name, limit=gradcam_limit):
-            gradcams.append(
-                {
-                    "model": m.name,
-                    "case": p.case.public_id,
-                    "truth": p.case.diagnosis.code,
-                    "answer": p.choice.code if p.choice else "",
-                    "path": p.gradcam.path,
-                }
-            )
-    return StudyExtras(meta=meta, embeddings=embeddings, gradcams=gradcams)
+def file_report_meta(
+    answers_csv, predictions_csv, predictions: pd.DataFrame | None, *, title: str | None = None
+) -> ReportMeta:
+    """The title and facts of the files path: models' training status is not recorded
+    there, and there are no embeddings or Grad-CAM overlays."""
+    return ReportMeta(
+        title=title or "Reader study analysis",
+        details={
+            "source": "files",
+            "answers_file": str(answers_csv) if answers_csv is not None else None,
+            "predictions_file": str(predictions_csv) if predictions_csv is not None else None,
+            "synthetic": None,
+            "models": [
+                {"name": name, "arch": None, "trained": None, "weights_source": None}
+                for name in (
+                    sorted(predictions["model"].unique()) if predictions is not None else []
+                )
+            ],
+        },
+    )
 
 
-def file_meta(answers_csv, predictions_csv, predictions: pd.DataFrame | None) -> dict:
-    """Report metadata for the files path: models' training status is not recorded there."""
-    return {
-        "source": "files",
-        "answers_file": str(answers_csv) if answers_csv is not None else None,
-        "predictions_file": str(predictions_csv) if predictions_csv is not None else None,
-        "synthetic": None,
-        "models": [
-            {"name": name, "arch": None, "trained": None, "weights_source": None}
-            for name in (sorted(predictions["model"].unique()) if predictions is not None else [])
-        ],
-    }
+def file_data(
+    answers_csv: str | Path | None,
+    predictions_csv: str | Path | None,
+    *,
+    choices: Sequence[str] | None = None,
+    title: str | None = None,
+) -> StudyData:
+    """Everything a report of exported CSV files needs (see :func:`file_tables`)."""
+    answers, predictions, choices = file_tables(answers_csv, predictions_csv, choices)
+    return StudyData(
+        answers=answers,
+        predictions=predictions,
+        choices=choices,
+        meta=file_report_meta(answers_csv, predictions_csv, predictions, title=title),
+    )

@@ -74,7 +74,7 @@ class AnalysisReport(models.Model):
 
     def file_path(self, name: str) -> Path | None:
         """The path of a file this report wrote, or None for any other name."""
-        from analysis.reports import is_report_file_name
+        from analysis.report.files import is_report_file_name
 
         if self.status != self.Status.DONE or name not in self.files:
             return None

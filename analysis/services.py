@@ -1,5 +1,10 @@
-"""Writes of the analysis app: a study's report files, and report requests (cached by a
-fingerprint of the data) computed by a Celery task."""
+"""Writes of the analysis app: report files (from the database or from files, through
+one service), and report requests (cached by a fingerprint of the data) computed by a
+Celery task.
+
+This module never imports :mod:`analysis.tasks` (which imports it): it sends the compute
+task by its registered name (:func:`readerstudy.tasks.task_named`).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,48 @@ import logging
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from analysis.loaders import StudyData, study_data
 from analysis.models import AnalysisReport
-from analysis.reports import ReportFiles
-from readerstudy.tasks import send_on_commit, send_pending
+from analysis.report import ReportFiles, write_report
+from analysis.stats import InputError, analyze_tables
+from readerstudy.tasks import send_on_commit, send_pending, task_named
 
 logger = logging.getLogger(__name__)
 
 # Bump when the report's content changes for the same data, so cached reports are redone.
 REPORT_VERSION = 2
+REPORT_COMPUTE_TASK = "analysis.tasks.report_compute_task"
+
+
+def report_write(
+    *,
+    data: StudyData,
+    out_dir: Path,
+    seed: int = 0,
+    n_bootstrap: int = 2000,
+    adjust: str = "holm",
+    subgroup: str | None = None,
+    progress: bool = False,
+) -> ReportFiles:
+    """Analyse ``data`` (from :func:`analysis.loaders.study_data` or ``file_data``) and
+    write its report into ``out_dir``: the one way from tables to files.
+
+    Raises :class:`analysis.stats.InputError` when the data cannot be analysed (no
+    answers and no predictions, labels outside the choices, ...).
+    """
+    tables = analyze_tables(
+        data.answers,
+        data.predictions,
+        data.choices,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        adjust=adjust,
+        subgroup=subgroup,
+        progress=progress,
+    )
+    return write_report(tables, out_dir, data.meta, progress=progress)
 
 
 def study_report_write(
@@ -34,38 +70,15 @@ def study_report_write(
     title: str | None = None,
     progress: bool = False,
 ) -> ReportFiles:
-    """Analyse ``study`` from the database and write its report into ``out_dir``.
-
-    Raises :class:`analysis.stats.InputError` when the data cannot be analysed (no
-    answers and no predictions, labels outside the choices, ...).
-    """
-    from analysis.loaders import study_extras, study_tables
-    from analysis.reports import write_report
-    from analysis.stats import analyze_tables
-
-    answers, predictions, study_choices = study_tables(study)
-    choices = choices or study_choices or None
-    tables = analyze_tables(
-        answers,
-        predictions,
-        choices,
+    """Analyse ``study`` from the database and write its report into ``out_dir``
+    (:func:`report_write`); ``choices`` and ``title`` default to the study's."""
+    return report_write(
+        data=study_data(study, choices=choices, title=title),
+        out_dir=out_dir,
         seed=seed,
         n_bootstrap=n_bootstrap,
         adjust=adjust,
         subgroup=subgroup,
-        progress=progress,
-    )
-    extras = study_extras(study)
-    return write_report(
-        tables,
-        out_dir,
-        title=title or f"{study.title} — reader study analysis",
-        choices=tables.summary["choices"],
-        meta=extras.meta,
-        embeddings=extras.embeddings,
-        gradcams=extras.gradcams,
-        predictions_df=predictions,
-        answers_df=answers,
         progress=progress,
     )
 
@@ -91,51 +104,26 @@ def report_fingerprint(
     of subgroups); every prediction's status, answer, Grad-CAM file and whether it has an
     embedding, with the count and latest time; the cases' reference diagnoses, the
     choices, the models' training flags, the parameters and :data:`REPORT_VERSION`."""
-    from cases.models import PROFILE_FIELDS, Answer, Case, Enrolment
-    from inference.models import Prediction, RegisteredModel
+    from cases.selectors import answers_state
+    from inference.selectors import predictions_state
 
-    answers = Answer.objects.filter(enrolment__study=study).aggregate(
-        n=Count("id"), latest=Max("answered_at"), changed=Max("changed_at")
-    )
-    profile = "reader__reader_profile__"
-    readers = list(
-        Enrolment.objects.filter(study=study, answers__isnull=False)
-        .distinct()
-        .order_by("reader_code")
-        .values_list("reader_code", *(f"{profile}{name}" for name in PROFILE_FIELDS))
-    )
-    study_predictions = Prediction.objects.filter(case__study=study)
-    predictions = study_predictions.aggregate(
-        n=Count("id"),
-        latest=Max("created_at"),
-        embeddings=Count("id", filter=Q(embedding__isnull=False)),
-    )
-    prediction_rows = list(
-        study_predictions.order_by("pk").values_list(
-            "pk", "model_id", "case_id", "status", "choice_id", "gradcam"
-        )
-    )
-    cases = list(Case.objects.filter(study=study).order_by("pk").values_list("pk", "diagnosis_id"))
-    models = sorted(
-        RegisteredModel.objects.filter(predictions__case__study=study)
-        .distinct()
-        .values_list("name", "trained")
-    )
+    answers = answers_state(study=study)
+    predictions = predictions_state(study=study)
     inputs = {
         "version": REPORT_VERSION,
-        "answers": answers["n"],
-        "answers_latest": _iso(answers["latest"]),
-        "answers_changed": _iso(answers["changed"]),
-        "readers": len(readers),
-        "readers_sha256": _sha256(readers),
-        "predictions": predictions["n"],
-        "predictions_latest": _iso(predictions["latest"]),
-        "predictions_embeddings": predictions["embeddings"],
-        "predictions_sha256": _sha256(prediction_rows),
-        "cases": len(cases),
-        "cases_sha256": _sha256(cases),
+        "answers": answers.n_answers,
+        "answers_latest": _iso(answers.latest_answered_at),
+        "answers_changed": _iso(answers.latest_changed_at),
+        "readers": len(answers.readers),
+        "readers_sha256": _sha256(answers.readers),
+        "predictions": predictions.n_predictions,
+        "predictions_latest": _iso(predictions.latest_created_at),
+        "predictions_embeddings": predictions.n_embeddings,
+        "predictions_sha256": _sha256(predictions.rows),
+        "cases": len(answers.cases),
+        "cases_sha256": _sha256(answers.cases),
         "choices": study.choice_codes(),
-        "models": [[name, trained] for name, trained in models],
+        "models": [[name, trained] for name, trained in predictions.models],
         "synthetic": study.is_synthetic,
         "seed": seed,
         "n_bootstrap": n_bootstrap,
@@ -180,8 +168,6 @@ def report_request(
     asking twice computes once); otherwise, or with ``force``, creates a queued report and
     enqueues :func:`analysis.tasks.report_compute_task` once the transaction commits.
     """
-    from analysis.tasks import report_compute_task
-
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     if adjust not in ("holm", "bonferroni"):
@@ -208,7 +194,7 @@ def report_request(
             requested_by=requested_by,
         )
         send_on_commit(
-            report_compute_task,
+            task_named(REPORT_COMPUTE_TASK),
             kwargs={"report_id": report.pk},
             row_model=AnalysisReport,
             pk=report.pk,
@@ -219,9 +205,7 @@ def report_request(
 def reports_send_pending() -> list[AnalysisReport]:
     """Send every queued report whose task the broker never took (it was down); returns
     the reports sent now. Called periodically by Celery beat and at a worker's start."""
-    from analysis.tasks import report_compute_task
-
-    return send_pending(report_compute_task, row_model=AnalysisReport, kwarg="report_id")
+    return send_pending(task_named(REPORT_COMPUTE_TASK), row_model=AnalysisReport, kwarg="report_id")
 
 
 def report_compute(*, report_id: int) -> AnalysisReport:
@@ -229,10 +213,8 @@ def report_compute(*, report_id: int) -> AnalysisReport:
 
     The fingerprint is taken again before the data are read, so a report never claims
     older data than it contains. Any failure marks the report failed with the error
-    (the task does not retry: a new request makes a new report).
+    (it is not retried: a new request makes a new report).
     """
-    from analysis.stats import InputError
-
     report = AnalysisReport.objects.select_related("study").get(pk=report_id)
     if report.status == AnalysisReport.Status.DONE:
         return report

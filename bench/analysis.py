@@ -3,7 +3,7 @@ and then, separately, the report's files and figures.
 
 280 readers x 200 cases x 8 classes (25 cases each), 4 models with probabilities,
 2000 bootstrap resamples, seeded. Prints each table step's time, then the report's
-steps (CSV, workbook, each figure kind, page) for :func:`analysis.reports.write_report`
+steps (CSV, workbook, each figure kind, page) for :func:`analysis.report.write_report`
 with t-SNE of 1792-dimensional embeddings (EfficientNet-b4's width) and a Grad-CAM
 gallery of 16 overlays per model. The last line is ``seconds <total>`` for the tables
 alone. Run from the repository root: ``python bench/analysis.py``.
@@ -96,27 +96,19 @@ def report_extras(
     return embeddings, gradcams
 
 
-def time_report(tables, answers: pd.DataFrame, predictions: pd.DataFrame) -> None:
+def time_report(tables, predictions: pd.DataFrame) -> None:
     """Write the full report into a temporary folder and print each step's time."""
     import django
 
     django.setup()
-    from analysis.reports import write_report
+    from analysis.report import ReportMeta, write_report
 
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         folder = Path(tmp)
         embeddings, gradcams = report_extras(predictions, folder)
         start = time.perf_counter()
-        files = write_report(
-            tables,
-            folder / "report",
-            title="Benchmark study",
-            choices=CHOICES,
-            embeddings=embeddings,
-            gradcams=gradcams,
-            predictions_df=predictions,
-            answers_df=answers,
-        )
+        meta = ReportMeta(title="Benchmark study", embeddings=embeddings, gradcams=gradcams)
+        files = write_report(tables, folder / "report", meta)
         total = time.perf_counter() - start
         figure_seconds = sum(v for k, v in files.timings.items() if k.startswith("figures"))
         print(f"report: {len(files.paths())} files, {len(files.figures)} figure files")
@@ -135,7 +127,7 @@ def main() -> None:
         print(f"{step.step:<20} {step.seconds:6.2f} s")
     print(f"rows: per_class {len(tables.per_class)}, comparisons {len(tables.comparisons)}")
     print(f"tables total         {total:6.2f} s")
-    time_report(tables, answers, predictions)
+    time_report(tables, predictions)
     print(f"seconds {total:.1f}")
 
 

@@ -3,9 +3,14 @@ not finished (see cases.selectors for the reader side)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from django.db.models import Count, Max, Q
 
+from analysis.stats.columns import PREDICTION_COLUMNS, prob_column
 from cases.feedback import accuracy_summary
 from cases.models import Study
 from inference.models import Prediction, RegisteredModel
@@ -29,20 +34,18 @@ def predictions_frame(*, study: Study, models: list[str] | None = None) -> pd.Da
     rows = rows.select_related("model", "case__diagnosis", "choice").order_by(
         "model__name", "case__position"
     )
-    records = []
-    for p in rows.iterator(chunk_size=2000):
-        record = {
-            "model": p.model.name,
-            "case": p.case.public_id,
-            "truth": p.case.diagnosis.code,
-            "answer": p.choice.code,
-        }
-        for code in choices:
-            record[f"prob_{code}"] = float(p.choice_probabilities.get(code, np.nan))
-        records.append(record)
-    return pd.DataFrame(
-        records, columns=["model", "case", "truth", "answer", *[f"prob_{c}" for c in choices]]
-    )
+    columns = [*PREDICTION_COLUMNS, *(prob_column(c) for c in choices)]
+    records = [
+        (  # in the order of PREDICTION_COLUMNS
+            p.model.name,
+            p.case.public_id,
+            p.case.diagnosis.code,
+            p.choice.code,
+            *(float(p.choice_probabilities.get(code, np.nan)) for code in choices),
+        )
+        for p in rows.iterator(chunk_size=2000)
+    ]
+    return pd.DataFrame(records, columns=columns)
 
 
 def embeddings_frame(*, study: Study, model: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -94,3 +97,42 @@ def model_feedback_rows(study: Study, language: str) -> list[dict]:
         )
         rows.append({"name": model.name, "trained": model.trained, **summary})
     return rows
+
+
+@dataclass(frozen=True)
+class PredictionsState:
+    """What an analysis of a study depends on among its predictions (the report
+    fingerprint hashes it): their number, latest creation time and number with an
+    embedding; ``(pk, model pk, case pk, status, choice pk, gradcam)`` of every
+    prediction, by pk; ``(name, trained)`` of every model that predicted, by name."""
+
+    n_predictions: int
+    latest_created_at: dt.datetime | None
+    n_embeddings: int
+    rows: list[tuple]
+    models: list[tuple[str, bool]]
+
+
+def predictions_state(*, study: Study) -> PredictionsState:
+    """The :class:`PredictionsState` of ``study`` now, every status included."""
+    predictions = Prediction.objects.filter(case__study=study)
+    counts = predictions.aggregate(
+        n=Count("id"),
+        latest=Max("created_at"),
+        embeddings=Count("id", filter=Q(embedding__isnull=False)),
+    )
+    rows = predictions.order_by("pk").values_list(
+        "pk", "model_id", "case_id", "status", "choice_id", "gradcam"
+    )
+    models = (
+        RegisteredModel.objects.filter(predictions__case__study=study)
+        .distinct()
+        .values_list("name", "trained")
+    )
+    return PredictionsState(
+        n_predictions=counts["n"],
+        latest_created_at=counts["latest"],
+        n_embeddings=counts["embeddings"],
+        rows=list(rows),
+        models=sorted(models),
+    )

@@ -1,4 +1,5 @@
-"""Validation of the two tidy input tables of a reader study.
+"""Validation of the two tidy input tables of a reader study (their columns are in
+:mod:`analysis.stats.columns`).
 
 answers:      one row per reader x case: ``reader, case, truth, answer`` plus optional
               reader/answer attributes (``level``, ``years``, ``confidence``, ``seconds``...).
@@ -21,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ANSWER_COLUMNS = ("reader", "case", "truth", "answer")
-PREDICTION_COLUMNS = ("model", "case", "truth", "answer")
-PROB_PREFIX = "prob_"
+from analysis.stats.columns import ANSWER_COLUMNS, PREDICTION_COLUMNS, PROB_PREFIX
+
 PROB_SUM_TOLERANCE = 1e-3
 _MAX_LISTED = 10
 # Read as text from a file, so "0"/"1" labels stay "0"/"1" when a blank cell would
 # otherwise turn the whole column into floats ("0.0").
-_TEXT_COLUMNS = ("reader", "model", "case", "truth", "answer")
+_TEXT_COLUMNS = tuple(dict.fromkeys((*ANSWER_COLUMNS, *PREDICTION_COLUMNS)))
 
 
 class InputError(ValueError):

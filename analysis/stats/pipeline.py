@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from analysis.stats.metrics import (
     metrics_from_counts,
     metrics_table,
 )
-from analysis.stats.roc import auc_table, delong_test
+from analysis.stats.roc import auc_table, delong_test, roc_curves
 
 PER_CLASS_COLUMNS = ["rater", "rater_kind", "class", "metric", "estimate", "ci_low", "ci_high"]
 READERS_SUMMARY_COLUMNS = [
@@ -48,6 +49,8 @@ AUC_TEST_COLUMNS = [
     "model_a", "model_b", "class", "auc_a", "auc_b", "difference", "se", "z", "p", "ci_low",
     "ci_high", "p_adjusted",
 ]  # fmt: skip
+ROC_COLUMNS = ["model", "class", "fpr", "tpr", "threshold"]
+CASES_COLUMNS = ["case", "truth"]
 # The value of the ``subgroup`` column on the rows computed from every reader.
 ALL_READERS = "all readers"
 UNKNOWN_SUBGROUP = "unknown"
@@ -56,6 +59,56 @@ UNKNOWN_SUBGROUP = "unknown"
 SUBGROUP_TABLES = (
     "per_class", "readers_summary", "kappa", "counts", "comparisons", "agreement", "confusion",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SubgroupSize:
+    """How many readers one subgroup value has."""
+
+    subgroup: str
+    n_readers: int
+
+
+@dataclass(frozen=True)
+class MajorityTies:
+    """Cases whose majority answer among the readers was tied, of the cases answered."""
+
+    n_tied: int
+    n_cases: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class AnalysisSummary:
+    """Headline numbers of an analysis; :meth:`to_dict` is what summary.json starts with.
+
+    ``overall``: one record per rater that is not a single reader (the readers' mean,
+    each model) with ``rater, rater_kind`` and each metric of class ``all`` (None for
+    NaN). ``readers_overall``: the rows of class ``all`` of ``readers_summary`` (metric,
+    n_raters, mean, sd, ...; None for NaN). ``majority_ties`` is None without readers.
+    ``warnings``: problems of the input that did not stop the analysis.
+    """
+
+    choices: list[str]
+    n_cases: int
+    n_readers: int
+    n_complete_readers: int
+    n_models: int
+    models: list[str]
+    seed: int
+    n_bootstrap: int
+    adjust: str
+    alpha: float
+    subgroup: str | None
+    subgroups: list[SubgroupSize]
+    overall: list[dict]
+    readers_overall: list[dict]
+    majority_ties: MajorityTies | None
+    warnings: list[str]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able data (lists and dicts), fields in their declared order."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -78,7 +131,10 @@ class AnalysisTables:
     confusion       rater (``readers`` pooled, or a model), truth, answer, count
     readers         reader, n_answers, n_cases, complete, + reader attributes
                     [, subgroup: the reader's subgroup value or band]
-    summary         JSON-able dict of headline numbers, ``warnings`` among them
+    roc             model, class, fpr, tpr, threshold: each model's one-vs-rest ROC
+                    curve points (empty without probabilities)
+    cases           case, truth: every case of either table, once
+    summary         :class:`AnalysisSummary`, the headline numbers
     timings         step, seconds
 
     With a subgroup, each table of :data:`SUBGROUP_TABLES` starts with a ``subgroup``
@@ -97,7 +153,9 @@ class AnalysisTables:
     readers: pd.DataFrame
     readers_summary: pd.DataFrame
     kappa: pd.DataFrame
-    summary: dict
+    roc: pd.DataFrame
+    cases: pd.DataFrame
+    summary: AnalysisSummary
     timings: pd.DataFrame = field(repr=False)
 
     def for_subgroup(self, value: str = ALL_READERS) -> AnalysisTables:
@@ -345,6 +403,17 @@ def _auc_tables(models: RatingMatrix, adjust: str) -> tuple[pd.DataFrame, pd.Dat
     return auc, auc_tests
 
 
+def _roc_table(models: RatingMatrix) -> pd.DataFrame:
+    """Columns :data:`ROC_COLUMNS`: each model's one-vs-rest ROC curves over the cases it
+    scored (:func:`analysis.stats.roc.roc_curves`)."""
+    parts = []
+    for i, model in enumerate(models.raters):
+        ok = ~np.isnan(models.probs[i]).any(axis=1)
+        curves = roc_curves(models.truth[ok], models.probs[i, ok], models.choices)
+        parts.append(curves.assign(model=model))
+    return pd.concat(parts, ignore_index=True)[ROC_COLUMNS]
+
+
 def _headline(per_class: pd.DataFrame) -> list[dict]:
     overall = per_class[(per_class["class"] == "all") & (per_class["rater_kind"] != "reader")]
     wide = overall.pivot_table(index=["rater", "rater_kind"], columns="metric", values="estimate")
@@ -524,9 +593,11 @@ def analyze_tables(
 
     if models is not None and models.probs is not None:
         auc, auc_tests = _auc_tables(models, adjust)
+        roc = _roc_table(models)
     else:
         auc = pd.DataFrame(columns=AUC_COLUMNS)
         auc_tests = pd.DataFrame(columns=AUC_TEST_COLUMNS)
+        roc = pd.DataFrame(columns=ROC_COLUMNS)
     done("auc")
 
     model_confusion = [_confusion(models, "", pooled=False)] if models is not None else []
@@ -549,39 +620,39 @@ def analyze_tables(
     if column is not None:
         overall_summary = readers_summary[readers_summary["subgroup"] == ALL_READERS]
     tied = majority_ties(readers) if readers is not None else None
-    summary = {
-        "choices": list(choices),
-        "n_cases": len(cases),
-        "n_readers": 0 if readers is None else len(readers.raters),
-        "n_complete_readers": int(readers_table["complete"].sum()) if len(readers_table) else 0,
-        "n_models": 0 if models is None else len(models.raters),
-        "models": [] if models is None else list(models.raters),
-        "seed": seed,
-        "n_bootstrap": n_bootstrap,
-        "adjust": adjust,
-        "alpha": alpha,
-        "subgroup": subgroup,
-        "subgroups": (
+    summary = AnalysisSummary(
+        choices=list(choices),
+        n_cases=len(cases),
+        n_readers=0 if readers is None else len(readers.raters),
+        n_complete_readers=int(readers_table["complete"].sum()) if len(readers_table) else 0,
+        n_models=0 if models is None else len(models.raters),
+        models=[] if models is None else list(models.raters),
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        adjust=adjust,
+        alpha=alpha,
+        subgroup=subgroup,
+        subgroups=(
             []
             if reader_subgroup is None
             else [
-                {"subgroup": v, "n_readers": int((reader_subgroup == v).sum())}
+                SubgroupSize(subgroup=v, n_readers=int((reader_subgroup == v).sum()))
                 for v in [label for label, _ in panels[1:]]
             ]
         ),
-        "overall": _headline(everyone),
-        "readers_overall": _records(
+        overall=_headline(everyone),
+        readers_overall=_records(
             overall_summary[overall_summary["class"] == "all"][READERS_SUMMARY_COLUMNS[1:]]
         ),
-        "majority_ties": None
+        majority_ties=None
         if tied is None
-        else {
-            "n_tied": int(tied.sum()),
-            "n_cases": int((readers.answers >= 0).any(axis=0).sum()),
-            "rule": "a tie goes to the tied label that comes first in the choices",
-        },
-        "warnings": notes,
-    }
+        else MajorityTies(
+            n_tied=int(tied.sum()),
+            n_cases=int((readers.answers >= 0).any(axis=0).sum()),
+            rule="a tie goes to the tied label that comes first in the choices",
+        ),
+        warnings=notes,
+    )
     done("summary")
     if steps is not None:
         steps.close()
@@ -596,6 +667,8 @@ def analyze_tables(
         readers=readers_table,
         readers_summary=readers_summary,
         kappa=kappa,
+        roc=roc,
+        cases=truth_by_case.rename_axis("case").reset_index()[CASES_COLUMNS],
         summary=summary,
         timings=pd.DataFrame(timings, columns=["step", "seconds"]),
     )

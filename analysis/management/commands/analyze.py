@@ -46,9 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def handle(self, *args, **options):
-        from analysis import loaders
-        from analysis.reports import write_report
-        from analysis.stats import analyze_tables
+        from analysis import loaders, services
 
         study_slug = options["study"]
         answers_csv, predictions_csv = options["answers"], options["predictions"]
@@ -70,47 +68,25 @@ class Command(BaseCommand):
         started = time.perf_counter()
         try:
             if study_slug:
-                from analysis.services import study_report_write
                 from cases.models import Study
 
                 study = Study.objects.filter(slug=study_slug).first()
                 if study is None:
                     raise CommandError(f"no study with slug {study_slug!r}")
-                files = study_report_write(
-                    study=study,
-                    out_dir=Path(options["out"]),
-                    seed=options["seed"],
-                    n_bootstrap=options["bootstrap"],
-                    adjust=options["adjust"],
-                    subgroup=options["subgroup"],
-                    choices=choices,
-                    title=options["title"],
-                    progress=progress,
-                )
+                data = loaders.study_data(study, choices=choices, title=options["title"])
             else:
-                answers, predictions, choices = loaders.file_tables(
-                    answers_csv, predictions_csv, choices
+                data = loaders.file_data(
+                    answers_csv, predictions_csv, choices=choices, title=options["title"]
                 )
-                tables = analyze_tables(
-                    answers,
-                    predictions,
-                    choices,
-                    seed=options["seed"],
-                    n_bootstrap=options["bootstrap"],
-                    adjust=options["adjust"],
-                    subgroup=options["subgroup"],
-                    progress=progress,
-                )
-                files = write_report(
-                    tables,
-                    Path(options["out"]),
-                    title=options["title"] or "Reader study analysis",
-                    choices=choices,
-                    meta=loaders.file_meta(answers_csv, predictions_csv, predictions),
-                    predictions_df=predictions,
-                    answers_df=answers,
-                    progress=progress,
-                )
+            files = services.report_write(
+                data=data,
+                out_dir=Path(options["out"]),
+                seed=options["seed"],
+                n_bootstrap=options["bootstrap"],
+                adjust=options["adjust"],
+                subgroup=options["subgroup"],
+                progress=progress,
+            )
         except InputError as exc:
             raise CommandError(str(exc)) from exc
         for path in files.paths():

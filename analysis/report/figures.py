@@ -1,14 +1,17 @@
-"""Report figures with matplotlib (Agg backend): each function returns a Figure.
+"""Report figures with matplotlib (Agg backend): each ``*_figure`` function returns a
+Figure, and :func:`figure_jobs` lists the figures of a report with their captions.
 
-No Django here. Colours come from matplotlib's default cycle and the ``viridis`` map
+No Django here, and nothing is computed from raw data: every figure draws a table of
+:class:`~analysis.stats.AnalysisTables` (the embeddings and Grad-CAM overlays come with
+the report's meta). Colours come from matplotlib's default cycle and the ``viridis`` map
 (colour-blind safe); every figure is saved as PNG (for the HTML page) and SVG (for a
 manuscript) by :func:`save`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +23,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis.report.files import figure_stem
+from analysis.stats import AnalysisTables
+
 METHOD_LABELS = {
     "z_kappa": "adjusted z (kappa)",
     "bootstrap": "paired bootstrap",
@@ -27,11 +33,6 @@ METHOD_LABELS = {
     "mrmc_rrfc": "MRMC 1T-RRFC",
 }
 FOREST_METRICS = ("kappa", "sensitivity", "specificity", "accuracy")
-
-
-def safe_name(text: str) -> str:
-    """A file-name fragment: letters, digits, ``-``, ``_`` and ``.`` only."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._") or "x"
 
 
 def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -321,3 +322,87 @@ def gradcam_figure(items: list[dict], *, columns: int = 4) -> Figure | None:
     fig.suptitle("Grad-CAM saliency")
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    """One figure of a report: its heading, file stem and caption, and how to draw it
+    (``draw`` returns None when there is nothing to draw)."""
+
+    title: str
+    stem: str
+    caption: str
+    draw: Callable[[], Figure | None]
+
+
+def figure_jobs(
+    tables: AnalysisTables,
+    *,
+    embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] | None = None,
+    gradcams: list[dict] | None = None,
+) -> list[FigureJob]:
+    """Every figure of a report, in page order: a confusion matrix per rater, ROC curves
+    per model (from ``tables.roc``), the forest plot of the comparisons, a t-SNE per
+    model with embeddings and the Grad-CAM gallery. Figures show all readers; the
+    subgroups are in the tables."""
+    tables = tables.for_subgroup()
+    summary = tables.summary
+    choices = summary.choices
+    jobs = []
+    raters = list(pd.unique(tables.confusion["rater"])) if len(tables.confusion) else []
+    for rater in raters:
+        title = "Readers (pooled)" if rater == "readers" else f"Model {rater}"
+        jobs.append(
+            FigureJob(
+                f"Confusion matrix: {title}",
+                figure_stem("confusion", rater),
+                "Rows: reference diagnosis; columns: answer; colour: fraction of the row.",
+                lambda rater=rater: confusion_figure(tables.confusion, rater, choices),
+            )
+        )
+    if len(tables.auc):
+        for model in summary.models:
+            curves = tables.roc[tables.roc["model"] == model]
+            jobs.append(
+                FigureJob(
+                    f"ROC curves: {model}",
+                    figure_stem("roc", model),
+                    "One-vs-rest ROC curve of the model per class; dots: each reader's "
+                    "(1 - specificity, sensitivity); diamond: the readers' mean; star: the "
+                    "model's top-1 answer.",
+                    lambda model=model, curves=curves: roc_figure(
+                        model, curves, tables.auc, tables.per_class, choices
+                    ),
+                )
+            )
+    if len(tables.comparisons):
+        jobs.append(
+            FigureJob(
+                "CNN minus readers",
+                "forest",
+                "Differences model - readers with their confidence intervals, by method; "
+                "per-class rows are not adjusted for multiplicity here (see p_adjusted).",
+                lambda: forest_figure(tables.comparisons, alpha=float(summary.alpha)),
+            )
+        )
+    for model, (cases, matrix) in (embeddings or {}).items():
+        jobs.append(
+            FigureJob(
+                f"t-SNE of the embeddings: {model}",
+                figure_stem("tsne", model),
+                "Last hidden layer, two-dimensional t-SNE, coloured by the reference diagnosis.",
+                lambda model=model, cases=cases, matrix=matrix: tsne_figure(
+                    model, cases, matrix, choices, seed=int(summary.seed)
+                ),
+            )
+        )
+    if gradcams:
+        jobs.append(
+            FigureJob(
+                "Grad-CAM saliency",
+                "gradcam",
+                "Regions that drove the model's top-1 answer (✗: the answer was wrong).",
+                lambda: gradcam_figure(gradcams),
+            )
+        )
+    return jobs

@@ -1,0 +1,240 @@
+"""Writing a report: :func:`write_report` takes the tables of an analysis and what to
+show beside them (:class:`ReportMeta`), draws and writes every file. It computes no
+statistics: everything it shows is a table of :class:`~analysis.stats.AnalysisTables`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.report import figures
+from analysis.report.files import TABLES, ReportFiles
+from analysis.report.html import DrawnFigure, render_html
+from analysis.stats import AnalysisTables
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """What a report shows beside the tables.
+
+    ``title``: the page's title. ``details``: facts about the data for the page and
+    summary.json's ``meta`` (``source``, ``study``, ``synthetic``, ``models`` with
+    ``trained``...). ``embeddings``: ``{model: (cases with case/truth, n x d matrix)}``
+    for the t-SNE plots. ``gradcams``: dicts with ``path`` (or ``image``), model, case,
+    truth, answer.
+    """
+
+    title: str
+    details: dict = field(default_factory=dict)
+    embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] = field(default_factory=dict)
+    gradcams: list[dict] = field(default_factory=list)
+
+
+# --- versions and JSON ------------------------------------------------------------------
+
+
+def platform_version() -> str:
+    """The readerstudy version: installed package metadata, else pyproject.toml."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("readerstudy")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text())["project"]["version"] + " (source tree)"
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and every library the numbers and figures depend on."""
+    import django
+    import matplotlib
+    import scipy
+    import sklearn
+    import statsmodels
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+        "scikit-learn": sklearn.__version__,
+        "matplotlib": matplotlib.__version__,
+        "django": django.get_version(),
+        "readerstudy": platform_version(),
+    }
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (dt.datetime, dt.date, Path)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean(value):
+    """NaN/inf -> None, recursively, so summary.json is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+# --- study facts --------------------------------------------------------------------------
+
+
+def study_facts(tables: AnalysisTables, details: dict) -> dict:
+    """Cases per class, readers and answers per reader, models and their training status."""
+    cases = tables.cases
+    choices = tables.summary.choices
+    per_class = cases["truth"].value_counts().reindex(list(choices), fill_value=0)
+    readers = tables.readers
+    answers = readers["n_answers"] if len(readers) else pd.Series(dtype=float)
+    models = list(details.get("models") or [])
+    known = {m["name"] for m in models}
+    models += [{"name": n, "trained": None} for n in tables.summary.models if n not in known]
+    return {
+        "n_cases": len(cases),
+        "cases_per_class": [{"class": c, "n": int(n)} for c, n in per_class.items()],
+        "n_readers": len(readers),
+        "n_complete_readers": int(readers["complete"].sum()) if len(readers) else 0,
+        "answers_per_reader": {
+            "min": int(answers.min()) if len(answers) else 0,
+            "median": float(answers.median()) if len(answers) else 0,
+            "max": int(answers.max()) if len(answers) else 0,
+        },
+        "n_answers": int(answers.sum()) if len(answers) else 0,
+        "models": models,
+        "untrained_models": [m["name"] for m in models if m.get("trained") is False],
+        "synthetic": details.get("synthetic"),
+    }
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def write_report(
+    tables: AnalysisTables, out_dir: str | Path, meta: ReportMeta, *, progress: bool = False
+) -> ReportFiles:
+    """Write every table (CSV and one Excel sheet each), summary.json, the figures (PNG
+    and SVG) and report.html into ``out_dir`` (created if missing) and return the paths.
+    The same tables, seed and meta give the same files."""
+    from tqdm import tqdm
+
+    details = dict(meta.details)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = tqdm(total=4, desc="report", unit="step", disable=not progress)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock
+        clock = now
+
+    written: dict[str, Path] = {}
+    for name in TABLES:
+        path = out / f"{name}.csv"
+        getattr(tables, name).to_csv(path, index=False)
+        written[name] = path
+    lap("csv")
+    steps.set_postfix_str("tables")
+    steps.update()
+
+    workbook = out / "report.xlsx"
+    with pd.ExcelWriter(workbook, engine="openpyxl") as excel:
+        for name in TABLES:
+            getattr(tables, name).to_excel(excel, sheet_name=name[:31], index=False)
+    lap("workbook")
+    steps.set_postfix_str("workbook")
+    steps.update()
+
+    made: list[DrawnFigure] = []
+    jobs = figures.figure_jobs(tables, embeddings=meta.embeddings, gradcams=meta.gradcams)
+    used: set[str] = set()
+    for job in tqdm(jobs, desc="figures", unit="fig", disable=not progress, leave=False):
+        # Two model names may sanitise to the same stem ("a b", "a_b"): keep both files.
+        stem, n = job.stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{job.stem}-{n}"
+        used.add(stem)
+        fig = job.draw()
+        if fig is not None:
+            made.append(DrawnFigure(job.title, stem, figures.save(fig, out, stem), job.caption))
+        lap(f"figures {stem.split('_', 1)[0].split('-', 1)[0]}")
+    steps.set_postfix_str("figures")
+    steps.update()
+
+    facts = study_facts(tables, details)
+    versions = software_versions()
+    generated = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    summary_path = out / "summary.json"
+    payload = {
+        **tables.summary.to_dict(),
+        "title": meta.title,
+        "generated_at": generated,
+        "meta": details,
+        "facts": facts,
+        "software": versions,
+        "timings": tables.timings.to_dict(orient="records"),
+        "files": [
+            *(p.name for p in written.values()),
+            "summary.json",
+            "report.xlsx",
+            "report.html",
+            *(p.name for f in made for p in f.paths),
+        ],
+    }
+    summary_path.write_text(json.dumps(_clean(payload), indent=2, default=_json_default) + "\n")
+
+    html = out / "report.html"
+    html.write_text(
+        render_html(
+            tables,
+            title=meta.title,
+            meta=details,
+            facts=facts,
+            versions=versions,
+            generated=generated,
+            figures=made,
+        ),
+        encoding="utf-8",
+    )
+    lap("html")
+    steps.set_postfix_str("html")
+    steps.update()
+    steps.close()
+    return ReportFiles(
+        out_dir=out,
+        tables=written,
+        summary=summary_path,
+        workbook=workbook,
+        html=html,
+        figures=[p for f in made for p in f.paths],
+        timings=timings,
+    )

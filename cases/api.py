@@ -62,7 +62,7 @@ class ReaderStudyOut(serializers.Serializer):
 
 class NextOut(serializers.Serializer):
     step = serializers.ChoiceField(
-        choices=["consent", "profile", "case", "review", "closed", "done"],
+        choices=[step.value for step in selectors.Step],
         help_text="review: every case answered in a study that allows changes; revise "
         "answers, then POST finish/.",
     )
@@ -89,6 +89,8 @@ class AnswerOut(serializers.Serializer):
 
 
 class ErrorOut(serializers.Serializer):
+    """A service's refusal, as ``readerstudy.api.exception_handler`` answers it."""
+
     detail = serializers.CharField()
     code = serializers.CharField()
 
@@ -98,16 +100,6 @@ def _enrolment(request, slug: str) -> Enrolment:
     if enrolment is None:
         raise Http404
     return enrolment
-
-
-def _choices(study: Study) -> list[dict]:
-    language = get_language()
-    return [
-        {"code": c.diagnosis.code, "name": c.diagnosis.name_for(language), "key": i}
-        for i, c in enumerate(
-            study.study_choices.select_related("diagnosis").order_by("position"), start=1
-        )
-    ]
 
 
 class ReaderStudies(generics.ListAPIView):
@@ -129,32 +121,26 @@ class ReaderNext(APIView):
     @extend_schema(responses={200: NextOut})
     def get(self, request, slug: str):
         enrolment = _enrolment(request, slug)
-        step = selectors.reader_step(enrolment=enrolment)
+        screen = selectors.case_screen(enrolment=enrolment, language=get_language())
         case_out = None
-        if step == "case":
-            case = selectors.case_for_reader(enrolment=enrolment)
-            if case is not None:
-                services.case_serve(enrolment=enrolment, case=case)
-                case_out = {
-                    "id": case.public_id,
-                    "number": selectors.case_number(enrolment=enrolment, case=case),
-                    "images": {
-                        i.kind: request.build_absolute_uri(
-                            reverse("cases:image", args=[i.public_id, "web"])
-                        )
-                        for i in selectors.reader_images(case=case)
-                    },
-                }
-        study = enrolment.study
+        if screen.case is not None:
+            services.case_serve(enrolment=enrolment, case=screen.case)
+            case_out = {
+                "id": screen.case.public_id,
+                "number": screen.number,
+                "images": {
+                    kind: request.build_absolute_uri(url) for kind, url in screen.images.items()
+                },
+            }
         return Response(
             NextOut(
                 {
-                    "step": step,
+                    "step": screen.step,
                     "case": case_out,
-                    "choices": _choices(study),
-                    "ask_confidence": study.ask_confidence,
-                    "show_clinical_image": study.show_clinical_image,
-                    "progress": selectors.reader_progress(enrolment=enrolment),
+                    "choices": screen.choices,
+                    "ask_confidence": screen.ask_confidence,
+                    "show_clinical_image": screen.show_clinical_image,
+                    "progress": screen.progress,
                 }
             ).data
         )
@@ -181,7 +167,7 @@ class ReaderConsent(APIView):
     @extend_schema(request=None, responses={200: ConsentOut})
     def post(self, request, slug: str):
         enrolment = _enrolment(request, slug)
-        if selectors.needs_consent(enrolment=enrolment) and enrolment.finished_at is None:
+        if selectors.reader_step(enrolment=enrolment) == selectors.Step.CONSENT:
             services.consent_give(enrolment=enrolment)
         return Response({"consent_version": enrolment.study.consent_version})
 
@@ -200,18 +186,13 @@ class ReaderAnswer(APIView):
         enrolment = _enrolment(request, slug)
         data = AnswerIn(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            services.answer_fields_check(sent=request.data, allowed=AnswerIn().fields)
-            result = services.answer_submit(
-                enrolment=enrolment,
-                case_public_id=data.validated_data["case"],
-                diagnosis_code=data.validated_data["answer"],
-                confidence=data.validated_data.get("confidence"),
-            )
-        except services.AnswerRejected as rejected:
-            return Response(
-                {"detail": str(rejected), "code": rejected.code}, status=rejected.status
-            )
+        services.answer_fields_check(sent=request.data, allowed=AnswerIn().fields)
+        result = services.answer_submit(
+            enrolment=enrolment,
+            case_public_id=data.validated_data["case"],
+            diagnosis_code=data.validated_data["answer"],
+            confidence=data.validated_data.get("confidence"),
+        )
         return Response(
             AnswerOut(result).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -226,13 +207,7 @@ class ReaderFinish(APIView):
 
     @extend_schema(request=None, responses={200: ProgressOut, 409: ErrorOut})
     def post(self, request, slug: str):
-        enrolment = _enrolment(request, slug)
-        try:
-            enrolment = services.enrolment_finish(enrolment=enrolment)
-        except services.AnswerRejected as rejected:
-            return Response(
-                {"detail": str(rejected), "code": rejected.code}, status=rejected.status
-            )
+        enrolment = services.enrolment_finish(enrolment=_enrolment(request, slug))
         return Response(ProgressOut(selectors.reader_progress(enrolment=enrolment)).data)
 
 

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.utils.translation import gettext_lazy as _
 
+from cases import services
 from cases.models import PROFILE_FIELDS, ReaderProfile, Study
 
 
@@ -43,6 +44,53 @@ class ConsentForm(forms.Form):
     agree = forms.BooleanField(
         label=_("I have read the above and agree to take part."), required=True
     )
+
+
+def _checked(check, **values) -> None:
+    """Run a service's check; its refusal becomes a form error with the same message."""
+    try:
+        check(**values)
+    except services.AnswerRejected as rejected:
+        raise forms.ValidationError(str(rejected), code=rejected.code) from rejected
+
+
+class AnswerForm(forms.Form):
+    """The case page's answer. Its values go through the checks that ``answer_submit``
+    makes (``answer_choice_check``, ``confidence_check``), each refusal an error on its
+    field; a field the page does not send (a forged ``reader`` or ``enrolment``) refuses
+    the whole form: the reader is always the logged-in user."""
+
+    # Not stripped: the values are checked as sent, as the API's are.
+    case = forms.CharField(required=False, strip=False)
+    answer = forms.CharField(required=False, strip=False)
+    confidence = forms.IntegerField(
+        required=False, error_messages={"invalid": _("Confidence must be between 1 and 5.")}
+    )
+
+    def __init__(self, *args, study: Study, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.study = study
+
+    def clean_answer(self) -> str:
+        code = self.cleaned_data["answer"]
+        _checked(services.answer_choice_check, study=self.study, diagnosis_code=code)
+        return code
+
+    def clean_confidence(self) -> int | None:
+        confidence = self.cleaned_data["confidence"]
+        _checked(services.confidence_check, study=self.study, confidence=confidence)
+        return confidence
+
+    def clean(self):
+        allowed = {"csrfmiddlewaretoken", *self.fields}
+        _checked(services.answer_fields_check, sent=self.data, allowed=allowed)
+        return super().clean()
+
+    def first_error(self) -> str:
+        """The message the page shows: an unexpected field first, then the fields in
+        the order ``answer_submit`` checks them (choice, then confidence)."""
+        by_field = (message for name in self.fields for message in self.errors.get(name, []))
+        return next(iter([*self.non_field_errors(), *by_field]), "")
 
 
 class ProfileForm(forms.ModelForm):

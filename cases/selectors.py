@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import CharField, Count, Max, Q, QuerySet
+from django.urls import reverse
 
 from cases.models import (
+    PROFILE_FIELDS,
     Answer,
     Case,
     CaseImage,
@@ -121,28 +127,28 @@ def study_overview(*, study: Study) -> dict[str, object]:
     }
 
 
-ANSWER_COLUMNS = ["reader", "case", "truth", "answer"]
-PROFILE_COLUMNS = [
-    "level",
-    "years",
-    "dermoscopy_hours",
-    "board_certified",
-    "hospital_tier",
-    "region",
-]
-
-
 def answers_frame(*, study: Study, language: str = "en", finished_only: bool = False):
-    """Every answer of ``study`` as a tidy table, one row per reader x case.
+    """Every answer of ``study`` as the tidy answers table, one row per reader x case.
 
-    Columns: ``reader`` (the pseudonymous reader code), ``case`` (public id), ``truth``
-    and ``answer`` (diagnosis codes), ``truth_name`` and ``answer_name`` (in
-    ``language``), the reader's profile fields, ``confidence``, ``seconds`` and
-    ``answered_at`` (UTC, ISO 8601). This is what the admin's CSV export and the
-    analysis read. Staff only: it contains the reference diagnoses.
+    Columns ``analysis.stats.columns.ANSWERS_TABLE_COLUMNS``: ``reader`` (the
+    pseudonymous reader code), ``case`` (public id), ``truth`` and ``answer`` (diagnosis
+    codes), ``truth_name`` and ``answer_name`` (in ``language``), the reader's profile
+    fields renamed to ``READER_COLUMNS`` ("" for text and None otherwise without a
+    profile), ``confidence``, ``seconds`` and ``answered_at`` (UTC, ISO 8601). This is
+    what the admin's CSV export and the analysis read. Staff only: it contains the
+    reference diagnoses.
     """
     import pandas as pd
 
+    from analysis.stats.columns import ANSWERS_TABLE_COLUMNS, READER_COLUMNS
+
+    # The renaming: READER_COLUMNS are PROFILE_FIELDS in the same order (strict: a field
+    # added to one and not the other fails here, not in a shifted column).
+    fields = dict(zip(PROFILE_FIELDS, READER_COLUMNS, strict=True))
+    no_profile = tuple(
+        "" if isinstance(ReaderProfile._meta.get_field(name), CharField) else None
+        for name in fields
+    )
     answers = (
         Answer.objects.filter(enrolment__study=study)
         .select_related("enrolment__reader__reader_profile", "case__diagnosis", "diagnosis")
@@ -153,35 +159,57 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
     rows = []
     for a in answers.iterator(chunk_size=2000):
         profile = getattr(a.enrolment.reader, "reader_profile", None)
-        rows.append(
-            {
-                "reader": a.enrolment.reader_code,
-                "case": a.case.public_id,
-                "truth": a.case.diagnosis.code,
-                "answer": a.diagnosis.code,
-                "truth_name": a.case.diagnosis.name_for(language),
-                "answer_name": a.diagnosis.name_for(language),
-                "level": profile.level if profile else "",
-                "years": profile.years_in_dermatology if profile else None,
-                "dermoscopy_hours": profile.dermoscopy_training_hours if profile else None,
-                "board_certified": profile.board_certified if profile else None,
-                "hospital_tier": profile.hospital_tier if profile else "",
-                "region": profile.region if profile else "",
-                "confidence": a.confidence,
-                "seconds": a.seconds,
-                "answered_at": a.answered_at.isoformat(),
-            }
+        rows.append(  # in the order of ANSWERS_TABLE_COLUMNS
+            (
+                a.enrolment.reader_code,
+                a.case.public_id,
+                a.case.diagnosis.code,
+                a.diagnosis.code,
+                a.case.diagnosis.name_for(language),
+                a.diagnosis.name_for(language),
+                *(tuple(getattr(profile, name) for name in fields) if profile else no_profile),
+                a.confidence,
+                a.seconds,
+                a.answered_at.isoformat(),
+            )
         )
-    columns = [
-        *ANSWER_COLUMNS,
-        "truth_name",
-        "answer_name",
-        *PROFILE_COLUMNS,
-        "confidence",
-        "seconds",
-        "answered_at",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=list(ANSWERS_TABLE_COLUMNS))
+
+
+@dataclass(frozen=True)
+class AnswersState:
+    """What an analysis of a study depends on among its answers and cases (the report
+    fingerprint hashes it): the number of answers and the latest answer and change
+    times; ``(reader_code, *PROFILE_FIELDS)`` of every reader who answered, by code;
+    ``(case pk, diagnosis pk)`` of every case, by pk."""
+
+    n_answers: int
+    latest_answered_at: dt.datetime | None
+    latest_changed_at: dt.datetime | None
+    readers: list[tuple]
+    cases: list[tuple[int, int]]
+
+
+def answers_state(*, study: Study) -> AnswersState:
+    """The :class:`AnswersState` of ``study`` now. Staff only (reference diagnoses)."""
+    answers = Answer.objects.filter(enrolment__study=study).aggregate(
+        n=Count("id"), latest=Max("answered_at"), changed=Max("changed_at")
+    )
+    profile = "reader__reader_profile__"
+    readers = (
+        Enrolment.objects.filter(study=study, answers__isnull=False)
+        .distinct()
+        .order_by("reader_code")
+        .values_list("reader_code", *(f"{profile}{name}" for name in PROFILE_FIELDS))
+    )
+    cases = Case.objects.filter(study=study).order_by("pk").values_list("pk", "diagnosis_id")
+    return AnswersState(
+        n_answers=answers["n"],
+        latest_answered_at=answers["latest"],
+        latest_changed_at=answers["changed"],
+        readers=list(readers),
+        cases=list(cases),
+    )
 
 
 # --- the reader side -------------------------------------------------------------------
@@ -248,25 +276,43 @@ def needs_consent(*, enrolment: Enrolment) -> bool:
     )
 
 
-def reader_step(*, enrolment: Enrolment) -> str:
-    """Where the reader is: ``consent``, ``profile``, ``case``, ``review`` (every case
-    answered in a study that allows changes, not yet confirmed as finished), ``closed``
-    or ``done``."""
+class Step(StrEnum):
+    """Where a reader is in a study: the one state machine of the reader's flow. The
+    pages redirect by it, the API reports it, ``answer_submit`` refuses by it."""
+
+    CONSENT = "consent"
+    PROFILE = "profile"
+    CASE = "case"
+    # Every case answered in a study that allows changes, not yet confirmed as finished.
+    REVIEW = "review"
+    CLOSED = "closed"
+    DONE = "done"
+
+
+def reader_step(*, enrolment: Enrolment) -> Step:
+    """Where the reader is (see ``Step``). The first that applies: done once finished,
+    then consent, profile, closed (a study no longer open), review, case."""
     if enrolment.finished_at is not None:
-        return "done"
+        return Step.DONE
     if needs_consent(enrolment=enrolment):
-        return "consent"
+        return Step.CONSENT
     if missing_profile_fields(enrolment=enrolment):
-        return "profile"
+        return Step.PROFILE
     if enrolment.study.status != Study.Status.OPEN:
-        return "closed"
+        return Step.CLOSED
     # Only a study that allows changes has a review step (elsewhere the last answer
     # finishes), so only there is this count worth a query on every case page.
     if enrolment.study.allow_answer_changes and enrolment.case_order:
         answered = Answer.objects.filter(enrolment=enrolment).count()
         if answered >= len(enrolment.case_order):
-            return "review"
-    return "case"
+            return Step.REVIEW
+    return Step.CASE
+
+
+def may_open_case(*, step: Step, number: int | None = None) -> bool:
+    """Whether a case screen opens at ``step``: the next case at step ``case``; an
+    answered case by its ``number`` also while reviewing."""
+    return step == Step.CASE or (step == Step.REVIEW and number is not None)
 
 
 def reader_answers(*, enrolment: Enrolment, language: str = "en") -> list[dict]:
@@ -296,13 +342,21 @@ def reader_progress(*, enrolment: Enrolment) -> dict[str, int | bool]:
     }
 
 
+def next_case_id(*, enrolment: Enrolment, answered: set[int] | None = None) -> int | None:
+    """The first case of the reader's order that has no answer, or None when done.
+    ``answered``: the primary keys of the answered cases, where the caller has them."""
+    if answered is None:
+        answered = set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
+    return next((pk for pk in enrolment.case_order if pk not in answered), None)
+
+
 def case_for_reader(*, enrolment: Enrolment, number: int | None = None) -> Case | None:
     """The case a reader may see: the next unanswered one, or (only where the study
     allows changes and the reader has not finished) an answered one by its 1-based
     ``number`` in the reader's order."""
     answered = set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
     if number is None:
-        pk = next((pk for pk in enrolment.case_order if pk not in answered), None)
+        pk = next_case_id(enrolment=enrolment, answered=answered)
     else:
         if not (enrolment.study.allow_answer_changes and enrolment.finished_at is None):
             return None
@@ -327,6 +381,94 @@ def following_case(*, enrolment: Enrolment, case: Case) -> Case | None:
         return None
     return (
         Case.objects.prefetch_related("images").filter(pk=enrolment.case_order[index + 1]).first()
+    )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A diagnosis the reader may pick."""
+
+    code: str
+    name: str  # in the reader's language
+    key: int  # the keyboard key that picks it on the case page (1-based)
+
+
+def answer_choices(*, study: Study, language: str = "en") -> list[Choice]:
+    """The study's choices in display order."""
+    return [
+        Choice(code=c.diagnosis.code, name=c.diagnosis.name_for(language), key=key)
+        for key, c in enumerate(
+            study.study_choices.select_related("diagnosis").order_by("position"), start=1
+        )
+    ]
+
+
+def _image_urls(case: Case) -> dict[str, str]:
+    return {
+        image.kind: reverse("cases:image", args=[image.public_id, "web"])
+        for image in reader_images(case=case)
+    }
+
+
+@dataclass(frozen=True)
+class CaseScreen:
+    """What a reader is shown for one case, the same for the case page and the API.
+    Nothing about the reference diagnosis or model output."""
+
+    step: Step
+    case: Case | None  # None where no case opens at this step
+    number: int | None  # 1-based position of ``case`` in the reader's order
+    images: dict[str, str]  # image URL (a path) by kind, without a hidden clinical photo
+    prefetch: list[str]  # image URLs of the following case
+    choices: list[Choice]
+    ask_confidence: bool
+    show_clinical_image: bool
+    progress: dict[str, int | bool]
+    revising: bool  # an answered case opened by its number
+    previous_answer: tuple[str, int | None] | None  # (diagnosis code, confidence) if revising
+
+
+def case_screen(
+    *,
+    enrolment: Enrolment,
+    number: int | None = None,
+    language: str = "en",
+    step: Step | None = None,
+) -> CaseScreen:
+    """The reader's next case, or (``number``) an answered case they may revise, with
+    everything shown beside it. ``case`` is None where no case opens (see
+    ``may_open_case``). ``step``: the reader's step where the caller has it already.
+    Reading only: serving the case (which starts its clock) is ``case_serve``'s job."""
+    step = reader_step(enrolment=enrolment) if step is None else step
+    study = enrolment.study
+    case = (
+        case_for_reader(enrolment=enrolment, number=number)
+        if may_open_case(step=step, number=number)
+        else None
+    )
+    images, prefetch, previous_answer = {}, [], None
+    if case is not None:
+        images = _image_urls(case)
+        following = following_case(enrolment=enrolment, case=case)
+        prefetch = list(_image_urls(following).values()) if following else []
+        if number is not None:
+            previous_answer = (
+                case.answers.filter(enrolment=enrolment)
+                .values_list("diagnosis__code", "confidence")
+                .first()
+            )
+    return CaseScreen(
+        step=step,
+        case=case,
+        number=case_number(enrolment=enrolment, case=case) if case is not None else None,
+        images=images,
+        prefetch=prefetch,
+        choices=answer_choices(study=study, language=language),
+        ask_confidence=study.ask_confidence,
+        show_clinical_image=study.show_clinical_image,
+        progress=reader_progress(enrolment=enrolment),
+        revising=case is not None and number is not None,
+        previous_answer=previous_answer,
     )
 
 
@@ -393,3 +535,39 @@ def reader_progress_table(*, study: Study) -> list[dict]:
             }
         )
     return rows
+
+
+def study_choice_uses(*, study_id: int, diagnosis_id: int) -> tuple[int, int]:
+    """(cases, answers) of the study that use ``diagnosis_id``: cases with it as their
+    reference diagnosis, and answers that give it now or gave it before a change."""
+    cases = Case.objects.filter(study_id=study_id, diagnosis_id=diagnosis_id).count()
+    answers = (
+        Answer.objects.filter(enrolment__study_id=study_id)
+        .filter(
+            Q(diagnosis_id=diagnosis_id)
+            | Q(changes__previous_diagnosis_id=diagnosis_id)
+            | Q(changes__new_diagnosis_id=diagnosis_id)
+        )
+        .distinct()
+        .count()
+    )
+    return cases, answers
+
+
+def lockout_state(*, username: str) -> dict[str, object]:
+    """The failed logins django-axes holds for ``username``: how many (``failures``),
+    from how many addresses (``addresses``), and whether one of those addresses is
+    locked out now (``locked``)."""
+    from axes.helpers import get_cool_off
+    from axes.models import AccessAttempt
+    from django.conf import settings
+    from django.utils import timezone
+
+    attempts = AccessAttempt.objects.filter(username=username)
+    cool_off = get_cool_off()
+    live = attempts.filter(attempt_time__gte=timezone.now() - cool_off) if cool_off else attempts
+    return {
+        "failures": sum(a.failures_since_start for a in attempts),
+        "addresses": attempts.count(),
+        "locked": live.filter(failures_since_start__gte=settings.AXES_FAILURE_LIMIT).exists(),
+    }

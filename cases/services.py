@@ -29,6 +29,7 @@ from cases.models import (
     Study,
     StudyChoice,
 )
+from readerstudy.errors import ServiceError
 
 
 class StudyError(ValueError):
@@ -249,14 +250,9 @@ def profile_save(*, user: AbstractBaseUser, **fields: object) -> ReaderProfile:
 # --- the questionnaire -----------------------------------------------------------------
 
 
-class AnswerRejected(ValueError):
+class AnswerRejected(ServiceError):
     """A submission that cannot be accepted. ``status`` is the HTTP status to answer with
     and ``code`` a stable machine-readable reason."""
-
-    def __init__(self, message: str, *, code: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
 
 
 def answer_fields_check(*, sent: Iterable[str], allowed: Iterable[str]) -> None:
@@ -288,10 +284,51 @@ def _answered_ids(enrolment: Enrolment) -> set[int]:
     return set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
 
 
-def next_case_id(*, enrolment: Enrolment, answered: set[int] | None = None) -> int | None:
-    """The first case of the reader's order that has no answer, or None when done."""
-    answered = _answered_ids(enrolment) if answered is None else answered
-    return next((pk for pk in enrolment.case_order if pk not in answered), None)
+def answer_choice_check(*, study: Study, diagnosis_code: str) -> Diagnosis:
+    """The study's diagnosis for ``diagnosis_code``; ``AnswerRejected`` (400) for a code
+    that is not one of the study's choices. With ``confidence_check``, the one check of
+    an answer's values: the answer form and ``answer_submit`` both call them."""
+    choices = {
+        c.diagnosis.code: c.diagnosis for c in study.study_choices.select_related("diagnosis")
+    }
+    diagnosis = choices.get(diagnosis_code)
+    if diagnosis is None:
+        raise AnswerRejected(
+            _("%(code)s is not one of this study's choices.") % {"code": diagnosis_code},
+            code="invalid_choice",
+            status=400,
+        )
+    return diagnosis
+
+
+def confidence_check(*, study: Study, confidence: int | None) -> None:
+    """``AnswerRejected`` (400) for a missing confidence where the study asks for one,
+    or a confidence outside 1 to 5."""
+    if study.ask_confidence and confidence is None:
+        raise AnswerRejected(
+            _("Please give your confidence (1 to 5)."), code="confidence_required", status=400
+        )
+    if confidence is not None and not 1 <= confidence <= 5:
+        raise AnswerRejected(
+            _("Confidence must be between 1 and 5."), code="invalid_confidence", status=400
+        )
+
+
+def _refusal_at(*, step: selectors.Step, enrolment: Enrolment) -> AnswerRejected | None:
+    """Why no answer is taken at ``step`` (None at ``case``, ``review`` and ``done``,
+    where the answered case decides)."""
+    if step == selectors.Step.CONSENT:
+        return AnswerRejected(_("Please give your consent first."), code="consent_required")
+    if step == selectors.Step.PROFILE:
+        missing = selectors.missing_profile_fields(enrolment=enrolment)
+        return AnswerRejected(
+            _("Please complete your profile first (missing: %(fields)s).")
+            % {"fields": ", ".join(missing)},
+            code="profile_required",
+        )
+    if step == selectors.Step.CLOSED:
+        return AnswerRejected(_("This study is closed for answers."), code="study_closed")
+    return None
 
 
 def case_serve(*, enrolment: Enrolment, case: Case) -> None:
@@ -322,7 +359,9 @@ def answer_submit(
 ) -> SubmitResult:
     """Record the reader's answer for a case.
 
-    Only the next unanswered case of the reader's own order is accepted. Sending the
+    Refused where the reader's step (``selectors.reader_step``, the same state the pages
+    and the API follow) takes no answer: consent, profile, closed. Only the next
+    unanswered case of the reader's own order is accepted. Sending the
     same answer again (a double click, a second tab) returns the stored answer. A
     different answer to an answered case is a change: refused unless the study allows
     changes, in which case the previous value is appended to the history first.
@@ -333,35 +372,11 @@ def answer_submit(
         Enrolment.objects.select_for_update().select_related("study", "reader").get(pk=enrolment.pk)
     )
     study = enrolment.study
-    if study.status != Study.Status.OPEN:
-        raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
-    if selectors.needs_consent(enrolment=enrolment):
-        raise AnswerRejected(_("Please give your consent first."), code="consent_required")
-    missing = selectors.missing_profile_fields(enrolment=enrolment)
-    if missing:
-        raise AnswerRejected(
-            _("Please complete your profile first (missing: %(fields)s).")
-            % {"fields": ", ".join(missing)},
-            code="profile_required",
-        )
-    choices = {
-        c.diagnosis.code: c.diagnosis for c in study.study_choices.select_related("diagnosis")
-    }
-    diagnosis = choices.get(diagnosis_code)
-    if diagnosis is None:
-        raise AnswerRejected(
-            _("%(code)s is not one of this study's choices.") % {"code": diagnosis_code},
-            code="invalid_choice",
-            status=400,
-        )
-    if study.ask_confidence and confidence is None:
-        raise AnswerRejected(
-            _("Please give your confidence (1 to 5)."), code="confidence_required", status=400
-        )
-    if confidence is not None and not 1 <= confidence <= 5:
-        raise AnswerRejected(
-            _("Confidence must be between 1 and 5."), code="invalid_confidence", status=400
-        )
+    refusal = _refusal_at(step=selectors.reader_step(enrolment=enrolment), enrolment=enrolment)
+    if refusal is not None:
+        raise refusal
+    diagnosis = answer_choice_check(study=study, diagnosis_code=diagnosis_code)
+    confidence_check(study=study, confidence=confidence)
     case = Case.objects.filter(public_id=case_public_id, pk__in=enrolment.case_order).first()
     if case is None:
         raise AnswerRejected(
@@ -413,7 +428,7 @@ def answer_submit(
         )
         return SubmitResult(existing, created=False, changed=True, finished=False)
     answered = _answered_ids(enrolment)
-    if next_case_id(enrolment=enrolment, answered=answered) != case.pk:
+    if selectors.next_case_id(enrolment=enrolment, answered=answered) != case.pk:
         raise AnswerRejected(_("This is not your next case."), code="not_next_case")
     if enrolment.served_case_id != case.pk or enrolment.served_at is None:
         # The time on a case runs from serving it; without that there is no time.
@@ -467,7 +482,7 @@ def enrolment_finish(*, enrolment: Enrolment) -> Enrolment:
         return enrolment
     if enrolment.study.status != Study.Status.OPEN:
         raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
-    if next_case_id(enrolment=enrolment) is not None:
+    if selectors.next_case_id(enrolment=enrolment) is not None:
         raise AnswerRejected(
             _("Please answer every case before finishing."), code="cases_unanswered"
         )
@@ -629,4 +644,44 @@ def reader_unlock(*, actor: AbstractBaseUser, enrolment: Enrolment, ip: str | No
     _managed_reader(actor=actor, enrolment=enrolment)
     return _lockout_clear_audited(
         action=AuditEvent.Action.LOCKOUT_RESET, actor=actor, enrolment=enrolment, ip=ip
+    )
+
+
+# --- a study's choices, edited by its admins ---------------------------------------------
+
+
+def study_choice_refusal(
+    *, study: Study, choice: StudyChoice | None, deleting: bool, changed: Sequence[str]
+) -> str:
+    """Why adding (``choice`` None), changing or deleting a choice of ``study`` must be
+    refused, or '' when it may go ahead.
+
+    The choices of a study that is not a draft are fixed (its readers answer with these
+    buttons, in this order); a choice that cases or answers of the study use cannot be
+    removed or replaced (:func:`study_choice_in_use_refusal`). The stored status counts,
+    not one being submitted.
+    """
+    stored = Study.objects.filter(pk=study.pk).values_list("status", flat=True).first()
+    if stored not in (None, Study.Status.DRAFT) and (choice is None or deleting or changed):
+        return (
+            f"the choices of a study that is {stored} are fixed: its readers answer with "
+            "these buttons, in this order."
+        )
+    if choice is not None and (deleting or "diagnosis" in changed or "study" in changed):
+        return study_choice_in_use_refusal(
+            study_id=choice.study_id, diagnosis_id=choice.diagnosis_id
+        )
+    return ""
+
+
+def study_choice_in_use_refusal(*, study_id: int, diagnosis_id: int) -> str:
+    """Why a study's choice of ``diagnosis_id`` cannot be removed or replaced (the cases
+    and answers of the study that use it), or '' when nothing uses it."""
+    cases, answers = selectors.study_choice_uses(study_id=study_id, diagnosis_id=diagnosis_id)
+    if not cases and not answers:
+        return ""
+    code = Diagnosis.objects.get(pk=diagnosis_id).code
+    return (
+        f"{code} is used by {cases} case(s) and {answers} answer(s) of this study: "
+        "it cannot be removed or replaced."
     )

@@ -7,7 +7,6 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -15,9 +14,9 @@ from django.views.decorators.http import require_GET
 
 from cases import selectors, services
 from cases.feedback import model_feedback
-from cases.forms import ConsentForm, ProfileForm, RegistrationForm
+from cases.forms import AnswerForm, ConsentForm, ProfileForm, RegistrationForm
 from cases.models import ReaderProfile
-from cases.selectors import image_for_user
+from cases.selectors import Step, image_for_user
 
 _VARIANTS = {"web": "web", "thumb": "thumbnail", "original": "original"}
 
@@ -67,17 +66,18 @@ def _enrolment_or_404(request: HttpRequest, slug: str):
 
 
 _STEP_URLS = {
-    "consent": "cases:consent",
-    "profile": "cases:profile",
-    "case": "cases:case",
-    "review": "cases:done",
-    "done": "cases:done",
-    "closed": "cases:done",
+    Step.CONSENT: "cases:consent",
+    Step.PROFILE: "cases:profile",
+    Step.CASE: "cases:case",
+    Step.REVIEW: "cases:done",
+    Step.DONE: "cases:done",
+    Step.CLOSED: "cases:done",
 }
 
 
-def _redirect_to_step(enrolment) -> HttpResponse:
-    step = selectors.reader_step(enrolment=enrolment)
+def _redirect_to_step(enrolment, step: Step | None = None) -> HttpResponse:
+    """To the page of the reader's ``step`` (computed here unless given)."""
+    step = selectors.reader_step(enrolment=enrolment) if step is None else step
     return redirect(_STEP_URLS[step], slug=enrolment.study.slug)
 
 
@@ -132,8 +132,9 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
 @never_cache
 def consent(request: HttpRequest, slug: str) -> HttpResponse:
     enrolment = _enrolment_or_404(request, slug)
-    if not selectors.needs_consent(enrolment=enrolment) or enrolment.finished_at is not None:
-        return _redirect_to_step(enrolment)
+    step = selectors.reader_step(enrolment=enrolment)
+    if step != Step.CONSENT:
+        return _redirect_to_step(enrolment, step)
     form = ConsentForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         enrolment = services.consent_give(enrolment=enrolment)
@@ -181,88 +182,56 @@ def profile(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-def _image_urls(case) -> dict[str, str]:
-    return {
-        image.kind: reverse("cases:image", args=[image.public_id, "web"])
-        for image in selectors.reader_images(case=case)
-    }
-
-
-# What the answer form sends. Anything else (a forged ``reader`` or ``enrolment``) is
-# refused: the reader is always the logged-in user.
-_ANSWER_FORM_FIELDS = {"csrfmiddlewaretoken", "case", "answer", "confidence"}
-
-
 @login_required
 @never_cache
 def case_page(request: HttpRequest, slug: str, number: int | None = None) -> HttpResponse:
     """One case: GET shows it (the next unanswered one), POST submits the answer."""
     enrolment = _enrolment_or_404(request, slug)
     step = selectors.reader_step(enrolment=enrolment)
-    # While reviewing (every case answered, changes allowed) a case opens by number only.
-    if step != "case" and not (step == "review" and number is not None):
-        return _redirect_to_step(enrolment)
-    study = enrolment.study
+    if not selectors.may_open_case(step=step, number=number):
+        return _redirect_to_step(enrolment, step)
     error, status = None, 200
     if request.method == "POST":
-        confidence = request.POST.get("confidence") or None
-        try:
-            confidence = int(confidence) if confidence is not None else None
-        except ValueError:
-            confidence = -1
-        try:
-            services.answer_fields_check(sent=request.POST, allowed=_ANSWER_FORM_FIELDS)
-            result = services.answer_submit(
-                enrolment=enrolment,
-                case_public_id=request.POST.get("case", ""),
-                diagnosis_code=request.POST.get("answer", ""),
-                confidence=confidence,
-            )
-        except services.AnswerRejected as rejected:
-            error, status = str(rejected), rejected.status
+        form = AnswerForm(request.POST, study=enrolment.study)
+        if not form.is_valid():
+            error, status = form.first_error(), 400
         else:
-            if result.finished:
-                return redirect("cases:done", slug=slug)
-            return redirect("cases:case", slug=slug)
-    case = selectors.case_for_reader(enrolment=enrolment, number=number)
-    if case is None:
+            try:
+                result = services.answer_submit(
+                    enrolment=enrolment,
+                    case_public_id=form.cleaned_data["case"],
+                    diagnosis_code=form.cleaned_data["answer"],
+                    confidence=form.cleaned_data["confidence"],
+                )
+            except services.AnswerRejected as rejected:
+                error, status = str(rejected), rejected.status
+            else:
+                return redirect("cases:done" if result.finished else "cases:case", slug=slug)
+    # Nothing changed if the answer was refused: the step computed above still holds.
+    screen = selectors.case_screen(
+        enrolment=enrolment, number=number, language=get_language(), step=step
+    )
+    if screen.case is None:
         if number is not None:
             raise Http404("No such case.")
         return _redirect_to_step(enrolment)
     if number is None:
-        services.case_serve(enrolment=enrolment, case=case)
-    progress = selectors.reader_progress(enrolment=enrolment)
-    current = selectors.case_number(enrolment=enrolment, case=case)
-    following = selectors.following_case(enrolment=enrolment, case=case)
-    language = get_language()
-    choices = [
-        {"code": c.diagnosis.code, "name": c.diagnosis.name_for(language), "key": i}
-        for i, c in enumerate(
-            study.study_choices.select_related("diagnosis").order_by("position"), start=1
-        )
-    ]
-    previous_answer = None
-    if number is not None:
-        previous_answer = (
-            case.answers.filter(enrolment=enrolment)
-            .values_list("diagnosis__code", "confidence")
-            .first()
-        )
-    images = _image_urls(case)
+        services.case_serve(enrolment=enrolment, case=screen.case)
+    progress = screen.progress
     context = {
-        "study": study,
-        "case": case,
-        "images": images,
-        "show_clinical": study.show_clinical_image and "clinical" in images,
-        "prefetch": list(_image_urls(following).values()) if following else [],
-        "choices": choices,
-        "number": current,
+        "study": enrolment.study,
+        "case": screen.case,
+        "images": screen.images,
+        "show_clinical": screen.show_clinical_image and "clinical" in screen.images,
+        "prefetch": screen.prefetch,
+        "choices": screen.choices,
+        "number": screen.number,
         "progress": progress,
         "percent": round(100 * progress["answered"] / max(progress["total"], 1)),
         "error": error,
-        "revising": number is not None,
-        "previous_answer": previous_answer,
-        "can_revise": study.allow_answer_changes and progress["answered"] > 0,
+        "revising": screen.revising,
+        "previous_answer": screen.previous_answer,
+        "can_revise": enrolment.study.allow_answer_changes and progress["answered"] > 0,
         "confidence_levels": [1, 2, 3, 4, 5],
     }
     return render(request, "cases/case.html", context, status=status)
@@ -273,10 +242,10 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
 def done(request: HttpRequest, slug: str) -> HttpResponse:
     enrolment = _enrolment_or_404(request, slug)
     step = selectors.reader_step(enrolment=enrolment)
-    if step not in ("done", "closed", "review"):
-        return _redirect_to_step(enrolment)
+    if step not in (Step.DONE, Step.CLOSED, Step.REVIEW):
+        return _redirect_to_step(enrolment, step)
     language = get_language()
-    if step == "review":
+    if step == Step.REVIEW:
         # Every case answered in a study that allows changes: the reader may revise any
         # answer until they confirm that they have finished.
         if request.method == "POST":
@@ -297,7 +266,7 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     models = []
     if feedback is not None and enrolment.study.show_model_feedback:
         models = model_feedback(study=enrolment.study, language=language)
-    if step == "closed":
+    if step == Step.CLOSED:
         messages.info(request, _("This study is closed."))
     return render(
         request,

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "inference",
     "analysis",
     "backups",
+    "console",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -156,7 +158,7 @@ MEDIA_URL = "/media-not-served/"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# Limits applied to every imported image (see cases.imaging).
+# Limits applied to every imported image (see cases.importing.imaging).
 READERSTUDY_MAX_IMAGE_BYTES = env_int("READERSTUDY_MAX_IMAGE_BYTES", 40 * 1024 * 1024, minimum=1)
 READERSTUDY_MAX_IMAGE_PIXELS = env_int("READERSTUDY_MAX_IMAGE_PIXELS", 60_000_000, minimum=1)
 READERSTUDY_MAX_ARCHIVE_BYTES = env_int(
@@ -226,6 +228,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # A service's refusal (readerstudy.errors.ServiceError) -> {"detail", "code"}.
+    "EXCEPTION_HANDLER": "readerstudy.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Reader study API",

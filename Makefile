@@ -10,7 +10,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
 
 .PHONY: production
-.PHONY: install demo test test-sqlite test-postgres browser-deps lint format clean-demo loadtest
+.PHONY: install demo test test-fast test-sqlite test-postgres browser-deps lint format clean-demo loadtest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ browser-deps:
 
 test-sqlite: $(STAMP) browser-deps
 	REDIS_TEST_URL=$(REDIS_TEST_URL) $(PY) -m pytest -n 2 --dist loadfile
+
+# The inner loop: no slow test, no browser, no PostgreSQL or Redis server; in parallel.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not browser and not redis and not postgres_only"
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$(PG_TEST_URL) REDIS_TEST_URL=$(REDIS_TEST_URL) READERSTUDY_REQUIRE_SERVICES=1 \

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import os
+import signal
 
-import numpy as np
 import pytest
-from PIL import Image
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +24,15 @@ def media_root(_media_root):
     return _media_root
 
 
+def pytest_configure(config):
+    # A shell that starts a job in the background (``make test &``) makes it ignore
+    # SIGINT, and an ignored signal stays ignored across exec: every child process of
+    # the suite (a demo that a test stops with Ctrl-C, a worker) would ignore it too.
+    # Give this process Python's own handler, so children start with the default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config, items):
     # Tests that only make sense on PostgreSQL run in `make test-postgres`; in the
     # SQLite pass they are skipped with that reason (never silently: see -ra output).
@@ -36,26 +43,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
-
-
-def instance_env(**overrides: str) -> dict[str, str]:
-    """The environment for a subprocess that is another instance of the platform: this
-    process's variables without any of the platform's own settings, plus ``overrides``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
-    }
-    return {**env, **overrides}
-
-
-def image_bytes(*, seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
-    """A small random image; different seeds give different bytes."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format=fmt)
-    return out.getvalue()
 
 
 def _create_reference_diagnoses() -> None:
@@ -119,6 +106,19 @@ def other_reader(django_user_model):
 @pytest.fixture
 def outsider(django_user_model):
     return django_user_model.objects.create_user("outsider", password="pw-outsider-123")
+
+
+@pytest.fixture
+def study_admin(django_user_model):
+    """A user who will administer one study: the test makes them staff and adds them to
+    that study's admins (``cases.services.study_admin_add``)."""
+    return django_user_model.objects.create_user("study-admin", password="pw-sa-123")
+
+
+@pytest.fixture
+def other_study_admin(django_user_model):
+    """Like ``study_admin``, for another study."""
+    return django_user_model.objects.create_user("other-study-admin", password="pw-osa-123")
 
 
 @pytest.fixture

@@ -1,14 +1,36 @@
-"""factory_boy factories for the cases app."""
+"""Builders of the test suite's data for the cases app: factory_boy factories, studies
+with cases and ready enrolments, case bundles for the importer, images.
+
+Tests import builders from here (or from an app's own ``tests/<app>/factories.py``),
+never from another test module; personas are fixtures in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import csv
+import io
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
 import factory
+import numpy as np
+import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from PIL import Image
 
+from cases.importing import ImportRejected, cases_import
 from cases.models import Case, CaseImage, Diagnosis, Enrolment, ReaderProfile, Study
-from cases.services import case_order_for, study_create
-from tests.conftest import image_bytes
+from cases.services import (
+    case_order_for,
+    case_serve,
+    consent_give,
+    enrolment_create,
+    profile_save,
+    study_create,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -67,3 +89,146 @@ def enrol(*, study: Study, user, seed: int = 1) -> Enrolment:
     return Enrolment.objects.create(
         study=study, reader=user, order_seed=seed, case_order=case_order_for(study=study, seed=seed)
     )
+
+
+def build_study(n_cases: int = 4, **options) -> Study:
+    options.setdefault("status", Study.Status.OPEN)
+    options.setdefault("consent_text", "I agree to take part.")
+    options.setdefault("consent_version", "v1")
+    study = make_study(choices=("MN", "SK", "BCC"), **options)
+    codes = ["MN", "SK", "BCC"]
+    for i in range(n_cases):
+        CaseFactory(
+            study=study,
+            source_id=f"k{i}",
+            position=i + 1,
+            diagnosis=Diagnosis.objects.get(code=codes[i % 3]),
+        )
+    return study
+
+
+def ready_enrolment(study, user, *, serve: bool = True, **profile) -> Enrolment:
+    """An enrolment that has consented, filled the profile and (with ``serve``) been
+    served its first case: an answer is only accepted for a served case."""
+    enrolment = enrolment_create(study=study, reader=user, seed=5)
+    consent_give(enrolment=enrolment)
+    profile_save(user=user, level="attending", years_in_dermatology=4, **profile)
+    if serve and enrolment.case_order:
+        case_serve(enrolment=enrolment, case=Case.objects.get(pk=enrolment.case_order[0]))
+    return Enrolment.objects.get(pk=enrolment.pk)
+
+
+HEADER = [
+    "case_id",
+    "diagnosis",
+    "clinical_image",
+    "dermoscopic_image",
+    "age",
+    "sex",
+    "site",
+    "histopathology",
+]
+
+
+def write_bundle(folder: Path, rows: list[dict], *, images: dict[str, bytes] | None = None):
+    """Write cases.csv with ``rows`` and, unless given, one distinct image per file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HEADER)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row.get(key, "") for key in HEADER})
+    if images is None:
+        images = {}
+        for index, row in enumerate(rows):
+            for column in ("clinical_image", "dermoscopic_image"):
+                if row.get(column):
+                    suffix = row[column].rsplit(".", 1)[-1].lower()
+                    fmt = {"png": "PNG", "tif": "TIFF", "tiff": "TIFF"}.get(suffix, "JPEG")
+                    images[row[column]] = image_bytes(seed=index * 2 + len(images), fmt=fmt)
+    for name, data in images.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def good_rows(n: int = 4, codes=("MN", "SK", "BCC")) -> list[dict]:
+    return [
+        {
+            "case_id": f"c{i:03d}",
+            "diagnosis": codes[i % len(codes)],
+            "clinical_image": f"img/c{i:03d}_clin.jpg",
+            "dermoscopic_image": f"img/c{i:03d}_derm.png",
+            "age": str(30 + i),
+            "sex": "F" if i % 2 else "M",
+            "site": "back",
+            "histopathology": "yes" if i % 2 else "",
+        }
+        for i in range(n)
+    ]
+
+
+def zip_folder(folder: Path, target: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            archive.writestr(zipfile.ZipInfo(name), data)
+    return target
+
+
+def snapshot(media_root: Path) -> tuple:
+    """The row count of every model of the cases and audit apps, and the media files: what
+    a refused import must leave as it found it (a stray StudyChoice or AuditEvent too)."""
+    counts = tuple(
+        (model._meta.label, model._default_manager.count())
+        for app in ("cases", "audit")
+        for model in apps.get_app_config(app).get_models()
+    )
+    files = (
+        sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
+        if media_root.exists()
+        else []
+    )
+    return counts, files
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + chunk(b"IEND", b"")
+    )
+
+
+def assert_rejected(media_root, *, slug="study", source, expect: list[str], **kwargs):
+    before = snapshot(media_root)
+    with pytest.raises(ImportRejected) as info:
+        cases_import(slug=slug, source=source, **kwargs)
+    report = info.value.report()
+    for text in expect:
+        assert text in report, report
+    assert snapshot(media_root) == before
+    return info.value
+
+
+def image_bytes(*, seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
+    """A small random image; different seeds give different bytes."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    return out.getvalue()

@@ -30,13 +30,13 @@ SLOW_WORKER = """
 import os, sys, time
 import django
 django.setup()
-import inference.services as services
-store, delay = services._store, float(os.environ["TEST_STORE_DELAY"])
+import inference.services.execution as execution
+store, delay = execution._store, float(os.environ["TEST_STORE_DELAY"])
 def slow_store(**kwargs):
     created = store(**kwargs)
     time.sleep(delay)
     return created
-services._store = slow_store
+execution._store = slow_store
 from readerstudy.celery import app
 app.worker_main(sys.argv[1:])
 """
@@ -120,3 +120,14 @@ def wait_for(condition, worker: Worker, what: str, timeout: float = TIMEOUT, eve
             )
         time.sleep(every)
     pytest.fail(f"timed out waiting for {what}:\n{worker.tail()}")
+
+
+def instance_env(**overrides: str) -> dict[str, str]:
+    """The environment for a subprocess that is another instance of the platform: this
+    process's variables without any of the platform's own settings, plus ``overrides``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_"))
+    }
+    return {**env, **overrides}

@@ -287,7 +287,7 @@ def _jpeg_with_metadata(text: str, *, where: str, seed: int) -> bytes:
 
     from PIL import Image
 
-    from tests.conftest import image_bytes
+    from tests.factories import image_bytes
 
     image = Image.open(io.BytesIO(image_bytes(seed=seed, size=(96, 72))))
     out = io.BytesIO()
@@ -311,7 +311,7 @@ def test_upload_names_and_metadata_never_reach_a_reader(
     their headers) show neither; the original, for staff, still has the metadata (so the
     plant is real)."""
     from cases.importing import cases_import
-    from tests.cases.test_importing import write_bundle
+    from tests.factories import write_bundle
 
     names = {
         "clinical_image": "img/SENTINEL-UPLOAD-clin.jpg",

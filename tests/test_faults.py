@@ -38,7 +38,7 @@ from audit.models import AuditEvent
 from cases.models import Answer, Enrolment
 from inference.models import InferenceRun, Prediction
 from inference.services import model_register
-from tests.cases.test_questionnaire import build_study, ready_enrolment
+from tests.factories import build_study, ready_enrolment
 from tests.processes import database_url, service_missing, wait_for
 
 pytestmark = [

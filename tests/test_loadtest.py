@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import instance_env
-from tests.processes import service_missing
+from tests.processes import instance_env, service_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/14"  # the load test's own Redis database

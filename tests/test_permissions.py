@@ -17,8 +17,7 @@ from analysis.models import AnalysisReport
 from cases.models import Case
 from cases.services import answer_submit, case_serve, invitations_create, study_admin_add
 from inference.models import Prediction, RegisteredModel
-from tests.cases.test_questionnaire import build_study, ready_enrolment
-from tests.factories import make_study
+from tests.factories import build_study, make_study, ready_enrolment
 
 pytestmark = pytest.mark.django_db
 
@@ -55,16 +54,6 @@ def view_methods(callback) -> set[str]:
     if cls is None:
         return {"get", "post"}
     return {m for m in METHODS if m in cls.http_method_names and hasattr(cls, m)}
-
-
-@pytest.fixture
-def study_admin(django_user_model):
-    return django_user_model.objects.create_user("study-admin", password="pw-sa-123")
-
-
-@pytest.fixture
-def other_study_admin(django_user_model):
-    return django_user_model.objects.create_user("other-study-admin", password="pw-osa-123")
 
 
 @pytest.fixture

@@ -7,26 +7,10 @@ READERSTUDY_REFERENCE_DATA overrides the location. A missing folder fails the te
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-ENV_VAR = "READERSTUDY_REFERENCE_DATA"
-
-
-def reference_data_dir() -> Path:
-    """The reference-data folder: $READERSTUDY_REFERENCE_DATA or ../shared/reference-data."""
-    configured = os.environ.get(ENV_VAR)
-    folder = (
-        Path(configured)
-        if configured
-        else Path(__file__).resolve().parents[3] / "shared" / "reference-data"
-    )
-    if not folder.is_dir():
-        pytest.fail(f"reference data folder {folder} is missing (set {ENV_VAR})")
-    return folder
+from tests.analysis.factories import reference_data_dir
 
 
 @pytest.fixture(scope="session")

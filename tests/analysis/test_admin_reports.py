@@ -12,7 +12,7 @@ from analysis import services
 from analysis.models import AnalysisReport
 from analysis.services import report_fingerprint, report_request
 from analysis.tasks import report_compute_task
-from tests.analysis.test_commands import build_db_study
+from tests.analysis.factories import build_db_study
 from tests.factories import enrol
 
 pytestmark = pytest.mark.django_db

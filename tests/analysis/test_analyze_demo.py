@@ -10,7 +10,7 @@ import sys
 import pytest
 from django.core.management import call_command
 
-from tests.analysis.test_reports import CHOICES, synthetic_tables
+from tests.analysis.factories import CHOICES, synthetic_tables
 
 TABLES = ("per_class", "comparisons", "agreement", "auc", "auc_tests")
 
@@ -29,7 +29,7 @@ def test_analyze_on_the_demo_study_writes_every_table_figure_and_the_page(settin
     untrained demo CNN at 64 px instead of 224, so it runs in about a minute."""
     import torch
 
-    from cases.demo import demo_build
+    from demo.services import demo_build
 
     torch.set_num_threads(1)  # two cores shared with the other test workers
     settings.DATA_DIR = tmp_path / "data"

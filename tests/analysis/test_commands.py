@@ -16,8 +16,7 @@ from analysis.stats.pipeline import (
     PER_CLASS_COLUMNS,
     READERS_SUMMARY_COLUMNS,
 )
-from tests.analysis.conftest import reference_data_dir
-from tests.analysis.test_reports import CHOICES, synthetic_tables
+from tests.analysis.factories import CHOICES, build_db_study, reference_data_dir, synthetic_tables
 
 
 def run(*args) -> str:
@@ -339,7 +338,7 @@ def test_analyze_rejects_bad_arguments(tmp_path, args, message):
 
 def test_analyze_writes_the_readers_summary_and_kappa_tables(tmp_path, csv_report):
     # readers_summary: the hand example of test_stats_pipeline (3 readers, 4 cases)
-    from tests.analysis.test_stats_pipeline import HAND, T_2
+    from tests.analysis.factories import HAND, T_2
 
     HAND.to_csv(tmp_path / "hand.csv", index=False)
     run("analyze", "--answers", str(tmp_path / "hand.csv"), "--out", str(tmp_path / "hand"),
@@ -440,59 +439,6 @@ def test_analyze_numeric_labels_missing_versus_outside_the_choices(tmp_path, con
 
 
 # --- analyze on a study in the database ---------------------------------------------------
-
-
-def build_db_study(*, slug="small", n_readers=3, per_class=4, trained=False, embeddings=True):
-    """A study with MN/SK/BCC, ``per_class`` cases each, readers right ~2/3 of the time
-    and one registered model with probabilities (and embeddings)."""
-    from cases.models import Answer, Diagnosis
-    from inference.models import Prediction, RegisteredModel
-    from tests.factories import CaseFactory, ReaderProfileFactory, UserFactory, enrol, make_study
-
-    codes = ["MN", "SK", "BCC"]
-    study = make_study(slug=slug, choices=codes, is_synthetic=True)
-    diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
-    cases = [
-        CaseFactory(study=study, diagnosis=diagnoses[codes[k % 3]], with_images=False)
-        for k in range(3 * per_class)
-    ]
-    rng = np.random.default_rng(0)
-    for r in range(n_readers):
-        user = UserFactory(username=f"{slug}-reader{r}")
-        ReaderProfileFactory(user=user)
-        enrolment = enrol(study=study, user=user, seed=r + 1)
-        Answer.objects.bulk_create(
-            Answer(
-                enrolment=enrolment,
-                case=case,
-                diagnosis=case.diagnosis
-                if rng.random() < 0.67
-                else diagnoses[codes[rng.integers(3)]],
-                seconds=4.0,
-            )
-            for case in cases
-        )
-    model = RegisteredModel.objects.create(
-        name=f"{slug}-cnn",
-        arch="efficientnet_b4",
-        classes=codes,
-        preprocessing={},
-        trained=trained,
-        weights_source="random",
-    )
-    for case in cases:
-        probs = rng.dirichlet(np.ones(3))
-        probs[codes.index(case.diagnosis.code)] += 0.6
-        probs /= probs.sum()
-        Prediction.objects.create(
-            model=model,
-            case=case,
-            choice=diagnoses[codes[int(probs.argmax())]],
-            probabilities=dict(zip(codes, probs.tolist(), strict=True)),
-            choice_probabilities=dict(zip(codes, probs.tolist(), strict=True)),
-            embedding=rng.normal(size=6).astype("<f4").tobytes() if embeddings else None,
-        )
-    return study
 
 
 @pytest.mark.django_db

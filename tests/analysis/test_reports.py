@@ -11,60 +11,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import figures
-from analysis.loaders import file_tables, study_extras, study_tables
-from analysis.reports import (
+from analysis.loaders import file_tables, study_report_meta, study_tables
+from analysis.report import (
     REPORT_FILES,
+    ReportMeta,
+    figures,
     is_report_file_name,
     software_versions,
     write_report,
 )
+from analysis.report.files import safe_name
 from analysis.stats import InputError, analyze_tables
 from analysis.stats.pipeline import PER_CLASS_COLUMNS
-
-CHOICES = ["MN", "SK", "BCC", "EAD"]
-
-
-def synthetic_tables(*, n_readers=6, n_cases=24, n_models=2, seed=0, choices=CHOICES):
-    """(answers, predictions): readers right ~70% of the time, models with probabilities
-    that favour the truth; reader attribute ``level``; the last reader skips 4 cases."""
-    rng = np.random.default_rng(seed)
-    c = len(choices)
-    truth = np.arange(n_cases) % c
-    cases = [f"case{k:03d}" for k in range(n_cases)]
-    rows = []
-    for r in range(n_readers):
-        for k in range(n_cases):
-            if r == n_readers - 1 and k >= n_cases - 4:
-                continue
-            answer = truth[k] if rng.random() < 0.7 else rng.integers(c)
-            rows.append(
-                (
-                    f"R{r}",
-                    cases[k],
-                    choices[truth[k]],
-                    choices[answer],
-                    "chief" if r % 2 else "resident",
-                )
-            )
-    answers = pd.DataFrame(rows, columns=["reader", "case", "truth", "answer", "level"])
-    frames = []
-    for m in range(n_models):
-        probs = rng.dirichlet(np.ones(c), n_cases)
-        probs[np.arange(n_cases), truth] += 0.5 + 0.2 * m
-        probs /= probs.sum(axis=1, keepdims=True)
-        frame = pd.DataFrame(
-            {
-                "model": f"cnn-{m}",
-                "case": cases,
-                "truth": np.array(choices)[truth],
-                "answer": np.array(choices)[probs.argmax(axis=1)],
-            }
-        )
-        for j, code in enumerate(choices):
-            frame[f"prob_{code}"] = probs[:, j]
-        frames.append(frame)
-    return answers, pd.concat(frames, ignore_index=True)
+from tests.analysis.factories import CHOICES, synthetic_tables
 
 
 def png_bytes(seed: int) -> bytes:
@@ -98,21 +57,20 @@ def written(tmp_path_factory):
     files = write_report(
         tables,
         out,
-        title="Synthetic <study> & report",
-        choices=CHOICES,
-        meta={
-            "synthetic": True,
-            "source": "database",
-            "study": "synth",
-            "models": [
-                {"name": "cnn-0", "arch": "efficientnet_b4", "trained": False},
-                {"name": "cnn-1", "arch": "resnet101", "trained": True},
-            ],
-        },
-        embeddings={"cnn-0": (cases, rng.normal(size=(len(cases), 8)).astype(np.float32))},
-        gradcams=cams,
-        predictions_df=predictions,
-        answers_df=answers,
+        ReportMeta(
+            title="Synthetic <study> & report",
+            details={
+                "synthetic": True,
+                "source": "database",
+                "study": "synth",
+                "models": [
+                    {"name": "cnn-0", "arch": "efficientnet_b4", "trained": False},
+                    {"name": "cnn-1", "arch": "resnet101", "trained": True},
+                ],
+            },
+            embeddings={"cnn-0": (cases, rng.normal(size=(len(cases), 8)).astype(np.float32))},
+            gradcams=cams,
+        ),
     )
     return files, tables
 
@@ -199,9 +157,7 @@ def test_summary_json_is_strict_and_lists_files(written):
 def test_a_report_without_predictions_has_reader_tables_only(tmp_path):
     answers, _ = synthetic_tables(n_readers=3, n_cases=8)
     tables = analyze_tables(answers, None, CHOICES, n_bootstrap=10)
-    files = write_report(
-        tables, tmp_path, title="Readers only", choices=CHOICES, answers_df=answers
-    )
+    files = write_report(tables, tmp_path, ReportMeta(title="Readers only"))
     assert {p.stem for p in files.figures} == {"confusion_readers"}
     assert pd.read_csv(tmp_path / "comparisons.csv").empty
     assert "No model predictions." in files.html.read_text()
@@ -210,9 +166,7 @@ def test_a_report_without_predictions_has_reader_tables_only(tmp_path):
 def test_a_report_without_answers_says_there_are_no_readers(tmp_path):
     _, predictions = synthetic_tables(n_cases=8, n_models=2)
     tables = analyze_tables(None, predictions, CHOICES, n_bootstrap=10, seed=5)
-    files = write_report(
-        tables, tmp_path, title="Models only", choices=CHOICES, predictions_df=predictions
-    )
+    files = write_report(tables, tmp_path, ReportMeta(title="Models only"))
     html = unescape(files.html.read_text())
     assert (
         "No reader answers yet: the readers' tables, the comparisons of the models with the "
@@ -234,7 +188,7 @@ def test_a_report_without_answers_says_there_are_no_readers(tmp_path):
 def test_a_report_with_one_model_and_no_readers_has_no_adjustment_in_its_header(tmp_path):
     _, predictions = synthetic_tables(n_cases=8, n_models=1)
     tables = analyze_tables(None, predictions, CHOICES, n_bootstrap=10)
-    files = write_report(tables, tmp_path, title="One model", choices=CHOICES)
+    files = write_report(tables, tmp_path, ReportMeta(title="One model"))
     header = unescape(files.html.read_text()).split("<h2>Study</h2>")[0]
     assert "bootstrap" not in header and "adjustment" not in header
 
@@ -243,7 +197,7 @@ def test_a_report_with_one_reader_explains_what_mrmc_needs(tmp_path):
     answers, predictions = synthetic_tables(n_readers=1, n_cases=12, n_models=1)
     tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
     assert set(tables.comparisons["method"]) == {"z_kappa", "bootstrap"}  # no MRMC rows
-    files = write_report(tables, tmp_path, title="One reader", choices=CHOICES)
+    files = write_report(tables, tmp_path, ReportMeta(title="One reader"))
     html = unescape(files.html.read_text())
     assert (
         "Only one reader: the MRMC comparisons (mrmc_rrrc, mrmc_rrfc) need at least two readers "
@@ -263,7 +217,7 @@ def test_a_report_with_several_readers_has_no_notes(written):
 def test_a_subgroup_of_one_reader_is_named(tmp_path):
     answers, _ = synthetic_tables(n_readers=3, n_cases=8)
     tables = analyze_tables(answers, None, CHOICES, n_bootstrap=10, subgroup="level")
-    files = write_report(tables, tmp_path, title="Subgroups", choices=CHOICES)
+    files = write_report(tables, tmp_path, ReportMeta(title="Subgroups"))
     html = unescape(files.html.read_text())
     assert "Subgroup(s) chief of level have a single reader" in html  # R1 only
     assert "No model predictions: the models' tables" in html
@@ -284,7 +238,7 @@ def test_html_shows_the_readers_group_the_models_kappa_and_the_macro_accuracy(wr
 def test_html_shows_comparisons_per_subgroup_apart_from_all_readers(tmp_path):
     answers, predictions = synthetic_tables(n_readers=6, n_cases=16)
     tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10, subgroup="level")
-    files = write_report(tables, tmp_path, title="Subgroups", choices=CHOICES)
+    files = write_report(tables, tmp_path, ReportMeta(title="Subgroups"))
     html = unescape(files.html.read_text())
     main = html.split('id="comparisons"')[1].split("<h2")[0]
     per_subgroup = html.split('id="comparisons_subgroups"')[1].split("<h2")[0]
@@ -296,10 +250,10 @@ def test_input_warnings_are_shown_on_the_page(tmp_path):
     answers, predictions = synthetic_tables(n_readers=3, n_cases=8)
     predictions.loc[0, "prob_MN"] += 0.2  # that row's probabilities no longer sum to 1
     tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
-    assert tables.summary["warnings"]
-    files = write_report(tables, tmp_path, title="Warnings", choices=CHOICES)
+    assert tables.summary.warnings
+    files = write_report(tables, tmp_path, ReportMeta(title="Warnings"))
     html = unescape(files.html.read_text())
-    assert f"Warning: {tables.summary['warnings'][0]}" in html
+    assert f"Warning: {tables.summary.warnings[0]}" in html
 
 
 @pytest.mark.parametrize(
@@ -321,8 +275,8 @@ def test_only_known_file_names_are_report_files(name):
 
 
 def test_model_names_become_safe_file_names():
-    assert figures.safe_name("../evil model/é") == "evil_model"
-    assert is_report_file_name("roc_" + figures.safe_name("a/b c") + ".png")
+    assert safe_name("../evil model/é") == "evil_model"
+    assert is_report_file_name("roc_" + safe_name("a/b c") + ".png")
 
 
 def test_tsne_perplexity_stays_below_the_number_of_points():
@@ -352,5 +306,5 @@ def test_study_tables_of_an_empty_study_are_none():
     study = make_study(slug="empty", choices=("MN", "SK"))
     answers, predictions, choices = study_tables(study)
     assert answers is None and predictions is None and choices == ["MN", "SK"]
-    extras = study_extras(study)
-    assert extras.meta["models"] == [] and extras.embeddings == {} and extras.gradcams == []
+    extras = study_report_meta(study)
+    assert extras.details["models"] == [] and extras.embeddings == {} and extras.gradcams == []

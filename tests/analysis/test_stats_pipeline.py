@@ -6,6 +6,7 @@ import pytest
 
 from analysis.stats import InputError, analyze_tables
 from analysis.stats.pipeline import ALL_READERS, PER_CLASS_COLUMNS, SUBGROUP_TABLES
+from tests.analysis.factories import HAND, T_2
 
 CHOICES = ["MN", "SK", "BCC"]
 
@@ -61,7 +62,7 @@ def test_full_analysis_has_every_table():
         "cnn1": 30,
         "readers": 170,
     }
-    json.dumps(result.summary)
+    json.dumps(result.summary.to_dict())
 
 
 def test_same_seed_same_numbers():
@@ -92,7 +93,7 @@ def test_readers_only():
     answers, _ = tables()
     result = analyze_tables(answers, None, None)
     assert set(result.per_class["rater_kind"]) == {"reader", "readers"}
-    assert result.auc.empty and result.summary["choices"] == sorted(CHOICES)
+    assert result.auc.empty and result.summary.choices == sorted(CHOICES)
 
 
 def test_subgroups_repeat_the_per_class_table():
@@ -117,21 +118,6 @@ def test_truth_conflict_between_tables_is_an_input_error():
 
 
 # --- readers as a group -------------------------------------------------------------------
-
-# Hand example: cases c1..c4 with truth A A B B; answers
-#   r1: A A B B (top-1 1.00, sensitivity A 1.0)
-#   r2: A B B B (top-1 0.75, sensitivity A 0.5)
-#   r3: B B B A (top-1 0.25, sensitivity A 0.0)
-HAND = pd.DataFrame(
-    [
-        (reader, f"c{k + 1}", truth, answer)
-        for reader, said in (("r1", "AABB"), ("r2", "ABBB"), ("r3", "BBBA"))
-        for k, (truth, answer) in enumerate(zip("AABB", said, strict=True))
-    ],
-    columns=["reader", "case", "truth", "answer"],
-)
-# t_{0.975, 2} in closed form: (2p - 1) / sqrt(2 p (1 - p)) for 2 degrees of freedom
-T_2 = 0.95 / np.sqrt(2 * 0.975 * 0.025)
 
 
 def hand_readers_summary() -> pd.DataFrame:
@@ -159,9 +145,9 @@ def test_readers_summary_has_sd_median_range_and_t_ci_over_readers():
     group = result.per_class[result.per_class["rater_kind"] == "readers"]
     row = group[(group["class"] == "A") & (group["metric"] == "sensitivity")].iloc[0]
     assert (row.estimate, row.ci_low) == pytest.approx((0.5, 0.5 - half))
-    overall = {r["metric"]: r for r in result.summary["readers_overall"]}
+    overall = {r["metric"]: r for r in result.summary.readers_overall}
     assert overall["top1_accuracy"]["median"] == pytest.approx(0.75)
-    json.dumps(result.summary, allow_nan=False)
+    json.dumps(result.summary.to_dict(), allow_nan=False)
 
 
 def test_kappa_table_lists_every_rater_and_class():
@@ -206,8 +192,8 @@ def test_tied_majorities_are_counted_and_broken_by_choice_order():
     result = analyze_tables(answers, predictions, None, n_bootstrap=20)
     ties = result.agreement[result.agreement["statistic"] == "majority_ties"].iloc[0]
     assert (ties.estimate, ties.n) == (2, 4)
-    assert result.summary["majority_ties"]["n_tied"] == 2
-    assert "first in the choices" in result.summary["majority_ties"]["rule"]
+    assert result.summary.majority_ties.n_tied == 2
+    assert "first in the choices" in result.summary.majority_ties.rule
     # majority A A A B: the model's answers agree on every case -> kappa 1
     vs = result.agreement[
         (result.agreement["standard"] == "readers_majority") & (result.agreement["class"] == "all")
@@ -225,7 +211,7 @@ def test_every_reader_table_is_split_by_subgroup():
         frame = getattr(result, name)
         assert frame.columns[0] == "subgroup", name
         assert list(pd.unique(frame["subgroup"])) == [ALL_READERS, "junior", "senior"], name
-    assert result.summary["subgroups"] == [
+    assert result.summary.to_dict()["subgroups"] == [
         {"subgroup": "junior", "n_readers": 3},
         {"subgroup": "senior", "n_readers": 3},
     ]
@@ -272,7 +258,7 @@ def test_numeric_subgroup_is_cut_into_bands_and_missing_is_unknown():
     assert single["n_raters"].max() == 1 and single["sd"].isna().all()
     methods = set(result.comparisons[result.comparisons["subgroup"] == "[5,10)"]["method"])
     assert methods == {"z_kappa", "bootstrap"}
-    assert "subgroup '[5,10)' has 1 reader: no SD or CI" in " ".join(result.summary["warnings"])
+    assert "subgroup '[5,10)' has 1 reader: no SD or CI" in " ".join(result.summary.warnings)
 
 
 @pytest.mark.parametrize(
@@ -295,6 +281,6 @@ def test_bad_subgroup_bands_are_input_errors(spec, message):
 def test_input_warnings_reach_the_summary():
     answers, predictions = tables()
     predictions.loc[3, "prob_MN"] = predictions.loc[3, "prob_MN"] / 2
-    summary = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10).summary
+    summary = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10).summary.to_dict()
     assert len(summary["warnings"]) == 1
     assert "do not sum to 1" in summary["warnings"][0] and "row 4 (" in summary["warnings"][0]

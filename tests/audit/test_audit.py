@@ -11,9 +11,7 @@ from audit.models import AppendOnlyError, AuditEvent
 from audit.services import audit_log
 from cases.models import Case
 from cases.services import answer_submit, invitations_create
-from tests.cases.test_importing import good_rows, write_bundle
-from tests.cases.test_questionnaire import build_study, ready_enrolment
-from tests.factories import make_study
+from tests.factories import build_study, good_rows, make_study, ready_enrolment, write_bundle
 
 pytestmark = pytest.mark.django_db
 

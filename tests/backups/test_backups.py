@@ -19,8 +19,8 @@ from backups.services import BackupError, backup_digest, backup_restore, backup_
 from cases.models import Case, Diagnosis, Study
 from cases.services import answer_submit, invitations_create
 from inference.models import InferenceRun, Prediction, RegisteredModel
-from tests.cases.test_questionnaire import build_study, ready_enrolment
-from tests.conftest import instance_env
+from tests.factories import build_study, ready_enrolment
+from tests.processes import instance_env
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

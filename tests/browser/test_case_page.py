@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import Case
-from tests.cases.test_questionnaire import build_study, ready_enrolment
+from tests.factories import build_study, ready_enrolment
 
 PASSWORD = "a-Long-pass-phrase-9"
 

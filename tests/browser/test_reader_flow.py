@@ -8,7 +8,7 @@ import pytest
 
 from cases.models import Answer, Enrolment, Invitation
 from cases.services import invitations_create
-from tests.cases.test_questionnaire import build_study
+from tests.factories import build_study
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from cases.models import Answer, AnswerChange, Case, Diagnosis, Enrolment, Study
 from cases.selectors import reader_progress_table, study_overview
-from tests.cases.test_importing import good_rows, snapshot, write_bundle
-from tests.factories import CaseFactory, enrol, make_study
+from tests.factories import CaseFactory, enrol, good_rows, make_study, snapshot, write_bundle
 
 pytestmark = pytest.mark.django_db
 
@@ -190,7 +189,7 @@ def test_admin_upload_lists_problems_and_writes_nothing(admin_client, tmp_path, 
 
 
 def test_progress_page_and_answers_export(admin_client, reader):
-    from tests.cases.test_questionnaire import build_study, ready_enrolment
+    from tests.factories import build_study, ready_enrolment
 
     study = build_study(2)
     ready_enrolment(study, reader)
@@ -207,7 +206,7 @@ def _at(text: str) -> dt.datetime:
 
 
 def test_progress_median_seconds_and_last_activity(admin_client, reader, other_reader):
-    from tests.cases.test_questionnaire import build_study
+    from tests.factories import build_study
 
     study = build_study(3)
     cases = list(study.cases.order_by("position"))
@@ -247,7 +246,7 @@ def test_progress_median_seconds_and_last_activity(admin_client, reader, other_r
 
 
 def test_progress_last_activity_without_answers_is_the_serving_or_consent(reader):
-    from tests.cases.test_questionnaire import build_study, ready_enrolment
+    from tests.factories import build_study, ready_enrolment
 
     study = build_study(2)
     enrolment = ready_enrolment(study, reader, serve=False)

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import Answer, Invitation
-from tests.cases.test_questionnaire import build_study, ready_enrolment
+from tests.factories import build_study, ready_enrolment
 
 pytestmark = pytest.mark.django_db
 

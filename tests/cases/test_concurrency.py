@@ -13,7 +13,7 @@ from django.db import connection
 
 from cases.models import Answer, Case, Enrolment
 from cases.services import AnswerRejected, answer_submit
-from tests.cases.test_questionnaire import build_study, ready_enrolment
+from tests.factories import build_study, ready_enrolment
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -3,132 +3,29 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import struct
 import zipfile
-import zlib
-from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.db import models
 from django.forms.models import model_to_dict
 
-from cases.importing import ImportRejected, cases_export, cases_import
+from cases.importing import cases_export, cases_import
 from cases.models import CaseImage, Study
 from cases.services import study_create
-from tests.conftest import image_bytes
-from tests.factories import make_study
+from tests.factories import (
+    assert_rejected,
+    good_rows,
+    image_bytes,
+    make_study,
+    png_bomb,
+    snapshot,
+    write_bundle,
+    zip_folder,
+)
 
 pytestmark = pytest.mark.django_db
-
-HEADER = [
-    "case_id",
-    "diagnosis",
-    "clinical_image",
-    "dermoscopic_image",
-    "age",
-    "sex",
-    "site",
-    "histopathology",
-]
-
-
-def write_bundle(folder: Path, rows: list[dict], *, images: dict[str, bytes] | None = None):
-    """Write cases.csv with ``rows`` and, unless given, one distinct image per file name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HEADER)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: row.get(key, "") for key in HEADER})
-    if images is None:
-        images = {}
-        for index, row in enumerate(rows):
-            for column in ("clinical_image", "dermoscopic_image"):
-                if row.get(column):
-                    suffix = row[column].rsplit(".", 1)[-1].lower()
-                    fmt = {"png": "PNG", "tif": "TIFF", "tiff": "TIFF"}.get(suffix, "JPEG")
-                    images[row[column]] = image_bytes(seed=index * 2 + len(images), fmt=fmt)
-    for name, data in images.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-    return folder
-
-
-def good_rows(n: int = 4, codes=("MN", "SK", "BCC")) -> list[dict]:
-    return [
-        {
-            "case_id": f"c{i:03d}",
-            "diagnosis": codes[i % len(codes)],
-            "clinical_image": f"img/c{i:03d}_clin.jpg",
-            "dermoscopic_image": f"img/c{i:03d}_derm.png",
-            "age": str(30 + i),
-            "sex": "F" if i % 2 else "M",
-            "site": "back",
-            "histopathology": "yes" if i % 2 else "",
-        }
-        for i in range(n)
-    ]
-
-
-def zip_folder(folder: Path, target: Path, *, extra: dict[str, bytes] | None = None) -> Path:
-    with zipfile.ZipFile(target, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder).as_posix())
-        for name, data in (extra or {}).items():
-            archive.writestr(zipfile.ZipInfo(name), data)
-    return target
-
-
-def snapshot(media_root: Path) -> tuple:
-    """The row count of every model of the cases and audit apps, and the media files: what
-    a refused import must leave as it found it (a stray StudyChoice or AuditEvent too)."""
-    counts = tuple(
-        (model._meta.label, model._default_manager.count())
-        for app in ("cases", "audit")
-        for model in apps.get_app_config(app).get_models()
-    )
-    files = (
-        sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
-        if media_root.exists()
-        else []
-    )
-    return counts, files
-
-
-def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A tiny PNG whose header declares ``width`` x ``height`` pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
-        + chunk(b"IEND", b"")
-    )
-
-
-def assert_rejected(media_root, *, slug="study", source, expect: list[str], **kwargs):
-    before = snapshot(media_root)
-    with pytest.raises(ImportRejected) as info:
-        cases_import(slug=slug, source=source, **kwargs)
-    report = info.value.report()
-    for text in expect:
-        assert text in report, report
-    assert snapshot(media_root) == before
-    return info.value
 
 
 # --- good input -------------------------------------------------------------------------
@@ -470,10 +367,10 @@ def test_every_bad_row_is_listed_in_one_report(tmp_path, media_root):
 def test_failure_while_writing_leaves_no_rows_and_no_files(tmp_path, media_root, monkeypatch):
     make_study()
     write_bundle(tmp_path / "b", good_rows(4))
-    import cases.importing as importing
+    import cases.importing.storing as storing
 
     calls = {"n": 0}
-    real = importing.derivative_jpeg
+    real = storing.derivative_jpeg
 
     def failing(data, **kwargs):
         calls["n"] += 1
@@ -481,7 +378,7 @@ def test_failure_while_writing_leaves_no_rows_and_no_files(tmp_path, media_root,
             raise OSError("disk full")
         return real(data, **kwargs)
 
-    monkeypatch.setattr(importing, "derivative_jpeg", failing)
+    monkeypatch.setattr(storing, "derivative_jpeg", failing)
     before = snapshot(media_root)
     with pytest.raises(OSError, match="disk full"):
         cases_import(slug="study", source=tmp_path / "b")

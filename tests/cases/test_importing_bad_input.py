@@ -19,17 +19,19 @@ from django.db import connections
 from django.urls import reverse
 from PIL import Image
 
-import cases.importing as importing
+import cases.importing.manifest as manifest
+import cases.importing.storing as storing
 from cases.importing import ImportRejected, cases_import
 from cases.models import Case, CaseImage, Study
-from tests.cases.test_importing import (
+from tests.factories import (
+    CaseFactory,
     assert_rejected,
     good_rows,
+    image_bytes,
+    make_study,
     snapshot,
     write_bundle,
 )
-from tests.conftest import image_bytes
-from tests.factories import CaseFactory, make_study
 
 pytestmark = pytest.mark.django_db
 
@@ -280,7 +282,7 @@ def test_manifest_over_its_size_limit(tmp_path, media_root, monkeypatch):
     make_study()
     write_bundle(tmp_path / "b", good_rows(2))
     size = (tmp_path / "b" / "cases.csv").stat().st_size
-    monkeypatch.setattr(importing, "MAX_MANIFEST_BYTES", 100)
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 100)
     assert_rejected(
         media_root,
         source=tmp_path / "b",
@@ -291,7 +293,7 @@ def test_manifest_over_its_size_limit(tmp_path, media_root, monkeypatch):
 def test_study_file_over_its_size_limit(tmp_path, media_root, monkeypatch):
     write_bundle(tmp_path / "b", good_rows(2))
     (tmp_path / "b" / "study.json").write_text(json.dumps({"description": "x" * 500}))
-    monkeypatch.setattr(importing, "MAX_MANIFEST_BYTES", 400)
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 400)
     assert_rejected(
         media_root,
         slug="fresh",
@@ -530,7 +532,7 @@ def test_study_file_options_reach_the_new_study(tmp_path):
 def test_changes_made_while_an_import_validates_are_caught(tmp_path, media_root, monkeypatch, race):
     study = make_study()
     write_bundle(tmp_path / "b", good_rows(3))
-    real_validate = importing._validate
+    real_validate = storing.validate_rows
 
     def validate_then_race(*args, **kwargs):
         parsed = real_validate(*args, **kwargs)
@@ -542,7 +544,7 @@ def test_changes_made_while_an_import_validates_are_caught(tmp_path, media_root,
             study.study_choices.filter(position=3).delete()
         return parsed
 
-    monkeypatch.setattr(importing, "_validate", validate_then_race)
+    monkeypatch.setattr(storing, "validate_rows", validate_then_race)
     expected = {
         "same case id": "row 3, case 'c001': case_id already exists in this study (added "
         "while this import ran)",

@@ -12,11 +12,10 @@ import threading
 import pytest
 from django.db import connection
 
-import cases.importing as importing
-from cases.importing import ImportRejected, cases_import
+import cases.importing.storing as storing
+from cases.importing import ImportRejected, ImportResult, cases_import
 from cases.models import Case, CaseImage, Study
-from tests.cases.test_importing import good_rows, write_bundle
-from tests.factories import make_study
+from tests.factories import good_rows, make_study, write_bundle
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -30,14 +29,14 @@ def import_twice_at_once(monkeypatch, calls: list[dict]) -> list:
     """Run ``cases_import(**call)`` for each call in its own thread, all validated before
     any of them writes. Returns each result or the exception it raised."""
     barrier = threading.Barrier(len(calls), timeout=30)
-    real_validate = importing._validate
+    real_validate = storing.validate_rows
 
     def validate_then_wait(*args, **kwargs):
         parsed = real_validate(*args, **kwargs)
         barrier.wait()
         return parsed
 
-    monkeypatch.setattr(importing, "_validate", validate_then_wait)
+    monkeypatch.setattr(storing, "validate_rows", validate_then_wait)
     results: list = [None] * len(calls)
 
     def worker(index: int) -> None:
@@ -69,7 +68,7 @@ def test_same_cases_into_one_study_twice(tmp_path, media_root, monkeypatch):
 
     refused = [r for r in results if isinstance(r, ImportRejected)]
     assert len(refused) == 1, results
-    assert len([r for r in results if isinstance(r, importing.ImportResult)]) == 1, results
+    assert len([r for r in results if isinstance(r, ImportResult)]) == 1, results
     assert "row 2, case 'c000': case_id already exists in this study (added while this " in (
         refused[0].report()
     )
@@ -93,7 +92,7 @@ def test_different_cases_into_one_study_at_once_get_distinct_positions(
         ],
     )
 
-    assert all(isinstance(r, importing.ImportResult) for r in results), results
+    assert all(isinstance(r, ImportResult) for r in results), results
     assert sorted(study.cases.values_list("position", flat=True)) == [1, 2, 3, 4, 5, 6]
 
 

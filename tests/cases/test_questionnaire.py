@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from cases.models import Answer, AnswerChange, Case, Diagnosis, Enrolment, Invitation, Study
+from cases.models import Answer, AnswerChange, Case, Enrolment, Invitation, Study
 from cases.services import (
     AnswerRejected,
     InvitationInvalid,
@@ -21,38 +21,10 @@ from cases.services import (
     enrolment_create,
     invitation_accept,
     invitations_create,
-    profile_save,
 )
-from tests.factories import CaseFactory, make_study
+from tests.factories import CaseFactory, build_study, make_study, ready_enrolment
 
 pytestmark = pytest.mark.django_db
-
-
-def build_study(n_cases: int = 4, **options) -> Study:
-    options.setdefault("status", Study.Status.OPEN)
-    options.setdefault("consent_text", "I agree to take part.")
-    options.setdefault("consent_version", "v1")
-    study = make_study(choices=("MN", "SK", "BCC"), **options)
-    codes = ["MN", "SK", "BCC"]
-    for i in range(n_cases):
-        CaseFactory(
-            study=study,
-            source_id=f"k{i}",
-            position=i + 1,
-            diagnosis=Diagnosis.objects.get(code=codes[i % 3]),
-        )
-    return study
-
-
-def ready_enrolment(study, user, *, serve: bool = True, **profile) -> Enrolment:
-    """An enrolment that has consented, filled the profile and (with ``serve``) been
-    served its first case: an answer is only accepted for a served case."""
-    enrolment = enrolment_create(study=study, reader=user, seed=5)
-    consent_give(enrolment=enrolment)
-    profile_save(user=user, level="attending", years_in_dermatology=4, **profile)
-    if serve and enrolment.case_order:
-        case_serve(enrolment=enrolment, case=Case.objects.get(pk=enrolment.case_order[0]))
-    return Enrolment.objects.get(pk=enrolment.pk)
 
 
 def next_public_id(client, study) -> str:

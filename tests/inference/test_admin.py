@@ -7,8 +7,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from inference.models import InferenceRun, Prediction, RegisteredModel
-from inference.services import inference_run_execute, inference_run_start, model_register
-from tests.inference.conftest import make_inference_study, write_checkpoint
+from inference.services import inference_run_start, model_register
+from inference.services.execution import inference_run_execute
+from tests.inference.factories import make_inference_study, write_checkpoint
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from inference.checkpoints import (
 )
 from inference.nets import build_model
 from inference.preprocessing import Preprocessing
-from tests.inference.conftest import NUM_CLASSES
+from tests.inference.factories import NUM_CLASSES
 
 CLASSES = ["MN", "SK", "BCC", "EAD", "SD"]
 

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from inference.models import InferenceRun, Prediction, RegisteredModel
-from tests.inference.conftest import make_inference_study, shape_image, write_checkpoint
+from tests.inference.factories import make_inference_study, shape_image, write_checkpoint
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from inference.gradcam import gradcam, overlay_png, saliency_overlay
 from inference.preprocessing import Preprocessing
-from tests.inference.conftest import tiny_input, tiny_size
+from tests.inference.factories import tiny_input, tiny_size
 
 
 def test_gradcam_shape_range_and_target_for_each_arch(arch, model_for):

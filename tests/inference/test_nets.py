@@ -12,7 +12,7 @@ from inference.nets import (
     list_archs,
     stage_out_channels,
 )
-from tests.inference.conftest import NUM_CLASSES, tiny_input
+from tests.inference.factories import NUM_CLASSES, tiny_input
 
 # Logits of seeded_model(arch) (seed 0) on tiny_input(arch) (seed 1), row 0, and the sum
 # of both rows' embeddings: guards against silent changes in how the architectures are
@@ -29,6 +29,25 @@ GOLDEN = {
 
 def test_registry_lists_the_four_architectures():
     assert list_archs() == ["efficientnet_b4", "efficientnet_b4_aux", "inception_v3", "resnet101"]
+
+
+def test_every_torch_free_spec_has_a_builder_and_timm_normalisation():
+    """inference.archs holds the specs as plain data (no torch); they must stay those of
+    timm's default pretrained config, and each must have a torch builder."""
+    from inference import archs, nets
+    from inference.preprocessing import INTERPOLATIONS
+
+    assert sorted(nets._builders) == archs.list_archs()
+    for name in archs.list_archs():
+        spec = archs.get_spec(name)
+        cfg = timm.models.get_pretrained_cfg(spec.timm_name)
+        assert spec.mean == pytest.approx(tuple(cfg.mean)), name
+        assert spec.std == pytest.approx(tuple(cfg.std)), name
+        assert spec.interpolation == cfg.interpolation, name
+        assert build_model(name, num_classes=2).spec is spec
+    from torchvision.transforms import InterpolationMode
+
+    assert tuple(mode.value for mode in InterpolationMode) == INTERPOLATIONS
 
 
 def test_unknown_architecture_is_a_clear_error():

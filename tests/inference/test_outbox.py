@@ -17,15 +17,15 @@ from analysis.services import report_request, reports_send_pending
 from analysis.tasks import report_compute_task
 from inference.models import InferenceRun
 from inference.services import (
-    inference_run_execute,
     inference_run_start,
     inference_runs_recover,
     inference_runs_send_pending,
     model_register,
 )
+from inference.services.execution import inference_run_execute
 from inference.tasks import resume_on_worker_start, run_inference
 from readerstudy.celery import app
-from tests.inference.conftest import make_inference_study
+from tests.inference.factories import make_inference_study
 
 pytestmark = pytest.mark.django_db
 

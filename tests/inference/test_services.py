@@ -10,18 +10,17 @@ import torch
 from django.utils import timezone
 from PIL import Image
 
-from inference import services
 from inference.checkpoints import sha256_file
 from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.services import (
     InferenceError,
-    inference_run_execute,
+    execution,
     inference_run_start,
     inference_runs_reconcile,
-    model_load,
     model_register,
 )
-from tests.inference.conftest import (
+from inference.services.execution import inference_run_execute, model_load
+from tests.inference.factories import (
     MODEL_CLASSES,
     STUDY_CHOICES,
     make_inference_study,
@@ -289,7 +288,7 @@ def test_a_duplicate_can_never_be_stored(study, favour_sd, media_root):
     run = run_once(favour_sd, study)
     case = study.cases.first()
     existing = Prediction.objects.get(case=case)
-    fake = services.ImagePrediction(
+    fake = execution.ImagePrediction(
         logits=np.zeros(5),
         probabilities={},
         top1="MN",
@@ -297,7 +296,7 @@ def test_a_duplicate_can_never_be_stored(study, favour_sd, media_root):
         embedding=np.zeros(3),
     )
     before = set(stored_files(media_root / "gradcam"))
-    created = services._store(
+    created = execution._store(
         run=run,
         cases=[case],
         results=[fake],

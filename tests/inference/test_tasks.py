@@ -6,12 +6,11 @@ import pytest
 from celery.exceptions import Retry
 from django.db import OperationalError
 
-from inference import services
 from inference.models import Prediction
-from inference.services import inference_run_start, model_register
+from inference.services import execution, inference_run_start, model_register
 from inference.tasks import run_inference
 from readerstudy.tasks import TRANSIENT_ERRORS
-from tests.inference.conftest import make_inference_study
+from tests.inference.factories import make_inference_study
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +35,7 @@ def test_a_done_run_is_left_alone(run, monkeypatch):
     def boom(**kwargs):
         raise AssertionError("the service must not run again")
 
-    monkeypatch.setattr(services, "inference_run_execute", boom)
+    monkeypatch.setattr(execution, "inference_run_execute", boom)
     assert run_inference.apply(kwargs={"run_id": run.pk}).get() == "done"
     assert run_inference.apply(kwargs={"run_id": 10**9}).get() == "missing"
 
@@ -45,7 +44,7 @@ def test_a_transient_database_error_is_retried(run, monkeypatch):
     def flaky(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "inference_run_execute", flaky)
+    monkeypatch.setattr(execution, "inference_run_execute", flaky)
     result = run_inference.apply(kwargs={"run_id": run.pk})
     assert isinstance(result.result, Retry | OperationalError)
     assert result.state in ("RETRY", "FAILURE")

@@ -12,7 +12,7 @@ from inference.training import (
     train,
     unfreeze_schedule,
 )
-from tests.inference.conftest import shape_image
+from tests.inference.factories import shape_image
 
 
 def test_unfreeze_schedule_goes_from_head_and_last_stage_to_everything():

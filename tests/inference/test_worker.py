@@ -26,7 +26,7 @@ from django.conf import settings
 
 from inference.models import InferenceRun, Prediction
 from inference.services import inference_run_start, inference_runs_reconcile, model_register
-from tests.inference.conftest import make_inference_study
+from tests.inference.factories import make_inference_study
 from tests.processes import service_missing, wait_for
 
 pytestmark = [

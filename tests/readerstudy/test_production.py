@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import instance_env
+from tests.processes import instance_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

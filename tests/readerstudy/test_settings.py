@@ -19,7 +19,7 @@ from readerstudy.env import (
     env_url,
     secret_key,
 )
-from tests.conftest import instance_env
+from tests.processes import instance_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

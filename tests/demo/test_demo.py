@@ -26,11 +26,11 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
-from cases.demo import demo_build, demo_case_images, demo_cases, demo_reset, demo_seed
-from cases.imaging import THUMB_MAX_SIDE, derivative_jpeg
+from cases.importing.imaging import THUMB_MAX_SIDE, derivative_jpeg
 from cases.models import Answer, Enrolment, Study
-from cases.synthetic import THUMB_SIDE, make_case_images
-from tests.conftest import instance_env
+from demo.images import THUMB_SIDE, make_case_images
+from demo.services import demo_build, demo_case_images, demo_cases, demo_reset, demo_seed
+from tests.processes import instance_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -243,7 +243,7 @@ def _thumbnail(image: Image.Image) -> np.ndarray:
 
 
 def test_watermark_is_legible_in_the_admin_thumbnails():
-    assert THUMB_SIDE == THUMB_MAX_SIDE  # cases.synthetic repeats it
+    assert THUMB_SIDE == THUMB_MAX_SIDE  # demo.images repeats it
     marked = make_case_images("MN", rng=np.random.default_rng(5))
     plain = make_case_images("MN", rng=np.random.default_rng(5), watermark=False)
     for with_mark, without in zip(marked, plain, strict=True):
@@ -265,7 +265,7 @@ import django
 django.setup()
 from django.conf import settings
 from django.core.management import call_command
-from cases.demo import demo_build
+from demo.services import demo_build
 call_command("migrate", interactive=False, verbosity=0)
 demo_build(seed=4, n_readers=1, per_class=1, data_dir=settings.DATA_DIR)
 """

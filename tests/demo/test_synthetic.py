@@ -7,14 +7,15 @@ import itertools
 import numpy as np
 import pytest
 
-from cases import synthetic
-from cases.synthetic import (
+from demo.images import (
     CLINICAL_SIZE,
     DEMO_CHOICES,
     DERMOSCOPIC_SIZE,
-    READER_LEVELS,
     add_watermark,
     make_case_images,
+)
+from demo.readers import (
+    READER_LEVELS,
     simulate_reader_answers,
     simulate_reader_profiles,
     simulate_readers,
@@ -234,11 +235,14 @@ def test_module_imports_only_numpy_pillow_and_stdlib():
     import ast
     import inspect
 
+    from demo import images, readers
+
     modules = set()
-    for node in ast.walk(ast.parse(inspect.getsource(synthetic))):
-        if isinstance(node, ast.Import):
-            modules |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules.add(node.module.split(".")[0])
+    for module in (images, readers):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module.split(".")[0])
     stdlib = {"__future__", "collections", "contextlib", "dataclasses", "functools", "math"}
     assert modules <= stdlib | {"statistics", "numpy", "PIL", "threadpoolctl"}, modules

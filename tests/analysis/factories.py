@@ -1,0 +1,142 @@
+"""Builders for the analysis tests: synthetic answer and prediction tables, a small
+study in the database, the hand-computed example and the reference-data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+CHOICES = ["MN", "SK", "BCC", "EAD"]
+
+
+def synthetic_tables(*, n_readers=6, n_cases=24, n_models=2, seed=0, choices=CHOICES):
+    """(answers, predictions): readers right ~70% of the time, models with probabilities
+    that favour the truth; reader attribute ``level``; the last reader skips 4 cases."""
+    rng = np.random.default_rng(seed)
+    c = len(choices)
+    truth = np.arange(n_cases) % c
+    cases = [f"case{k:03d}" for k in range(n_cases)]
+    rows = []
+    for r in range(n_readers):
+        for k in range(n_cases):
+            if r == n_readers - 1 and k >= n_cases - 4:
+                continue
+            answer = truth[k] if rng.random() < 0.7 else rng.integers(c)
+            rows.append(
+                (
+                    f"R{r}",
+                    cases[k],
+                    choices[truth[k]],
+                    choices[answer],
+                    "chief" if r % 2 else "resident",
+                )
+            )
+    answers = pd.DataFrame(rows, columns=["reader", "case", "truth", "answer", "level"])
+    frames = []
+    for m in range(n_models):
+        probs = rng.dirichlet(np.ones(c), n_cases)
+        probs[np.arange(n_cases), truth] += 0.5 + 0.2 * m
+        probs /= probs.sum(axis=1, keepdims=True)
+        frame = pd.DataFrame(
+            {
+                "model": f"cnn-{m}",
+                "case": cases,
+                "truth": np.array(choices)[truth],
+                "answer": np.array(choices)[probs.argmax(axis=1)],
+            }
+        )
+        for j, code in enumerate(choices):
+            frame[f"prob_{code}"] = probs[:, j]
+        frames.append(frame)
+    return answers, pd.concat(frames, ignore_index=True)
+
+
+def build_db_study(*, slug="small", n_readers=3, per_class=4, trained=False, embeddings=True):
+    """A study with MN/SK/BCC, ``per_class`` cases each, readers right ~2/3 of the time
+    and one registered model with probabilities (and embeddings)."""
+    from cases.models import Answer, Diagnosis
+    from inference.models import Prediction, RegisteredModel
+    from tests.factories import CaseFactory, ReaderProfileFactory, UserFactory, enrol, make_study
+
+    codes = ["MN", "SK", "BCC"]
+    study = make_study(slug=slug, choices=codes, is_synthetic=True)
+    diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
+    cases = [
+        CaseFactory(study=study, diagnosis=diagnoses[codes[k % 3]], with_images=False)
+        for k in range(3 * per_class)
+    ]
+    rng = np.random.default_rng(0)
+    for r in range(n_readers):
+        user = UserFactory(username=f"{slug}-reader{r}")
+        ReaderProfileFactory(user=user)
+        enrolment = enrol(study=study, user=user, seed=r + 1)
+        Answer.objects.bulk_create(
+            Answer(
+                enrolment=enrolment,
+                case=case,
+                diagnosis=case.diagnosis
+                if rng.random() < 0.67
+                else diagnoses[codes[rng.integers(3)]],
+                seconds=4.0,
+            )
+            for case in cases
+        )
+    model = RegisteredModel.objects.create(
+        name=f"{slug}-cnn",
+        arch="efficientnet_b4",
+        classes=codes,
+        preprocessing={},
+        trained=trained,
+        weights_source="random",
+    )
+    for case in cases:
+        probs = rng.dirichlet(np.ones(3))
+        probs[codes.index(case.diagnosis.code)] += 0.6
+        probs /= probs.sum()
+        Prediction.objects.create(
+            model=model,
+            case=case,
+            choice=diagnoses[codes[int(probs.argmax())]],
+            probabilities=dict(zip(codes, probs.tolist(), strict=True)),
+            choice_probabilities=dict(zip(codes, probs.tolist(), strict=True)),
+            embedding=rng.normal(size=6).astype("<f4").tobytes() if embeddings else None,
+        )
+    return study
+
+
+# Hand example: cases c1..c4 with truth A A B B; answers
+#   r1: A A B B (top-1 1.00, sensitivity A 1.0)
+#   r2: A B B B (top-1 0.75, sensitivity A 0.5)
+#   r3: B B B A (top-1 0.25, sensitivity A 0.0)
+HAND = pd.DataFrame(
+    [
+        (reader, f"c{k + 1}", truth, answer)
+        for reader, said in (("r1", "AABB"), ("r2", "ABBB"), ("r3", "BBBA"))
+        for k, (truth, answer) in enumerate(zip("AABB", said, strict=True))
+    ],
+    columns=["reader", "case", "truth", "answer"],
+)
+
+
+# t_{0.975, 2} in closed form: (2p - 1) / sqrt(2 p (1 - p)) for 2 degrees of freedom
+T_2 = 0.95 / np.sqrt(2 * 0.975 * 0.025)
+
+
+ENV_VAR = "READERSTUDY_REFERENCE_DATA"
+
+
+def reference_data_dir() -> Path:
+    """The reference-data folder: $READERSTUDY_REFERENCE_DATA or ../shared/reference-data."""
+    configured = os.environ.get(ENV_VAR)
+    folder = (
+        Path(configured)
+        if configured
+        else Path(__file__).resolve().parents[3] / "shared" / "reference-data"
+    )
+    if not folder.is_dir():
+        pytest.fail(f"reference data folder {folder} is missing (set {ENV_VAR})")
+    return folder

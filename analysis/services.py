@@ -12,15 +12,17 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
-from analysis.loaders import StudyData, study_data
 from analysis.models import AnalysisReport
-from analysis.report import ReportFiles, write_report
-from analysis.stats import InputError, analyze_tables
 from readerstudy.tasks import send_on_commit, send_pending, task_named
+
+if TYPE_CHECKING:
+    from analysis.loaders import StudyData
+    from analysis.report import ReportFiles
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ def report_write(
     Raises :class:`analysis.stats.InputError` when the data cannot be analysed (no
     answers and no predictions, labels outside the choices, ...).
     """
+    # The statistics and the figures load here, in the process that computes a report:
+    # the pages that request one (the staff console) stay light.
+    from analysis.report import write_report
+    from analysis.stats import analyze_tables
+
     tables = analyze_tables(
         data.answers,
         data.predictions,
@@ -72,6 +79,8 @@ def study_report_write(
 ) -> ReportFiles:
     """Analyse ``study`` from the database and write its report into ``out_dir``
     (:func:`report_write`); ``choices`` and ``title`` default to the study's."""
+    from analysis.loaders import study_data
+
     return report_write(
         data=study_data(study, choices=choices, title=title),
         out_dir=out_dir,
@@ -205,7 +214,9 @@ def report_request(
 def reports_send_pending() -> list[AnalysisReport]:
     """Send every queued report whose task the broker never took (it was down); returns
     the reports sent now. Called periodically by Celery beat and at a worker's start."""
-    return send_pending(task_named(REPORT_COMPUTE_TASK), row_model=AnalysisReport, kwarg="report_id")
+    return send_pending(
+        task_named(REPORT_COMPUTE_TASK), row_model=AnalysisReport, kwarg="report_id"
+    )
 
 
 def report_compute(*, report_id: int) -> AnalysisReport:
@@ -227,6 +238,8 @@ def report_compute(*, report_id: int) -> AnalysisReport:
         fingerprint, inputs = report_fingerprint(study=report.study, **parameters)
         files = study_report_write(study=report.study, out_dir=report.path, **parameters)
     except Exception as exc:
+        from analysis.stats import InputError
+
         if not isinstance(exc, InputError):
             logger.exception("report %s of study %s failed", report.pk, report.study.slug)
         report.status = AnalysisReport.Status.FAILED

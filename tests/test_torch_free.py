@@ -20,8 +20,6 @@ from tests.processes import instance_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def walk() -> dict:
@@ -46,6 +44,11 @@ def test_setting_django_up_imports_no_torch(walk):
 def test_every_admin_console_and_reader_page_is_served_without_torch(walk):
     assert walk["problems"] == []
     assert walk["after_pages"] == []
+
+
+def test_serving_pages_loads_no_statistics_or_plotting_stack(walk):
+    # Only computing a report (the worker, the analyze command) needs them.
+    assert walk["statistics_after_pages"] == []
 
 
 def test_the_light_management_commands_import_no_torch(walk):

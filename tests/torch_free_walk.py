@@ -33,13 +33,15 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from django.urls import Resolver404, resolve  # noqa: E402
 
 HEAVY = ("torch", "torchvision", "timm", "pytorch_grad_cam")
+# What only computing a report needs; serving a page loads none of it either.
+STATISTICS = ("statsmodels", "sklearn", "matplotlib")
 LINK = re.compile(r"""(?:href|src)="(/[^"#?]*)""")
 # Links that end the session or only hand out static files.
 NOT_WALKED = ("/static/", "/media/", "/accounts/logout/", "/i18n/")
 
 
-def heavy_loaded() -> list[str]:
-    return sorted(name for name in HEAVY if name in sys.modules)
+def heavy_loaded(names=HEAVY) -> list[str]:
+    return sorted(name for name in names if name in sys.modules)
 
 
 def build_data():
@@ -119,6 +121,7 @@ def main() -> None:
         ],
     )
     out["after_pages"] = heavy_loaded()
+    out["statistics_after_pages"] = heavy_loaded(STATISTICS)
 
     with tempfile.TemporaryDirectory() as tmp:
         call_command("check", verbosity=0)

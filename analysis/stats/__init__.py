@@ -14,14 +14,24 @@ Modules take tidy DataFrames / numpy arrays and return dataclasses or tidy DataF
   :class:`AnalysisSummary` in one call.
 """
 
-from analysis.stats.inputs import InputError, load_answers, load_predictions
-from analysis.stats.pipeline import AnalysisSummary, AnalysisTables, analyze_tables
+from importlib import import_module
 
-__all__ = [
-    "AnalysisSummary",
-    "AnalysisTables",
-    "InputError",
-    "analyze_tables",
-    "load_answers",
-    "load_predictions",
-]
+# Where each public name lives. They load on first use (PEP 562), so that importing
+# ``analysis.stats.columns`` (the web tier does, for the CSV exports) does not load
+# statsmodels, scikit-learn and scipy with the pipeline.
+_EXPORTS = {
+    "AnalysisSummary": "analysis.stats.pipeline",
+    "AnalysisTables": "analysis.stats.pipeline",
+    "InputError": "analysis.stats.inputs",
+    "analyze_tables": "analysis.stats.pipeline",
+    "load_answers": "analysis.stats.inputs",
+    "load_predictions": "analysis.stats.inputs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cases.importing import cases_import
+from cases.importing.manifest import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from cases.models import Answer, AnswerChange, CaseImage, Diagnosis, Enrolment, ReaderProfile, Study
 from cases.services import enrolment_create
 from demo.images import DEMO_CHOICES, make_case_images
@@ -109,18 +110,7 @@ def write_demo_bundle(
     (folder / "images").mkdir(parents=True)
     with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "case_id",
-                "diagnosis",
-                "clinical_image",
-                "dermoscopic_image",
-                "age",
-                "sex",
-                "site",
-                "histopathology",
-            ]
-        )
+        writer.writerow(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
         meta_rng = np.random.default_rng([seed, 2])
         sites = ["face", "scalp", "trunk", "back", "arm", "leg", "hand", "foot"]
         for case in _progress(cases, progress, "generating images"):

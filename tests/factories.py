@@ -22,6 +22,7 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from cases.importing import ImportRejected, cases_import
+from cases.importing.manifest import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from cases.models import Case, CaseImage, Diagnosis, Enrolment, ReaderProfile, Study
 from cases.services import (
     case_order_for,
@@ -118,16 +119,7 @@ def ready_enrolment(study, user, *, serve: bool = True, **profile) -> Enrolment:
     return Enrolment.objects.get(pk=enrolment.pk)
 
 
-HEADER = [
-    "case_id",
-    "diagnosis",
-    "clinical_image",
-    "dermoscopic_image",
-    "age",
-    "sex",
-    "site",
-    "histopathology",
-]
+HEADER = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]  # every column of cases.csv
 
 
 def write_bundle(folder: Path, rows: list[dict], *, images: dict[str, bytes] | None = None):

@@ -25,8 +25,8 @@ from cases.models import (
     Study,
     StudyChoice,
 )
-from cases.selectors import administered_studies
-from cases.services import study_choice_refusal
+from cases.selectors import administered_studies, case_reference_fixed, studies_open_to_cases
+from cases.services import case_diagnosis_refusal, study_choice_refusal
 from console.urls import study_urls
 from console.views import invitations_csv_response
 from readerstudy.admin import StudyScopedAdmin
@@ -209,7 +209,8 @@ class StudyAdmin(StudyScopedAdmin):
 
     @staticmethod
     def _report_link(study: Study) -> str:
-        # The analysis and inference apps add these pages; cases does not import them.
+        # The analysis and inference apps mount these pages; linked by URL name only,
+        # and left out where an app (its URLs) is not installed.
         links = [
             ("admin:analysis_study_report", [study.pk], "Analysis report"),
             ("inference:predictions_csv", [study.slug], "Export predictions (CSV)"),
@@ -266,9 +267,8 @@ class CaseAdminForm(forms.ModelForm):
                 studychoice__study=self.instance.study_id
             ).order_by("studychoice__position")
         if "study" in self.fields:
-            # A case may only move between draft studies: readers never see it change.
-            self.fields["study"].queryset = self.fields["study"].queryset.filter(
-                status=Study.Status.DRAFT
+            self.fields["study"].queryset = self.fields["study"].queryset & (
+                studies_open_to_cases()
             )
 
     def clean(self):
@@ -279,13 +279,9 @@ class CaseAdminForm(forms.ModelForm):
             self.instance.diagnosis if self.instance.pk else None
         )
         if study is not None and diagnosis is not None:
-            codes = study.choice_codes()
-            if diagnosis.code not in codes:
-                message = (
-                    f"{diagnosis.code} is not one of the choices of {study.title!r} "
-                    f"({', '.join(codes) or 'none yet'})."
-                )
-                self.add_error("diagnosis" if "diagnosis" in self.fields else None, message)
+            refusal = case_diagnosis_refusal(study=study, diagnosis=diagnosis)
+            if refusal:
+                self.add_error("diagnosis" if "diagnosis" in self.fields else None, refusal)
         return cleaned
 
 
@@ -309,10 +305,8 @@ class CaseAdmin(StudyScopedAdmin):
     form = CaseAdminForm
 
     def get_readonly_fields(self, request, obj=None):
-        # Once readers can see the study (or have answered the case), its reference
-        # diagnosis and its study are fixed: changing them would rewrite the results.
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and (obj.study.status != Study.Status.DRAFT or obj.answers.exists()):
+        if obj is not None and case_reference_fixed(case=obj):
             fields += ["study", "diagnosis"]
         return fields
 

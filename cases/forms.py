@@ -63,9 +63,8 @@ class AnswerForm(forms.Form):
     # Not stripped: the values are checked as sent, as the API's are.
     case = forms.CharField(required=False, strip=False)
     answer = forms.CharField(required=False, strip=False)
-    confidence = forms.IntegerField(
-        required=False, error_messages={"invalid": _("Confidence must be between 1 and 5.")}
-    )
+    # Read as Python's int() reads it, as the API's integer does: "3.0" is refused.
+    confidence = forms.CharField(required=False, strip=False)
 
     def __init__(self, *args, study: Study, **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,7 +76,13 @@ class AnswerForm(forms.Form):
         return code
 
     def clean_confidence(self) -> int | None:
-        confidence = self.cleaned_data["confidence"]
+        raw = self.cleaned_data["confidence"]
+        try:
+            confidence = int(raw) if raw else None
+        except ValueError:
+            raise forms.ValidationError(
+                _("Confidence must be between 1 and 5."), code="invalid_confidence"
+            ) from None
         _checked(services.confidence_check, study=self.study, confidence=confidence)
         return confidence
 

@@ -571,3 +571,14 @@ def lockout_state(*, username: str) -> dict[str, object]:
         "addresses": attempts.count(),
         "locked": live.filter(failures_since_start__gte=settings.AXES_FAILURE_LIMIT).exists(),
     }
+
+
+def case_reference_fixed(*, case: Case) -> bool:
+    """Whether ``case``'s study and reference diagnosis are fixed: once readers can see
+    the study, or have answered the case, changing them would rewrite the results."""
+    return case.study.status != Study.Status.DRAFT or case.answers.exists()
+
+
+def studies_open_to_cases() -> QuerySet[Study]:
+    """The studies a case may be moved to: drafts only, so readers never see it change."""
+    return Study.objects.filter(status=Study.Status.DRAFT)

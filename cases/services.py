@@ -685,3 +685,15 @@ def study_choice_in_use_refusal(*, study_id: int, diagnosis_id: int) -> str:
         f"{code} is used by {cases} case(s) and {answers} answer(s) of this study: "
         "it cannot be removed or replaced."
     )
+
+
+def case_diagnosis_refusal(*, study: Study, diagnosis: Diagnosis) -> str:
+    """Why ``diagnosis`` cannot be the reference diagnosis of a case of ``study`` (it is
+    not one of the study's choices), or '' when it can."""
+    codes = study.choice_codes()
+    if diagnosis.code in codes:
+        return ""
+    return (
+        f"{diagnosis.code} is not one of the choices of {study.title!r} "
+        f"({', '.join(codes) or 'none yet'})."
+    )

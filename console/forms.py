@@ -56,8 +56,7 @@ class ReportRequestForm(forms.Form):
         return self.cleaned_data["adjust"] or "holm"
 
     def clean_subgroup(self) -> str | None:
-        from analysis.stats import InputError
-        from analysis.stats.pipeline import parse_subgroup
+        from analysis.stats.inputs import InputError, parse_subgroup
 
         spec = self.cleaned_data["subgroup"].strip()
         if not spec:

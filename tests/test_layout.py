@@ -1,7 +1,7 @@
 """The layout the README describes, checked on the source: which package may import
 which, and where torch may be imported at module level.
 
-Data flows one way (design.md): ``cases`` owns what readers see and answer,
+Data flows one way (../shared/design.md): ``cases`` owns what readers see and answer,
 ``inference`` reads cases and writes predictions, ``analysis`` reads both; the staff
 console, the demo and the backups sit on top. The statistics core imports no Django.
 """

@@ -1,4 +1,4 @@
-"""Only processes that run a model import torch, timm or pytorch-grad-cam (design.md).
+"""Only processes that run a model import torch, timm or pytorch-grad-cam (../shared/design.md).
 
 A fresh interpreter (tests/torch_free_walk.py) sets Django up, loads the URLconf,
 walks every admin and staff-console page and every reader page by following links,
@@ -76,6 +76,7 @@ def test_the_walk_reached_the_pages_that_matter(walk):
         "admin:inference_inferencerun_start",
         "admin:inference_registeredmodel_add",
         "inference:predictions_csv",
+        "analysis:report_file",
     ):
         assert needle in staff, needle
     assert all(status == 200 for _url, status in walk["staff_routes"].values())

@@ -62,6 +62,16 @@ def build_data():
     # A randomly initialised model registers without torch; its run is only queued.
     model = model_register(name="walk-cnn", arch="efficientnet_b4_aux", classes="MN,SK,BCC")
     inference_run_start(model=model, study=study, enqueue=False)
+    # A finished report (its files written by hand: computing one is the worker's job),
+    # so that the report page lists its downloads and the walk fetches them.
+    from analysis.models import AnalysisReport
+
+    report = AnalysisReport.objects.create(
+        study=study, fingerprint="0" * 64, status="done", files=["report.html", "per_class.csv"]
+    )
+    report.path.mkdir(parents=True)
+    (report.path / "report.html").write_text("<html>report</html>")
+    (report.path / "per_class.csv").write_text("rater,class,metric,estimate\n")
     return study, superuser, reader
 
 

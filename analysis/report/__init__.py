@@ -9,14 +9,23 @@
 - ``html``: the page itself.
 """
 
-from analysis.report.files import REPORT_FILES, ReportFiles, is_report_file_name
-from analysis.report.writer import ReportMeta, software_versions, write_report
+from importlib import import_module
 
-__all__ = [
-    "REPORT_FILES",
-    "ReportFiles",
-    "ReportMeta",
-    "is_report_file_name",
-    "software_versions",
-    "write_report",
-]
+# Loaded on first use (PEP 562): the download view needs only ``files``, and importing
+# it must not load matplotlib and the statistics with the writer.
+_EXPORTS = {
+    "REPORT_FILES": "analysis.report.files",
+    "ReportFiles": "analysis.report.files",
+    "is_report_file_name": "analysis.report.files",
+    "ReportMeta": "analysis.report.writer",
+    "software_versions": "analysis.report.writer",
+    "write_report": "analysis.report.writer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

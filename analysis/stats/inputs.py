@@ -247,3 +247,27 @@ def check_consistent_truth(answers: pd.DataFrame, predictions: pd.DataFrame) -> 
         if len(bad) > _MAX_LISTED:
             parts.append(f"and {len(bad) - _MAX_LISTED} more")
         raise InputError("truth differs between answers and predictions: " + "; ".join(parts))
+
+
+def parse_subgroup(spec: str, columns: Sequence[str]) -> tuple[str, list[float] | None]:
+    """``"level"`` -> (``level``, None); ``"years:0,5,10"`` -> (``years``, [0, 5, 10]).
+
+    A name that is itself a column is taken whole (so a column may contain ``:``).
+    Raises :class:`InputError` for an unknown column or edges that are not strictly
+    increasing finite numbers.
+    """
+    if spec in columns:
+        return spec, None
+    column, sep, edges_text = spec.rpartition(":")
+    if not sep or column not in columns:
+        raise InputError(f"subgroup column {(column or spec)!r} is not in the answers table")
+    try:
+        edges = [float(e) for e in edges_text.split(",")]
+    except ValueError:
+        edges = []
+    if not edges or not np.isfinite(edges).all() or np.any(np.diff(edges) <= 0):
+        raise InputError(
+            f"subgroup bands for {column!r} must be strictly increasing numbers separated "
+            f"by commas (e.g. {column}:0,5,10), got {edges_text!r}"
+        )
+    return column, edges

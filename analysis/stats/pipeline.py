@@ -23,6 +23,7 @@ from analysis.stats.inputs import (
     check_consistent_truth,
     load_answers,
     load_predictions,
+    parse_subgroup,
 )
 from analysis.stats.kappa import cohen_kappa, contingency_tables, one_vs_rest_tables
 from analysis.stats.metrics import (
@@ -278,30 +279,6 @@ def _subset(matrix: RatingMatrix, keep: np.ndarray) -> RatingMatrix:
 
 def _band_label(low: float, high: float) -> str:
     return f"[{low:g},{high:g})" if np.isfinite(low) else f"(-inf,{high:g})"
-
-
-def parse_subgroup(spec: str, columns: Sequence[str]) -> tuple[str, list[float] | None]:
-    """``"level"`` -> (``level``, None); ``"years:0,5,10"`` -> (``years``, [0, 5, 10]).
-
-    A name that is itself a column is taken whole (so a column may contain ``:``).
-    Raises :class:`InputError` for an unknown column or edges that are not strictly
-    increasing finite numbers.
-    """
-    if spec in columns:
-        return spec, None
-    column, sep, edges_text = spec.rpartition(":")
-    if not sep or column not in columns:
-        raise InputError(f"subgroup column {(column or spec)!r} is not in the answers table")
-    try:
-        edges = [float(e) for e in edges_text.split(",")]
-    except ValueError:
-        edges = []
-    if not edges or not np.isfinite(edges).all() or np.any(np.diff(edges) <= 0):
-        raise InputError(
-            f"subgroup bands for {column!r} must be strictly increasing numbers separated "
-            f"by commas (e.g. {column}:0,5,10), got {edges_text!r}"
-        )
-    return column, edges
 
 
 def subgroup_labels(attribute: pd.Series, edges: list[float] | None) -> tuple[pd.Series, list]:

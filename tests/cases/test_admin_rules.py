@@ -1,5 +1,5 @@
-"""The rules behind the admin's study-choice edits (cases.services) and the lockout it
-shows on a reader's account page (cases.selectors), called directly."""
+"""The rules behind the admin's study-choice and case edits (cases.services,
+cases.selectors) and the lockout it shows on a reader's account page, called directly."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ from axes.models import AccessAttempt
 from django.utils import timezone
 
 from cases.models import Answer, AnswerChange, Diagnosis, Study, StudyChoice
-from cases.selectors import lockout_state, study_choice_uses
-from cases.services import study_choice_in_use_refusal, study_choice_refusal
+from cases.selectors import (
+    case_reference_fixed,
+    lockout_state,
+    studies_open_to_cases,
+    study_choice_uses,
+)
+from cases.services import (
+    case_diagnosis_refusal,
+    study_choice_in_use_refusal,
+    study_choice_refusal,
+)
 from tests.factories import CaseFactory, enrol, make_study
 
 pytestmark = pytest.mark.django_db
@@ -164,3 +173,27 @@ def test_a_lockout_older_than_the_cool_off_is_over(settings):
     settings.AXES_COOLOFF_TIME = 1  # hour
     attempt("reader", "10.0.0.1", 5, hours_ago=2)
     assert lockout_state(username="reader") == {"failures": 5, "addresses": 1, "locked": False}
+
+
+def test_a_case_diagnosis_must_be_one_of_the_study_choices():
+    study = make_study(slug="rules-dx", choices=("MN", "SK"))
+    assert case_diagnosis_refusal(study=study, diagnosis=dx("SK")) == ""
+    assert case_diagnosis_refusal(study=study, diagnosis=dx("BCC")) == (
+        "BCC is not one of the choices of 'Rules-Dx' (MN, SK)."
+    )
+
+
+def test_a_case_reference_is_fixed_once_the_study_opens_or_the_case_is_answered(reader):
+    study = make_study(slug="rules-fixed")
+    case = CaseFactory(study=study)
+    assert not case_reference_fixed(case=case)
+    assert list(studies_open_to_cases()) == [study]
+    enrolment = enrol(study=study, user=reader)
+    Answer.objects.create(enrolment=enrolment, case=case, diagnosis=dx("MN"), seconds=1)
+    assert case_reference_fixed(case=case)
+    other = CaseFactory(study=study)
+    study.status = Study.Status.OPEN
+    study.save()
+    other.refresh_from_db()
+    assert case_reference_fixed(case=other)
+    assert list(studies_open_to_cases()) == []

@@ -131,7 +131,7 @@ def asking_study():
     return build_study(1, ask_confidence=True)
 
 
-@pytest.mark.parametrize("confidence", ["9", "0", "-1", "three", "2.5"])
+@pytest.mark.parametrize("confidence", ["9", "0", "-1", "three", "2.5", "3.0", "3.", "  "])
 def test_the_answer_form_refuses_a_bad_confidence_on_its_field(asking_study, confidence):
     form = AnswerForm({"case": "x", "answer": "MN", "confidence": confidence}, study=asking_study)
     assert not form.is_valid()

@@ -224,7 +224,8 @@ def report_compute(*, report_id: int) -> AnalysisReport:
 
     The fingerprint is taken again before the data are read, so a report never claims
     older data than it contains. Any failure marks the report failed with the error
-    (it is not retried: a new request makes a new report).
+    (it is not retried: a new request makes a new report; only a database that goes
+    away while the report is marked makes the task try again, by the project's rules).
     """
     report = AnalysisReport.objects.select_related("study").get(pk=report_id)
     if report.status == AnalysisReport.Status.DONE:

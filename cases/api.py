@@ -121,7 +121,9 @@ class ReaderNext(APIView):
     @extend_schema(responses={200: NextOut})
     def get(self, request, slug: str):
         enrolment = _enrolment(request, slug)
-        screen = selectors.case_screen(enrolment=enrolment, language=get_language())
+        screen = selectors.case_screen(
+            enrolment=enrolment, language=get_language(), with_prefetch=False
+        )
         case_out = None
         if screen.case is not None:
             services.case_serve(enrolment=enrolment, case=screen.case)

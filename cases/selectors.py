@@ -434,11 +434,14 @@ def case_screen(
     number: int | None = None,
     language: str = "en",
     step: Step | None = None,
+    with_prefetch: bool = True,
 ) -> CaseScreen:
     """The reader's next case, or (``number``) an answered case they may revise, with
     everything shown beside it. ``case`` is None where no case opens (see
     ``may_open_case``). ``step``: the reader's step where the caller has it already.
-    Reading only: serving the case (which starts its clock) is ``case_serve``'s job."""
+    ``with_prefetch=False`` leaves ``prefetch`` empty (the API does not send it), saving
+    the following case's queries. Reading only: serving the case (which starts its
+    clock) is ``case_serve``'s job."""
     step = reader_step(enrolment=enrolment) if step is None else step
     study = enrolment.study
     case = (
@@ -449,7 +452,7 @@ def case_screen(
     images, prefetch, previous_answer = {}, [], None
     if case is not None:
         images = _image_urls(case)
-        following = following_case(enrolment=enrolment, case=case)
+        following = following_case(enrolment=enrolment, case=case) if with_prefetch else None
         prefetch = list(_image_urls(following).values()) if following else []
         if number is not None:
             previous_answer = (

@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make demo PORT=8101 SEED=3 READERS=10 RESET=1 NO_MODELS=1, or any option in DEMO_ARGS.
+DEMO_ARGS ?=
+DEMO_OPTIONS = $(if $(PORT),--port $(PORT)) $(if $(SEED),--seed $(SEED)) \
+	$(if $(READERS),--readers $(READERS)) $(if $(RESET),--reset) $(if $(NO_MODELS),--no-models) \
+	$(DEMO_ARGS)
 demo: $(STAMP)
-	$(PY) manage.py demo
+	$(PY) manage.py demo $(strip $(DEMO_OPTIONS))
 
 # The whole suite on the embedded SQLite, then the tests that must also hold on
 # PostgreSQL (constraints, concurrency) against the real server.

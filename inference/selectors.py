@@ -84,8 +84,10 @@ def gradcam_predictions(*, study: Study, model: str, limit: int | None = None):
 
 def model_feedback_rows(study: Study, language: str) -> list[dict]:
     """Each model's accuracy on ``study``, overall and per class (its sensitivity), for
-    the feedback page a reader sees after finishing (see cases.feedback)."""
+    the feedback page a reader sees after finishing (see cases.feedback); ``predicted``
+    and ``study_cases`` say how far its predictions are while a run goes on."""
     rows = []
+    n_cases = study.cases.count()
     for model in models_for_study(study=study).order_by("name"):
         predictions = Prediction.objects.filter(
             model=model, case__study=study, status=Prediction.Status.OK
@@ -95,7 +97,17 @@ def model_feedback_rows(study: Study, language: str) -> list[dict]:
             order=study.choice_codes(),
             language=language,
         )
-        rows.append({"name": model.name, "trained": model.trained, **summary})
+        # Predictions fill in while a run goes on (the demo serves from the start).
+        predicted = Prediction.objects.filter(model=model, case__study=study).count()
+        rows.append(
+            {
+                "name": model.name,
+                "trained": model.trained,
+                **summary,
+                "predicted": predicted,
+                "study_cases": n_cases,
+            }
+        )
     return rows
 
 

@@ -4,6 +4,7 @@ and Ctrl-C stops everything it started; the study is marked synthetic wherever i
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import io
 import json
@@ -18,16 +19,18 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from cases.importing.imaging import THUMB_MAX_SIDE, derivative_jpeg
-from cases.models import Answer, Enrolment, Study
+from cases.models import Answer, Diagnosis, Enrolment, Study
 from demo.images import THUMB_SIDE, make_case_images
 from demo.services import demo_build, demo_case_images, demo_cases, demo_reset, demo_seed
 from tests.processes import instance_env
@@ -76,6 +79,39 @@ def test_demo_no_serve_builds_the_study_and_is_safe_to_run_again(settings, tmp_p
     call_command("demo", "--no-serve", "--seed", "3", "--readers", "5")
     assert Study.objects.filter(slug="demo").count() == 1 and study.cases.count() == 200
     assert (tmp_path / "demo-credentials.json").read_text() == credentials
+
+    # ... and queues no second run of the demo CNN: the first is in progress, also once
+    # its worker stopped (marked running, silent for long: the worker resumes it).
+    from inference.models import InferenceRun
+
+    run = InferenceRun.objects.get()
+    assert f"Run {run.pk} of demo-effb4-aux-untrained (untrained) on demo is queued" in (
+        capsys.readouterr().out
+    )
+    InferenceRun.objects.filter(pk=run.pk).update(
+        status="running", worker="demo@host", heartbeat_at=timezone.now() - dt.timedelta(days=1)
+    )
+    call_command("demo", "--no-serve", "--readers", "5")
+    assert InferenceRun.objects.get().pk == run.pk
+    assert f"Run {run.pk} of demo-effb4-aux-untrained (untrained) on demo is running" in (
+        capsys.readouterr().out
+    )
+    # A complete set of predictions needs no run at all.
+    InferenceRun.objects.filter(pk=run.pk).update(status="failed")
+    with mock.patch("demo.management.commands.demo_models.inference_run_start") as start:
+        _predict_every_case(study)
+        call_command("demo", "--no-serve", "--readers", "5")
+    start.assert_not_called()
+    assert "has predicted every case of demo" in capsys.readouterr().out
+
+
+def _predict_every_case(study) -> None:
+    from inference.models import Prediction, RegisteredModel
+
+    model = RegisteredModel.objects.get(name="demo-effb4-aux-untrained")
+    mn = Diagnosis.objects.get(code="MN")
+    for case in study.cases.exclude(predictions__model=model):
+        Prediction.objects.create(model=model, case=case, choice=mn, probabilities={"MN": 1.0})
 
 
 def test_demo_cases_interleave_classes_and_depend_on_the_seed():
@@ -304,7 +340,19 @@ def _health(port: int) -> int | None:
         return None
 
 
-def test_demo_serves_web_and_worker_and_ctrl_c_stops_them_all(tmp_path):
+def _ignore_sigint() -> None:
+    # What a shell does to a job it starts in the background (`make demo &`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Within this many seconds of the signal, nothing of the demo may be left.
+STOPPED_WITHIN = 10
+
+
+@pytest.mark.parametrize(
+    "stop", ["ctrl_c", "ctrl_c_twice", "sigterm", "ctrl_c_from_a_shell_that_ignores_it"]
+)
+def test_demo_serves_web_and_worker_and_one_signal_stops_them_all(tmp_path, stop):
     env = instance_env(
         DJANGO_SETTINGS_MODULE="readerstudy.settings",
         READERSTUDY_DATA_DIR=str(tmp_path / "var"),
@@ -324,6 +372,7 @@ def test_demo_serves_web_and_worker_and_ctrl_c_stops_them_all(tmp_path):
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if stop == "ctrl_c_from_a_shell_that_ignores_it" else None,
         )
     groups = {demo.pid}
     try:
@@ -338,13 +387,21 @@ def test_demo_serves_web_and_worker_and_ctrl_c_stops_them_all(tmp_path):
         # The web server and the worker, each in its own group (with the embedded beat).
         groups |= {pgrp for _, _, pgrp, _ in children}
         assert len(groups) == 3, (children, commands)
+        # The worker's embedded beat: a child of the worker, in the worker's group.
+        assert [p for p in _processes() if p[1] in groups - {demo.pid}], _processes()
 
-        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
-        assert demo.wait(timeout=60) == 0, log_path.read_text()
-        deadline = time.monotonic() + 30
+        signalled = time.monotonic()
+        if stop == "sigterm":
+            demo.send_signal(signal.SIGTERM)  # `kill PID`
+        else:
+            os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+            if stop == "ctrl_c_twice":
+                time.sleep(0.5)
+                os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(timeout=STOPPED_WITHIN) == 0, log_path.read_text()
         while left := [p for p in _processes() if p[2] in groups]:
-            assert time.monotonic() < deadline, f"still running: {left}"
-            time.sleep(0.2)
+            assert time.monotonic() - signalled < STOPPED_WITHIN, f"still running: {left}"
+            time.sleep(0.1)
     finally:
         for group in groups:  # only left when the test failed
             with contextlib.suppress(ProcessLookupError):
@@ -352,5 +409,6 @@ def test_demo_serves_web_and_worker_and_ctrl_c_stops_them_all(tmp_path):
         demo.wait(timeout=30)
     out = log_path.read_text()
     assert "built from seed 4." in out and "Serving; press Ctrl-C" in out
-    assert "Traceback" not in out, out
+    assert "Stopped." in out
+    assert "Traceback" not in out and "exited with" not in out, out
     assert _health(port) is None

@@ -1,19 +1,77 @@
-"""Seed the synthetic demo study and serve the platform (web server + Celery worker)."""
+"""Seed the synthetic demo study and serve the platform (web server + Celery worker).
+
+Start-up: the static files are collected in a child process while the study is built,
+and only when their sources changed since the last start (a fingerprint in
+``STATIC_ROOT``); a kept study is not rebuilt; the demo CNN's run is queued only when it
+has no run in progress and predictions are missing, and it fills in while the platform
+serves (the worker resumes a run that a stop cut off).
+
+Stop: the first Ctrl-C (or SIGTERM) asks the web server and the worker to stop and, after
+:data:`STOP_GRACE` seconds, kills whatever of their process groups is left (the worker's
+current task included: it is redone at the next start; the embedded beat too); a second
+Ctrl-C kills them at once. SIGINT works even when the shell that started the demo ignores
+it (a background job).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.apps import apps
 from django.conf import settings
+from django.contrib.staticfiles.finders import get_finders
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from demo.services import DEFAULT_SEED, demo_build, demo_reset
+
+# Seconds the web server and the worker get to stop by themselves after a Ctrl-C.
+STOP_GRACE = 5
+STATIC_STAMP = ".sources-sha256"
+
+
+def static_sources_digest() -> str:
+    """A fingerprint of every static source file (path, size, modification time), as the
+    staticfiles finders list them: what collectstatic would collect."""
+    digest = hashlib.sha256()
+    for finder in get_finders():
+        for path, storage in sorted(finder.list([]), key=lambda item: item[0]):
+            stat = os.stat(storage.path(path))
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def static_collect_start() -> tuple[subprocess.Popen | None, str]:
+    """Start ``collectstatic`` in a child process when the sources changed since the last
+    collection (or none was made); returns the process (None when up to date) and the
+    sources' digest, to be recorded once it succeeded."""
+    digest = static_sources_digest()
+    root = Path(settings.STATIC_ROOT)
+    stamp = root / STATIC_STAMP
+    if stamp.is_file() and stamp.read_text() == digest and (root / "staticfiles.json").is_file():
+        return None, digest
+    stamp.unlink(missing_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=settings.BASE_DIR,
+        process_group=0,
+    )
+    return child, digest
+
+
+def static_collect_finish(child: subprocess.Popen | None, digest: str) -> None:
+    if child is None:
+        return
+    if child.wait() != 0:
+        raise CommandError(f"collectstatic failed (exit status {child.returncode})")
+    (Path(settings.STATIC_ROOT) / STATIC_STAMP).write_text(digest)
 
 
 class Command(BaseCommand):
@@ -43,11 +101,27 @@ class Command(BaseCommand):
             help="do not register the demo CNN or queue its inference run",
         )
 
-    def handle(self, *args, seed, readers, no_serve, reset, port, no_models, **options):
+    def handle(self, *args, **options):
+        try:
+            self._start(**options)
+        except KeyboardInterrupt:
+            # Ctrl-C while the study is being built: the study is written in one
+            # transaction, so an interrupted build leaves none behind.
+            _kill_groups(self._helpers)
+            raise CommandError("interrupted; run it again to go on", returncode=130) from None
+
+    _helpers: list[subprocess.Popen] = []
+
+    def _start(self, *, seed, readers, no_serve, reset, port, no_models, **options):
         if seed is not None and seed < 0:
             raise CommandError(f"--seed {seed}: use a whole number from 0 up")
+        # A shell that started the demo in the background made it ignore SIGINT (and its
+        # children would inherit that): take Ctrl-C back.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        collecting = static_collect_start()
+        self._helpers = [collecting[0]] if collecting[0] is not None else []
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
         if reset and demo_reset():
             self.stdout.write("Deleted the previous demo study.")
         result = demo_build(seed=seed, n_readers=readers, data_dir=settings.DATA_DIR, progress=True)
@@ -81,6 +155,7 @@ class Command(BaseCommand):
             f"{result.reader_password!r}\n"
             f"  (kept in {settings.DATA_DIR / 'demo-credentials.json'})\n"
         )
+        static_collect_finish(*collecting)
         if no_serve:
             return
         self._serve(port)
@@ -107,33 +182,50 @@ class Command(BaseCommand):
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         ]
 
-        def stop(signum, frame):
-            raise KeyboardInterrupt
+        interrupts = []
 
-        # `kill` (SIGTERM) stops the children too, not only Ctrl-C.
-        signal.signal(signal.SIGTERM, stop)
-        # Their own process group: a terminal's Ctrl-C reaches only this command, which
-        # passes one SIGINT on (a second one made the worker shut down cold, mid-exit).
-        children = [
+        def interrupted(signum, frame):
+            interrupts.append(signum)
+            if len(interrupts) > 1:
+                _kill_groups(children)  # a second Ctrl-C: at once
+
+        # Their own process groups: a terminal's Ctrl-C reaches only this command, which
+        # asks each to stop once (a second SIGINT made the worker shut down cold, mid-exit).
+        children: list[subprocess.Popen] = []
+        signal.signal(signal.SIGINT, interrupted)
+        signal.signal(signal.SIGTERM, interrupted)
+        children += [
             subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR, process_group=0)
             for cmd in commands
         ]
         self.stdout.write("Serving; press Ctrl-C to stop the web server and the worker.")
-        try:
-            while all(child.poll() is None for child in children):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + 15
-            for child in children:
-                try:
-                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        while not interrupts and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        if interrupts:
+            self.stdout.write("Stopping the web server and the worker...")
         for child in children:
-            if child.returncode not in (0, 1, -signal.SIGINT, -signal.SIGTERM):
+            if child.poll() is None:
+                # The worker's warm shutdown; runserver stops at once.
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while any(c.poll() is None for c in children) and time.monotonic() < deadline:
+            if len(interrupts) > 1:
+                break
+            time.sleep(0.1)
+        # Whatever is left (a task that runs on; the worker's embedded beat, which
+        # outlives the worker) goes with its group.
+        _kill_groups(children)
+        for child in children:
+            child.wait()
+        expected = (0, 1, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL)
+        for child in children:
+            if child.returncode not in expected:
                 self.stderr.write(f"{' '.join(child.args[:4])} exited with {child.returncode}")
+        self.stdout.write("Stopped.")
+
+
+def _kill_groups(children: list[subprocess.Popen]) -> None:
+    """SIGKILL every process of each child's process group (the child's pid)."""
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)

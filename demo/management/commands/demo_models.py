@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cases.models import Study
 from demo.images import DEMO_CHOICES, make_case_images
-from inference.models import RegisteredModel
+from inference.models import InferenceRun, RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
 
 UNTRAINED = "demo-effb4-aux-untrained"
@@ -151,8 +151,33 @@ class Command(BaseCommand):
                 args.append("--no-gradcam")
             call_command(*args, stdout=self.stdout._out, stderr=self.stderr._out)
             return
+        # Idempotent: every start of the demo comes here. A run in progress (queued, or
+        # running, also one whose worker was stopped: the worker resumes it when it
+        # starts) is left to go on, and a complete set of predictions needs no run.
+        active = (
+            InferenceRun.objects.filter(
+                model=model,
+                study=study,
+                status__in=[InferenceRun.Status.QUEUED, InferenceRun.Status.RUNNING],
+            )
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if active is not None:
+            self.stdout.write(
+                f"Run {active.pk} of {model} on {study.slug} is {active.status} "
+                f"({active.done + active.failed} of {active.total} cases); the worker goes on with it."
+            )
+            return
+        missing = study.cases.exclude(predictions__model=model).count()
+        if not missing:
+            self.stdout.write(f"{model} has predicted every case of {study.slug}.")
+            return
         try:
             run = inference_run_start(model=model, study=study, batch_size=o["batch_size"])
         except InferenceError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Queued run {run.pk}: {model} on {study.slug} ({run.status}).")
+        self.stdout.write(
+            f"Queued run {run.pk}: {model} on {study.slug} ({missing} cases to predict; "
+            "the platform serves meanwhile)."
+        )

@@ -69,6 +69,19 @@ def inference_runs_send_pending() -> list[InferenceRun]:
     return send_pending(task_named(RUN_TASK), row_model=InferenceRun, kwarg="run_id")
 
 
+def inference_runs_resend(*, study: Study) -> int:
+    """Mark the queued runs of ``study`` as not yet sent, so that the next
+    :func:`inference_runs_send_pending` (a worker's start) sends them again; returns how
+    many. For a restart after the only worker stopped: a worker that took a run's
+    message and was stopped before it marked the run running took the message with it
+    (the filesystem transport deletes a message when a worker takes it). A message still
+    waiting in the queue then runs the task twice, which is harmless: the task is
+    idempotent (a done run is left alone, stored predictions are kept)."""
+    return InferenceRun.objects.filter(
+        study=study, status=InferenceRun.Status.QUEUED, sent_at__isnull=False
+    ).update(sent_at=None)
+
+
 def inference_runs_recover(*, worker: str) -> list[InferenceRun]:
     """Re-queue the runs that worker node ``worker`` was running when it died.
 

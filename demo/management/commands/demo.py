@@ -158,6 +158,12 @@ class Command(BaseCommand):
         static_collect_finish(*collecting)
         if no_serve:
             return
+        if apps.is_installed("inference"):
+            from inference.services.runs import inference_runs_resend
+
+            # The demo's worker is about to start and is the only one: what it took
+            # before a stop and did not start is sent again (see inference_runs_resend).
+            inference_runs_resend(study=study)
         self._serve(port)
 
     def _serve(self, port: int) -> None:

@@ -412,3 +412,21 @@ def test_demo_serves_web_and_worker_and_one_signal_stops_them_all(tmp_path, stop
     assert "Stopped." in out
     assert "Traceback" not in out and "exited with" not in out, out
     assert _health(port) is None
+
+
+def test_make_demo_passes_its_options_through():
+    def dry_run(*assignments: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "demo", *assignments, "STAMP=/dev/null"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    assert dry_run().endswith("manage.py demo")
+    assert dry_run("PORT=8101", "SEED=3").endswith("manage.py demo --port 8101 --seed 3")
+    assert dry_run("READERS=10", "RESET=1", "NO_MODELS=1", "DEMO_ARGS=--no-serve").endswith(
+        "manage.py demo --readers 10 --reset --no-models --no-serve"
+    )

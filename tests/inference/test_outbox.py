@@ -163,3 +163,25 @@ def test_beat_sends_pending_work_with_registered_tasks(settings):
     assert sorted(names) == ["analysis.tasks.send_pending_reports",
                              "inference.tasks.send_pending_runs"]  # fmt: skip
     assert all(name in app.tasks for name in names)
+
+
+def test_a_run_whose_message_went_with_a_stopped_worker_is_sent_again(
+    broker, model, django_capture_on_commit_callbacks
+):
+    """The demo's restart: the run was sent (the worker took the message) but never
+    marked running; resending makes the next worker start send it again, once."""
+    from inference.services.runs import inference_runs_resend
+
+    broker.up = True
+    study = make_inference_study(n=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = inference_run_start(model=model, study=study)
+    assert broker.sent == [{"run_id": run.pk}]
+    done = inference_run_start(model=model, study=make_inference_study(slug="other", n=1),
+                               enqueue=False)  # fmt: skip
+    InferenceRun.objects.filter(pk=done.pk).update(status="done")
+    assert inference_runs_send_pending() == []  # sent already: nothing to send
+    assert inference_runs_resend(study=study) == 1
+    assert [r.pk for r in inference_runs_send_pending()] == [run.pk]
+    assert broker.sent == [{"run_id": run.pk}, {"run_id": run.pk}]
+    assert inference_runs_resend(study=done.study) == 0  # a done run stays as it is

@@ -416,14 +416,17 @@ def test_demo_serves_web_and_worker_and_one_signal_stops_them_all(tmp_path, stop
 
 def test_make_demo_passes_its_options_through():
     def dry_run(*assignments: str) -> str:
+        # Not as a sub-make of `make test`: no inherited flags, no directory lines.
+        env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
         done = subprocess.run(
-            ["make", "-n", "demo", *assignments, "STAMP=/dev/null"],
+            ["make", "--no-print-directory", "-n", "demo", *assignments, "STAMP=/dev/null"],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             check=True,
         )
-        return done.stdout.strip().splitlines()[-1]
+        return next(line for line in done.stdout.splitlines() if "manage.py demo" in line).strip()
 
     assert dry_run().endswith("manage.py demo")
     assert dry_run("PORT=8101", "SEED=3").endswith("manage.py demo --port 8101 --seed 3")

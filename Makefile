@@ -43,7 +43,16 @@ browser-deps:
 	  else echo "The tests need Debian's$$missing: sudo apt-get install$$missing"; exit 1; fi; \
 	fi
 
-test-sqlite: $(STAMP) browser-deps
+# axe-core, which the accessibility tests inject into each page, from package.json's
+# exact pin (no lock file: .npmrc); Debian's npm is installed when missing, as above.
+node_modules/axe-core/axe.min.js: package.json
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; \
+	else echo "The tests need Debian's npm: sudo apt-get install npm"; exit 1; fi; }
+	npm install --no-audit --no-fund
+	touch $@
+
+test-sqlite: $(STAMP) browser-deps node_modules/axe-core/axe.min.js
 	REDIS_TEST_URL=$(REDIS_TEST_URL) $(PY) -m pytest -n 2 --dist loadfile
 
 # The inner loop: no slow test, no browser, no PostgreSQL or Redis server; in parallel.

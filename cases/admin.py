@@ -154,6 +154,7 @@ class StudyAdmin(StudyScopedAdmin):
                     "slug",
                     "description",
                     "description_zh",
+                    "admin_notes",
                     "status",
                     "is_synthetic",
                     "links",

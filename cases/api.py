@@ -27,7 +27,9 @@ from cases.models import Answer, Case, Enrolment, Invitation, Study
 class ChoiceOut(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
-    key = serializers.IntegerField(help_text="Keyboard key that picks it in the web page.")
+    key = serializers.CharField(
+        help_text="Keyboard key that picks it in the web page: 1 to 9, then A, B, C..."
+    )
 
 
 class ReaderCaseOut(serializers.Serializer):
@@ -71,12 +73,27 @@ class NextOut(serializers.Serializer):
     ask_confidence = serializers.BooleanField()
     show_clinical_image = serializers.BooleanField()
     progress = ProgressOut()
+    prefetch = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Image URLs by kind of the case after this one, to load ahead (empty "
+        "unless asked for with ?prefetch=1, and in an answer's next).",
+    )
 
 
 class AnswerIn(serializers.Serializer):
     case = serializers.CharField(max_length=32)
     answer = serializers.CharField(max_length=16, help_text="A diagnosis code of the study.")
     confidence = serializers.IntegerField(required=False, allow_null=True)
+    revise = serializers.BooleanField(
+        default=True,
+        help_text="false: answer the next case only; an answered case is never changed, "
+        "and a different answer to it is refused with code answered_elsewhere (409).",
+    )
+    next = serializers.BooleanField(
+        default=False,
+        help_text="true: the response carries the next screen (as GET next/ with "
+        "prefetch), already served, saving a request.",
+    )
 
 
 class AnswerOut(serializers.Serializer):
@@ -86,6 +103,10 @@ class AnswerOut(serializers.Serializer):
     created = serializers.BooleanField()
     changed = serializers.BooleanField()
     finished = serializers.BooleanField()
+
+
+class AnswerNextOut(AnswerOut):
+    next = NextOut(required=False, help_text="Only when asked for with next=true.")
 
 
 class ErrorOut(serializers.Serializer):
@@ -113,39 +134,47 @@ class ReaderStudies(generics.ListAPIView):
         return selectors.enrolments_for_reader(user=self.request.user)
 
 
+def _next_screen(request, enrolment: Enrolment, *, prefetch: bool) -> dict:
+    """The reader's next screen as ``NextOut`` data; serves its case (starts its clock)."""
+    screen = selectors.case_screen(
+        enrolment=enrolment, language=get_language(), with_prefetch=prefetch
+    )
+    case_out = None
+    if screen.case is not None:
+        services.case_serve(enrolment=enrolment, case=screen.case)
+        case_out = {
+            "id": screen.case.public_id,
+            "number": screen.number,
+            "images": {
+                kind: request.build_absolute_uri(url) for kind, url in screen.images.items()
+            },
+        }
+    return NextOut(
+        {
+            "step": screen.step,
+            "case": case_out,
+            "choices": screen.choices,
+            "ask_confidence": screen.ask_confidence,
+            "show_clinical_image": screen.show_clinical_image,
+            "progress": screen.progress,
+            "prefetch": {
+                kind: request.build_absolute_uri(url) for kind, url in screen.prefetch.items()
+            },
+        }
+    ).data
+
+
 class ReaderNext(APIView):
-    """The reader's next case (and marks it served, which starts its clock)."""
+    """The reader's next case (and marks it served, which starts its clock).
+    ``?prefetch=1`` adds the image URLs of the case after it."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: NextOut})
     def get(self, request, slug: str):
         enrolment = _enrolment(request, slug)
-        screen = selectors.case_screen(
-            enrolment=enrolment, language=get_language(), with_prefetch=False
-        )
-        case_out = None
-        if screen.case is not None:
-            services.case_serve(enrolment=enrolment, case=screen.case)
-            case_out = {
-                "id": screen.case.public_id,
-                "number": screen.number,
-                "images": {
-                    kind: request.build_absolute_uri(url) for kind, url in screen.images.items()
-                },
-            }
-        return Response(
-            NextOut(
-                {
-                    "step": screen.step,
-                    "case": case_out,
-                    "choices": screen.choices,
-                    "ask_confidence": screen.ask_confidence,
-                    "show_clinical_image": screen.show_clinical_image,
-                    "progress": screen.progress,
-                }
-            ).data
-        )
+        prefetch = request.query_params.get("prefetch") in ("1", "true")
+        return Response(_next_screen(request, enrolment, prefetch=prefetch))
 
 
 class ReaderProgress(APIView):
@@ -182,7 +211,13 @@ class ReaderAnswer(APIView):
 
     @extend_schema(
         request=AnswerIn,
-        responses={201: AnswerOut, 200: AnswerOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+        responses={
+            201: AnswerNextOut,
+            200: AnswerNextOut,
+            400: ErrorOut,
+            404: ErrorOut,
+            409: ErrorOut,
+        },
     )
     def post(self, request, slug: str):
         enrolment = _enrolment(request, slug)
@@ -194,10 +229,14 @@ class ReaderAnswer(APIView):
             case_public_id=data.validated_data["case"],
             diagnosis_code=data.validated_data["answer"],
             confidence=data.validated_data.get("confidence"),
+            revise=data.validated_data["revise"],
         )
+        body = AnswerOut(result).data
+        if data.validated_data["next"]:
+            enrolment.refresh_from_db()
+            body["next"] = _next_screen(request, enrolment, prefetch=True)
         return Response(
-            AnswerOut(result).data,
-            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+            body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )
 
 

@@ -117,8 +117,27 @@ class ProfileForm(forms.ModelForm):
         required = set(required) if isinstance(required, list) else set()
         for name, field in self.fields.items():
             field.required = name in required
+            if field.required:
+                # Django sets ``required`` itself, except on the yes/no/unknown select
+                # (its first option is not empty); assistive technology reads this one.
+                field.widget.attrs["aria-required"] = "true"
         self.fields["years_in_dermatology"].widget.attrs.update(min=0, max=70)
         self.fields["dermoscopy_training_hours"].widget.attrs.update(min=0)
+
+    @property
+    def has_required_fields(self) -> bool:
+        return any(field.required for field in self.fields.values())
+
+    def full_clean(self):
+        super().full_clean()
+        # Each field's errors are shown beside it, with the id "<field id>_error"
+        # (templates/cases/profile.html); the field points at them, so a screen reader
+        # reads the error with the field.
+        for name in self.errors:
+            if name in self.fields:
+                self.fields[name].widget.attrs.update(
+                    {"aria-invalid": "true", "aria-describedby": f"{self[name].auto_id}_error"}
+                )
 
     def clean_board_certified(self):
         # A NullBooleanField accepts "Unknown" even when required: refuse it here, or

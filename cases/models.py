@@ -129,6 +129,11 @@ class Study(models.Model):
     is_synthetic = models.BooleanField(
         default=False, help_text="Generated images: shown as synthetic wherever they appear."
     )
+    admin_notes = models.TextField(
+        blank=True,
+        help_text="For the study's admins only (the admin and the console's overview); "
+        "never shown to readers, unlike the description.",
+    )
     admins = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,

@@ -10,6 +10,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import CharField, Count, Max, Q, QuerySet
 from django.urls import reverse
 
+from cases.feedback import (
+    ReaderFeedback,
+    accuracy_summary,
+    model_feedback,
+    reader_feedback_build,
+)
 from cases.models import (
     PROFILE_FIELDS,
     Answer,
@@ -390,17 +396,24 @@ class Choice:
 
     code: str
     name: str  # in the reader's language
-    key: int  # the keyboard key that picks it on the case page (1-based)
+    key: str  # the key that picks it on the case page: 1 to 9, then A, B, C...
 
 
 def answer_choices(*, study: Study, language: str = "en") -> list[Choice]:
     """The study's choices in display order."""
     return [
-        Choice(code=c.diagnosis.code, name=c.diagnosis.name_for(language), key=key)
-        for key, c in enumerate(
-            study.study_choices.select_related("diagnosis").order_by("position"), start=1
+        Choice(code=c.diagnosis.code, name=c.diagnosis.name_for(language), key=choice_key(index))
+        for index, c in enumerate(
+            study.study_choices.select_related("diagnosis").order_by("position")
         )
     ]
+
+
+def choice_key(index: int) -> str:
+    """The key of the ``index``-th choice (0-based): 1 to 9, then A to Z. A 36th choice
+    and later have none: the arrow keys reach them, as every choice."""
+    keys = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return keys[index] if index < len(keys) else ""
 
 
 def _image_urls(case: Case) -> dict[str, str]:
@@ -419,7 +432,7 @@ class CaseScreen:
     case: Case | None  # None where no case opens at this step
     number: int | None  # 1-based position of ``case`` in the reader's order
     images: dict[str, str]  # image URL (a path) by kind, without a hidden clinical photo
-    prefetch: list[str]  # image URLs of the following case
+    prefetch: dict[str, str]  # image URL by kind of the following case: loaded ahead
     choices: list[Choice]
     ask_confidence: bool
     show_clinical_image: bool
@@ -449,11 +462,11 @@ def case_screen(
         if may_open_case(step=step, number=number)
         else None
     )
-    images, prefetch, previous_answer = {}, [], None
+    images, prefetch, previous_answer = {}, {}, None
     if case is not None:
         images = _image_urls(case)
         following = following_case(enrolment=enrolment, case=case) if with_prefetch else None
-        prefetch = list(_image_urls(following).values()) if following else []
+        prefetch = _image_urls(following) if following else {}
         if number is not None:
             previous_answer = (
                 case.answers.filter(enrolment=enrolment)
@@ -475,22 +488,24 @@ def case_screen(
     )
 
 
-def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> dict | None:
-    """The reader's own accuracy, overall and per class, against the reference.
+def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> ReaderFeedback | None:
+    """The reader's own accuracy, overall and per class (their sensitivity), against the
+    reference, with the CNNs' where the study shows model feedback.
 
     None unless the reader has finished and the study enables feedback: this is the
     only reader-facing read that touches reference diagnoses.
     """
-    if enrolment.finished_at is None or not enrolment.study.show_feedback:
+    if not reader_has_feedback(enrolment=enrolment):
         return None
-    from cases.feedback import accuracy_summary
-
+    study = enrolment.study
     answers = Answer.objects.filter(enrolment=enrolment).select_related("case__diagnosis")
-    return accuracy_summary(
+    reader = accuracy_summary(
         ((a.case.diagnosis, a.diagnosis_id == a.case.diagnosis_id) for a in answers),
-        order=enrolment.study.choice_codes(),
+        order=study.choice_codes(),
         language=language,
     )
+    models = model_feedback(study=study, language=language) if study.show_model_feedback else []
+    return reader_feedback_build(reader=reader, models=models)
 
 
 def reader_progress_table(*, study: Study) -> list[dict]:
@@ -585,3 +600,41 @@ def case_reference_fixed(*, case: Case) -> bool:
 def studies_open_to_cases() -> QuerySet[Study]:
     """The studies a case may be moved to: drafts only, so readers never see it change."""
     return Study.objects.filter(status=Study.Status.DRAFT)
+
+
+def reader_has_feedback(*, enrolment: Enrolment) -> bool:
+    """Whether the reader may see their results: finished, in a study that shows them."""
+    return enrolment.finished_at is not None and enrolment.study.show_feedback
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    """A study on the reader's home page: where the reader is (``step``), how far they
+    got, whether the study is closed, and whether their results wait on the done page."""
+
+    enrolment: Enrolment
+    step: Step
+    answered: int
+    total: int
+    closed: bool
+    has_feedback: bool
+
+    @property
+    def may_continue(self) -> bool:
+        """Whether there is anything left to do in the study (never once it is closed)."""
+        return not self.closed and self.step != Step.DONE
+
+
+def reader_study_entries(*, user) -> list[StudyEntry]:
+    """The studies ``user`` reads, for their home page, in enrolment order."""
+    return [
+        StudyEntry(
+            enrolment=enrolment,
+            step=reader_step(enrolment=enrolment),
+            answered=enrolment.n_answers,
+            total=len(enrolment.case_order),
+            closed=enrolment.study.status == Study.Status.CLOSED,
+            has_feedback=reader_has_feedback(enrolment=enrolment),
+        )
+        for enrolment in enrolments_for_reader(user=user).order_by("enrolled_at")
+    ]

@@ -356,6 +356,7 @@ def answer_submit(
     case_public_id: str,
     diagnosis_code: str,
     confidence: int | None = None,
+    revise: bool = True,
 ) -> SubmitResult:
     """Record the reader's answer for a case.
 
@@ -365,6 +366,10 @@ def answer_submit(
     same answer again (a double click, a second tab) returns the stored answer. A
     different answer to an answered case is a change: refused unless the study allows
     changes, in which case the previous value is appended to the history first.
+
+    ``revise=False`` (the case page answering its next case): an answered case is never
+    changed; a different answer is refused with ``answered_elsewhere`` (409), since the
+    case was answered in another tab or on another device, and the stored answer stands.
     """
     # Row lock: two tabs of one reader are serialised here (PostgreSQL; SQLite
     # serialises every writer anyway).
@@ -390,6 +395,14 @@ def answer_submit(
         if same:
             return SubmitResult(
                 existing, created=False, changed=False, finished=enrolment.finished_at is not None
+            )
+        if not revise:
+            raise AnswerRejected(
+                _(
+                    "This case was already answered in another tab or on another device; "
+                    "that answer stands. Here is your next case."
+                ),
+                code="answered_elsewhere",
             )
         if not study.allow_answer_changes or enrolment.finished_at is not None:
             # Also after finishing: the feedback may have shown the reference.

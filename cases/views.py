@@ -7,18 +7,24 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from cases import selectors, services
-from cases.feedback import model_feedback
 from cases.forms import AnswerForm, ConsentForm, ProfileForm, RegistrationForm
 from cases.models import ReaderProfile
 from cases.selectors import Step, image_for_user
 
 _VARIANTS = {"web": "web", "thumb": "thumbnail", "original": "original"}
+
+# The same answer sent twice (a second tab, a second device, a double click): it is
+# stored once; the reader is told why the case moved on without their new answer.
+ANSWERED_ALREADY = gettext_lazy(
+    "That case had already been answered with the same diagnosis (in another tab, on "
+    "another device or by a second click); it is stored once. Here is your next case."
+)
 
 
 @require_GET
@@ -202,10 +208,17 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
                     case_public_id=form.cleaned_data["case"],
                     diagnosis_code=form.cleaned_data["answer"],
                     confidence=form.cleaned_data["confidence"],
+                    revise=number is not None,
                 )
             except services.AnswerRejected as rejected:
-                error, status = str(rejected), rejected.status
+                if rejected.code != "answered_elsewhere":
+                    error, status = str(rejected), rejected.status
+                else:  # a stale tab: say so above the next case, which a reload keeps
+                    messages.warning(request, str(rejected))
+                    return redirect("cases:case", slug=slug)
             else:
+                if number is None and not result.created:
+                    messages.info(request, ANSWERED_ALREADY)
                 return redirect("cases:done" if result.finished else "cases:case", slug=slug)
     # Nothing changed if the answer was refused: the step computed above still holds.
     screen = selectors.case_screen(
@@ -233,8 +246,34 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
         "previous_answer": screen.previous_answer,
         "can_revise": enrolment.study.allow_answer_changes and progress["answered"] > 0,
         "confidence_levels": [1, 2, 3, 4, 5],
+        "last_letter": next((c.key for c in reversed(screen.choices) if c.key.isalpha()), None),
+        "strings": _case_page_strings(),
     }
     return render(request, "cases/case.html", context, status=status)
+
+
+def _case_page_strings() -> dict[str, str]:
+    """What the case page's script says, in the reader's language."""
+    return {
+        "answered_already": str(ANSWERED_ALREADY),
+        "network": _(
+            "The server could not be reached, so your answer is not stored yet. Your "
+            "choice is kept: press Enter or Submit to try again."
+        ),
+        "busy": _(
+            "The server is busy (HTTP %(status)s), so your answer is not stored yet. Your "
+            "choice is kept: press Enter or Submit to try again in a moment."
+        ),
+        "session": _(
+            "Your session has ended, so your answer is not stored. Please log in again; "
+            "you will continue with this case."
+        ),
+        "log_in": _("Log in"),
+        "closed": _("Go to your results"),
+        "final": _("Answers are final: here is your next case."),
+        "announce": _("Case %(n)s of %(total)s"),
+        "answered": _("%(done)s answered"),
+    }
 
 
 @login_required
@@ -262,20 +301,14 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
                 "answers": selectors.reader_answers(enrolment=enrolment, language=language),
             },
         )
-    feedback = selectors.reader_feedback(enrolment=enrolment, language=language)
-    models = []
-    if feedback is not None and enrolment.study.show_model_feedback:
-        models = model_feedback(study=enrolment.study, language=language)
-    if step == Step.CLOSED:
-        messages.info(request, _("This study is closed."))
+    # A closed study says so on the page itself, with nothing to continue.
     return render(
         request,
         "cases/done.html",
         {
             "study": enrolment.study,
-            "step": step,
-            "feedback": feedback,
-            "models": models,
+            "closed": step == Step.CLOSED,
+            "feedback": selectors.reader_feedback(enrolment=enrolment, language=language),
             "progress": selectors.reader_progress(enrolment=enrolment),
         },
     )

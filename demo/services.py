@@ -45,8 +45,8 @@ DEMO_DESCRIPTION = (
     "Every image is generated, not a patient photo; the readers' answers already in it are "
     "simulated."
 )
-# Appended to the description: the study records the seed it was built from, so that a
-# later `demo --seed N` can say that the existing study is another one.
+# The study's admin notes (never shown to readers) record the seed it was built from, so
+# that a later `demo --seed N` can say that the existing study is another one.
 _SEED_NOTE = "Built from seed {seed}; manage.py demo --seed {seed} builds the same study."
 _SEED_NOTE_PATTERN = re.compile(r"Built from seed (\d+);")
 CONSENT_TEXT = (
@@ -144,7 +144,8 @@ def write_demo_bundle(
         json.dumps(
             {
                 "title": "Synthetic demo: 8-class dermoscopy reader study",
-                "description": f"{DEMO_DESCRIPTION} {_SEED_NOTE.format(seed=seed)}",
+                "description": DEMO_DESCRIPTION,
+                "admin_notes": _SEED_NOTE.format(seed=seed),
                 "choices": list(DEMO_CHOICES),
                 "shuffle_cases": True,
                 "show_clinical_image": True,
@@ -164,9 +165,9 @@ def write_demo_bundle(
 
 
 def demo_seed(study: Study) -> int | None:
-    """The seed ``study`` was built from, as its description records it; None when the
-    description does not say (edited, or built by an older version)."""
-    match = _SEED_NOTE_PATTERN.search(study.description)
+    """The seed ``study`` was built from, as its admin notes record it; None when they do
+    not say (edited, or built by an older version)."""
+    match = _SEED_NOTE_PATTERN.search(study.admin_notes)
     return int(match.group(1)) if match else None
 
 

@@ -5,11 +5,13 @@ import sys
 
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template import loader
-from django.views.decorators.cache import never_cache
+from django.templatetags.static import static
+from django.views.decorators.cache import cache_control, never_cache
+from django.views.decorators.http import require_safe
 
-from cases.selectors import enrolments_for_reader, is_study_staff, studies_for_user
+from cases.selectors import is_study_staff, reader_study_entries, studies_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +23,23 @@ DATABASE_DOWN = (
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page: a reader's enrolments, an admin's studies, or a login prompt."""
-    context = {"studies": [], "enrolments": []}
+    """The landing page: a reader's studies (each with where the reader is in it), an
+    admin's studies, or a login prompt."""
+    context = {"studies": [], "entries": []}
     if is_study_staff(request.user):
         context["studies"] = studies_for_user(user=request.user)
     if request.user.is_authenticated:
-        context["enrolments"] = enrolments_for_reader(user=request.user)
+        context["entries"] = reader_study_entries(user=request.user)
     return render(request, "home.html", context)
+
+
+@require_safe
+@cache_control(max_age=86400, public=True)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``, which browsers ask for on their own: the SVG icon that every
+    page links to (the static URL is looked up per request: it carries a hash in
+    production)."""
+    return redirect(static("favicon.svg"))
 
 
 @never_cache

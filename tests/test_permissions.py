@@ -106,6 +106,8 @@ TABLE = [
     ("home", [], "post", None, (200,) * 8),
     ("health", [], "get", None, (200,) * 8),
     ("health", [], "post", None, (200,) * 8),
+    ("favicon", [], "get", None, (302,) * 8),  # to the static SVG
+    ("favicon", [], "post", None, NO_METHOD),
     ("login", [], "get", None, (200,) * 8),
     ("login", [], "post", None, (200,) * 8),  # empty form: shown again with its errors
     ("login", [], "put", None, (200,) * 8),

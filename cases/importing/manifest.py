@@ -33,6 +33,7 @@ STUDY_OPTIONS = (
     "title_zh",
     "description_zh",
     "consent_text_zh",
+    "admin_notes",
 )
 STUDY_FILE_KEYS = ("title", "description", "choices", *STUDY_OPTIONS)
 # cases.csv and study.json are read whole; a real case list is far below this.

@@ -9,6 +9,7 @@ so one run lists all the violations."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -26,6 +27,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 PASSWORD = "a-Long-pass-phrase-9"
 NEW_PASSWORD = "another-Long-pass-phrase-7"
 N_CASES = 2
+# READERSTUDY_SCREENSHOTS=<folder>: also save each checked page at a laptop's and a
+# phone's size, to look at.
+SCREENSHOTS = os.environ.get("READERSTUDY_SCREENSHOTS")
 
 
 @pytest.fixture(params=["en", "zh-hans"])
@@ -69,6 +73,12 @@ def test_no_serious_or_critical_violation_on_any_reader_page(
         violations = blocking_violations(page)
         if violations:
             found[name] = describe(violations)
+        if SCREENSHOTS:
+            for width, height in ((1366, 768), (390, 844)):
+                page.set_viewport_size({"width": width, "height": height})
+                slug = re.sub(r"[^a-z0-9]+", "-", f"{name} {lang} {width}".lower())
+                page.screenshot(path=os.path.join(SCREENSHOTS, f"a11y-{slug}.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 900})
 
     def visit(path: str, name: str, *, status: int = 200) -> None:
         response = page.goto(f"{live_server.url}{path}")
@@ -118,6 +128,7 @@ def test_no_serious_or_critical_violation_on_any_reader_page(
         page.fill("input[name=years_in_dermatology]", "7")
         submit()
         page.get_by_test_id("progress").wait_for()
+        page.wait_for_selector("#case-root[data-ready]", state="attached")  # the script
         check("case")
         page.get_by_test_id("dermoscopic").click()
         page.locator("#zoom").wait_for(state="visible")

@@ -46,7 +46,8 @@ def log_in(page, live_server, username: str, next_url: str) -> None:
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.keyboard.press("Enter")
-    page.wait_for_url(lambda url: "/accounts/" not in url and url.endswith("/case/"))
+    page.wait_for_url(lambda url: "/accounts/" not in url and re.search(r"/case/(#\d+)?$", url))
+    page.wait_for_selector("#case-root[data-ready]", state="attached")  # the script's keys
 
 
 def transform(page) -> tuple[float, float, float]:
@@ -106,17 +107,55 @@ def test_zoom_and_pan_and_the_prefetched_images(page, live_server, django_user_m
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_images_stack_on_a_narrow_screen(page, live_server, django_user_model):
+def test_zoom_on_a_touch_screen(browser, live_server, django_user_model):
+    """A tablet: tap to enlarge, pinch and double-tap to zoom, the level shown, a reset
+    and a close button; the backdrop is dark."""
     study = build_study(1)
-    user = django_user_model.objects.create_user("dr_narrow", password=PASSWORD)
+    user = django_user_model.objects.create_user("dr_touch", password=PASSWORD)
     ready_enrolment(study, user)
-    log_in(page, live_server, "dr_narrow", f"/studies/{study.slug}/case/")
-    # side by side on a wide screen, stacked at 600 pixels
-    wide = [f.bounding_box() for f in page.locator(".images figure").all()]
-    assert wide[0]["y"] == wide[1]["y"] and wide[1]["x"] > wide[0]["x"]
-    page.set_viewport_size({"width": 600, "height": 900})
-    page.reload()
-    narrow = [f.bounding_box() for f in page.locator(".images figure").all()]
-    assert len(narrow) == 2
-    assert narrow[0]["x"] == narrow[1]["x"]
-    assert narrow[1]["y"] >= narrow[0]["y"] + narrow[0]["height"]
+    context = browser.new_context(viewport={"width": 768, "height": 1024}, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        log_in(page, live_server, "dr_touch", f"/studies/{study.slug}/case/")
+        box = page.get_by_test_id("dermoscopic").bounding_box()
+        page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        overlay = page.locator("#zoom")
+        assert overlay.is_visible()
+        page.wait_for_function("document.querySelector('#zoom img').style.transform !== ''")
+        assert overlay.evaluate("o => getComputedStyle(o).backgroundColor") == "rgb(0, 0, 0)"
+        level = page.get_by_test_id("zoom-level")
+        assert level.inner_text() == "100%"
+        cx, cy = 384, 512
+        # a pinch: two fingers moving apart
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind: str, spread: float) -> None:
+            points = [] if kind == "touchEnd" else [
+                {"x": cx - spread, "y": cy, "id": 0},
+                {"x": cx + spread, "y": cy, "id": 1},
+            ]  # fmt: skip
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", 40)
+        for spread in range(50, 170, 10):
+            touch("touchMove", spread)
+        touch("touchEnd", 0)
+        pinched = int(level.inner_text().rstrip("%"))
+        assert pinched > 250, pinched
+        page.get_by_role("button", name="Reset").click()
+        assert level.inner_text() == "100%"
+        # a double tap zooms in, another goes back to the fit
+        for expected in ("250%", "100%"):
+            page.touchscreen.tap(cx, cy)
+            page.wait_for_timeout(80)
+            page.touchscreen.tap(cx, cy)
+            page.wait_for_function(
+                f"document.querySelector('[data-testid=zoom-level]').innerText === '{expected}'"
+            )
+        page.get_by_role("button", name="Zoom in").click()
+        assert level.inner_text() == "150%"
+        page.locator(".zoom-close").click()
+        assert overlay.is_hidden()
+    finally:
+        context.close()

@@ -12,6 +12,14 @@ from tests.factories import build_study
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
+# The case page's address carries the case number as its fragment (history entries).
+CASE_URL = re.compile(r"/case/(#\d+)?$")
+
+
+def script_ready(page) -> None:
+    """Until the case page's script listens to the keys (it loads after the page)."""
+    page.wait_for_selector("#case-root[data-ready]", state="attached")
+
 
 def register(page, live_server, token: str, username: str) -> None:
     page.goto(f"{live_server.url}/join/{token}/")
@@ -30,12 +38,13 @@ def consent_and_profile(page) -> None:
     page.select_option("select[name=level]", "attending")
     page.fill("input[name=years_in_dermatology]", "7")
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/case/$"))
+    page.wait_for_url(CASE_URL)
 
 
 def answer_with_keys(
     page, number: int, total: int, *, diagnosis_key: str, confidence_key: str | None
 ) -> None:
+    script_ready(page)
     assert page.get_by_test_id("progress").inner_text() == f"{number} / {total}"
     # both images are loaded through the permission-checked view
     for test_id in ("clinical", "dermoscopic"):
@@ -85,7 +94,7 @@ def test_resume_after_logging_out_half_way(page, live_server):
     page.fill("input[name=username]", "dr_zhao")
     page.fill("input[name=password]", "a-Long-pass-phrase-9")
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/case/$"))
+    page.wait_for_url(CASE_URL)
     assert page.get_by_test_id("progress").inner_text() == "3 / 4"
     enrolment = Enrolment.objects.get(reader__username="dr_zhao")
     assert Answer.objects.filter(enrolment=enrolment).count() == 2
@@ -137,12 +146,26 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
         register(page, live_server, token, "dr_chen")
         consent_and_profile(page)
         assert page.get_by_text("最可能的诊断").is_visible()
+        script_ready(page)
+        page.evaluate("window.stillTheSamePage = true")
         for number in range(1, 201):
             assert page.get_by_test_id("progress").inner_text() == f"{number} / 200"
             page.keyboard.press(str(number % 8 + 1))
             page.keyboard.press(str(number % 5 + 1))  # the confidence
-            with page.expect_navigation():
-                page.keyboard.press("Enter")
+            if number == 200:
+                with page.expect_navigation():
+                    page.keyboard.press("Enter")
+                break
+            page.keyboard.press("Enter")
+            # the next case, without a reload, once the server has confirmed the answer
+            page.wait_for_function(
+                "document.querySelector('[data-testid=progress]').innerText === "
+                f"'{number + 1} / 200' && "
+                "document.querySelector('#answer-form input[name=case]').value && "
+                "!document.querySelector('#submit-answer[aria-busy=true]')"
+            )
+            if number == 199:
+                assert page.evaluate("window.stillTheSamePage") is True
         assert "200" in page.get_by_test_id("finished").inner_text()
         assert "您的结果" in page.get_by_test_id("feedback").inner_text()
     finally:

@@ -394,6 +394,12 @@ def test_a_forged_field_in_the_answer_form_is_a_400(client, reader, other_reader
     assert Answer.objects.count() == 0
 
 
+def status_box(client, url: str) -> str:
+    """The text of the case page's message box (not the script's strings)."""
+    page = client.get(url).content.decode()
+    return re.search(r'<div class="status" id="case-status"[^>]*>(.*?)</div>', page, re.S).group(1)
+
+
 def test_double_submit_stores_one_answer(client, reader):
     study = build_study(3)
     ready_enrolment(study, reader)
@@ -405,12 +411,33 @@ def test_double_submit_stores_one_answer(client, reader):
         )
         assert response.status_code == 302
     assert Answer.objects.count() == 1
-    # The same case with a different answer (a second tab): refused, answers are final.
+    # the second press is told why the page moved on without storing anything new
+    assert "already been answered with the same diagnosis" in status_box(client, response.url)
+    # The same case with a different answer (a second tab): refused, and the next case
+    # says so; a reload does not send it again.
     response = client.post(
         reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "SK"}
     )
-    assert response.status_code == 409 and "answers are final" in response.content.decode()
+    assert response.status_code == 302
+    status = status_box(client, response.url)
+    assert "answered in another tab or on another device" in status
+    assert "already been answered with the same" not in status
     assert Answer.objects.get().diagnosis.code == "MN"
+
+
+def test_a_stale_tab_never_changes_an_answer_where_changes_are_allowed(client, reader):
+    study = build_study(3, allow_answer_changes=True)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    public_id = next_public_id(client, study)
+    client.post(reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "MN"})
+    # the stale tab still shows that case and sends another diagnosis to the next-case page
+    response = client.post(
+        reverse("cases:case", args=[study.slug]), {"case": public_id, "answer": "SK"}
+    )
+    assert response.status_code == 302
+    assert "answered in another tab" in status_box(client, response.url)
+    assert Answer.objects.get().diagnosis.code == "MN" and not AnswerChange.objects.exists()
 
 
 def test_changes_when_allowed_keep_the_old_answer(client, reader):

@@ -183,7 +183,7 @@ def test_the_page_and_the_api_show_the_same_case_screen(client, reader):
     assert screen.step is Step.CASE and screen.case.pk == enrolment.case_order[0]
     assert (screen.number, screen.revising, screen.previous_answer) == (1, False, None)
     assert [c.code for c in screen.choices] == ["MN", "SK", "BCC"]
-    assert [c.key for c in screen.choices] == [1, 2, 3]
+    assert [c.key for c in screen.choices] == ["1", "2", "3"]
     assert list(screen.images) == ["dermoscopic"] and len(screen.prefetch) == 1
     assert screen.progress == {"answered": 0, "total": 3, "finished": False}
     # Reading the screen does not serve the case: its clock starts when a page shows it.
@@ -209,7 +209,7 @@ def test_the_case_screen_has_no_case_where_the_step_opens_none(reader):
     enrolment = _not_consented(study, reader)
     screen = case_screen(enrolment=enrolment)
     assert screen.step is Step.CONSENT
-    assert (screen.case, screen.number, screen.images, screen.prefetch) == (None, None, {}, [])
+    assert (screen.case, screen.number, screen.images, screen.prefetch) == (None, None, {}, {})
     assert [c.code for c in screen.choices] == ["MN", "SK", "BCC"]
 
 

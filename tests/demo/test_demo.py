@@ -128,7 +128,7 @@ def study_digest(study: Study) -> str:
     reader's profile, case order and answers. Not the public ids (random by design),
     primary keys or timestamps."""
     source_id = dict(study.cases.values_list("pk", "source_id"))
-    rows: list[object] = [study.title, study.description, study.choice_codes()]
+    rows: list[object] = [study.title, study.description, study.admin_notes, study.choice_codes()]
     for case in study.cases.order_by("position").prefetch_related("images"):
         images = sorted((i.kind, i.sha256, i.width, i.height) for i in case.images.all())
         rows.append(
@@ -199,8 +199,8 @@ def test_demo_with_another_seed_keeps_the_study_and_says_how_to_rebuild(settings
         out = capsys.readouterr().out
         assert kept + "built from seed 2." in out and "WARNING" not in out
 
-    # A study whose description no longer says its seed.
-    Study.objects.filter(slug="demo").update(description="Edited by an admin.")
+    # A study whose admin notes no longer say its seed.
+    Study.objects.filter(slug="demo").update(admin_notes="Edited by an admin.")
     call_command("demo", "--no-serve", "--no-models", "--seed", "5")
     out = capsys.readouterr().out
     assert kept + "built from an unrecorded seed." in out
@@ -249,6 +249,9 @@ def test_demo_refuses_a_negative_seed(tmp_path):
     assert not Study.objects.filter(slug="demo").exists()
 
 
+CASE_BADGE = "Demo: synthetic images, not patient photos; no CNN trained on real data"
+
+
 def test_reader_pages_of_a_synthetic_study_show_the_banner(client, settings, tmp_path):
     settings.DATA_DIR = tmp_path
     study = demo_build(seed=1, n_readers=0, per_class=1, data_dir=tmp_path).study
@@ -264,10 +267,12 @@ def test_reader_pages_of_a_synthetic_study_show_the_banner(client, settings, tmp
         assert response.status_code == 302, response.content.decode()
     case_url = reverse("cases:case", args=[study.slug])
     assert response.url == case_url
-    assert BANNER in client.get(case_url).content.decode()
+    # the case page, which must fit one screen, says it in a badge beside the progress
+    assert CASE_BADGE in client.get(case_url).content.decode()
     # ...and only there: the same page of a real study has none.
     Study.objects.filter(pk=study.pk).update(is_synthetic=False)
-    assert BANNER not in client.get(case_url).content.decode()
+    page = client.get(case_url).content.decode()
+    assert BANNER not in page and CASE_BADGE not in page
 
 
 def _thumbnail(image: Image.Image) -> np.ndarray:

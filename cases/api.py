@@ -267,6 +267,7 @@ class StudyOut(serializers.ModelSerializer):
             "title_zh",
             "description",
             "description_zh",
+            "admin_notes",
             "status",
             "choices",
             "cases",

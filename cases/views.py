@@ -257,12 +257,18 @@ def _case_page_strings() -> dict[str, str]:
     return {
         "answered_already": str(ANSWERED_ALREADY),
         "network": _(
-            "The server could not be reached, so your answer is not stored yet. Your "
-            "choice is kept: press Enter or Submit to try again."
+            "The server could not be reached, so your answer may not be stored. Your "
+            "choice is kept: press Enter or Submit to try again (an answer is never "
+            "stored twice)."
         ),
         "busy": _(
-            "The server is busy (HTTP %(status)s), so your answer is not stored yet. Your "
-            "choice is kept: press Enter or Submit to try again in a moment."
+            "The server is busy (HTTP %(status)s), so your answer may not be stored. Your "
+            "choice is kept: press Enter or Submit to try again in a moment (an answer is "
+            "never stored twice)."
+        ),
+        "earlier_stands": _(
+            "Your earlier answer to that case had reached the server, and it stands. Here "
+            "is your next case."
         ),
         "session": _(
             "Your session has ended, so your answer is not stored. Please log in again; "

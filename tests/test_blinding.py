@@ -136,6 +136,7 @@ def walk(client, study, *, extra_posts=(), allowed_on_done=frozenset()) -> dict[
         done,
         reverse("api-reader-studies"),
         reverse("api-reader-next", args=[slug]),
+        reverse("api-reader-next", args=[slug]) + "?prefetch=1",
         reverse("api-reader-progress", args=[slug]),
         reverse("api-schema"),
         reverse("api-docs"),
@@ -230,7 +231,7 @@ def test_nothing_leaks_before_the_reader_finishes(client, planted, language):
         revisable = study.allow_answer_changes and index > 0
         assert (statuses[revise_url] == 200) == revisable, statuses[revise_url]
         html_bad_answers(client, study, case=case, later=later)
-        if index < 2:
+        if index == 0:
             response = client.post(
                 reverse("cases:case", args=[study.slug]),
                 {"case": case, "answer": "SK"},
@@ -242,6 +243,27 @@ def test_nothing_leaks_before_the_reader_finishes(client, planted, language):
                 reverse("cases:case", args=[study.slug]), {"case": case, "answer": "BCC"}
             )
             assert_blind(response, "second tab")
+        elif index == 1:
+            # as the case page's script answers: the reply carries the next case and the
+            # images of the one after it
+            response = client.post(
+                answer_url,
+                {"case": case, "answer": "SK", "next": True, "revise": False},
+                content_type="application/json",
+            )
+            assert response.status_code == 201 and response.json()["next"]["case"]
+            assert_blind(response, "answer with the next screen")
+            for image in re.findall(r"/images/[0-9a-f]+/web", response.content.decode()):
+                assert_blind(client.get(image), image)
+            # a stale tab's other answer to it: refused (409), and still blind
+            response = client.post(
+                answer_url,
+                {"case": case, "answer": "BCC", "next": True, "revise": False},
+                content_type="application/json",
+            )
+            assert response.status_code == 409
+            assert response.json()["code"] == "answered_elsewhere"
+            assert_blind(response, "stale tab through the API")
     response = client.post(
         answer_url, {"case": case, "answer": "MN"}, content_type="application/json"
     )

@@ -55,6 +55,10 @@
     if (target === root) return true;
     return target === submitButton || (target.matches("input[type=radio]") && form.contains(target));
   }
+  // The case's own buttons (enlarge an image, the keys list): the focus lands there
+  // after closing what they opened, so the answer's keys act there too, but Enter
+  // presses the button as usual.
+  const caseButton = (target) => target && target.matches && target.matches(".zoom-open, .keys-open");
   function openKeys() {
     if (typeof keysDialog.showModal === "function") keysDialog.showModal();
     else keysDialog.setAttribute("open", "");
@@ -63,8 +67,10 @@
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey || event.isComposing) return;
     if (!overlay.hidden || keysDialog.open) return;
-    if (!keysApply(event.target)) return;
+    const onCaseButton = caseButton(event.target);
+    if (!keysApply(event.target) && !onCaseButton) return;
     const key = event.key.length === 1 ? event.key.toUpperCase() : event.key;
+    if (onCaseButton && key === "Enter") return;
     if (key === "?") {
       event.preventDefault();
       openKeys();
@@ -179,7 +185,8 @@
       `${Math.round(100 * state.answered / Math.max(state.total, 1))}%`;
     document.title = data.title.replace("{n}", n);
     data.number = n;
-    if (form.contains(document.activeElement)) root.focus({ preventScroll: true });
+    // a new case: the focus leaves the previous case's buttons for the page itself
+    if (!view.keepFocus && form.contains(document.activeElement)) root.focus({ preventScroll: true });
   }
   function sameImages(a, b) {
     const ka = Object.keys(a).sort(), kb = Object.keys(b).sort();
@@ -189,6 +196,8 @@
   async function show(next, notice, level) {
     if (!next || next.step !== "case" || !next.case) {
       const finished = next && ["review", "done", "closed"].includes(next.step);
+      // the next page shows it (static/js/notice.js)
+      if (notice) sessionStorage.setItem("readerstudy-notice", JSON.stringify({ text: notice, level }));
       window.location.assign(finished ? data.doneUrl : data.caseUrl);
       return false;
     }
@@ -203,11 +212,12 @@
     } else {
       form.elements.case.value = view.caseId; // the case shown ahead is the one served
       state.answered = view.answered;
-      display({ ...view, checked: current.checked });
+      display({ ...view, checked: current.checked, keepFocus: true });
     }
     say(notice, level);
     announce.textContent = format(strings.announce, { n: state.number, total: state.total });
     history.pushState({ number: state.number }, "", `${data.caseUrl}#${state.number}`);
+    document.dispatchEvent(new CustomEvent("readerstudy:case-confirmed", { detail: { number: state.number } }));
     upcoming = next.prefetch || {};
     keepOnly([...Object.values(view.images), ...Object.values(upcoming)]);
     Object.values(upcoming).forEach(preload);
@@ -236,6 +246,7 @@
     if (fields.has("confidence")) body.confidence = Number(fields.get("confidence"));
     const retry = state.retryCase === body.case;
     const before = onScreen();
+    state.queued = false;
     setBusy(true);
     const ahead = Object.keys(upcoming).length > 0 &&
       Object.values(upcoming).every((url) => ready.has(absolute(url)));
@@ -263,6 +274,7 @@
       payload = await response.json().catch(() => null);
     } catch (error) {
       state.retryCase = body.case; // the answer may have been stored: a retry says nothing
+      state.queued = false;
       putBack();
       setBusy(false);
       say(strings.network, "error");
@@ -280,6 +292,19 @@
       return;
     }
     state.queued = false;
+    if (response.ok) { // stored, but the reply could not be read: ask for the next case
+      state.retryCase = null;
+      await fetchNext("", "");
+      setBusy(false);
+      return;
+    }
+    if (code === "answered_elsewhere" && retry) {
+      // this tab's own earlier request reached the server before its reply was lost
+      state.retryCase = null;
+      await fetchNext(strings.earlier_stands, "warning");
+      setBusy(false);
+      return;
+    }
     if (code === "answered_elsewhere" || code === "not_next_case" || code === "case_not_served") {
       await fetchNext(payload.detail, "warning");
       setBusy(false);
@@ -317,6 +342,10 @@
     window.addEventListener("popstate", (event) => {
       const number = event.state && event.state.number;
       if (!number || number === state.number) return;
+      if (state.busy) { // an answer is on its way: stay until its reply
+        history.pushState({ number: state.number }, "", `${data.caseUrl}#${state.number}`);
+        return;
+      }
       if (number < state.number && data.allowChanges) {
         window.location.assign(data.reviseUrl.replace(/\/0\/$/, `/${number}/`));
         return;
@@ -344,7 +373,7 @@
   big.draggable = false; // the browser's own image drag would cancel the pan
   let scale = 1, x = 0, y = 0, base = 1, opener = null, byKeyboard = false;
   const pointers = new Map();
-  let pinchStart = null, lastTap = null, lastPointerType = "mouse";
+  let pinchStart = null, pinched = false, lastTap = null, lastPointerType = "mouse";
   const MAX = 8;
 
   function apply() {
@@ -356,9 +385,13 @@
     scale = 1;
     x = -big.naturalWidth * base / 2; y = -big.naturalHeight * base / 2;
     apply();
+    big.style.visibility = "";
   }
   function open(src, from, keyboard) {
     opener = from; byKeyboard = keyboard;
+    scale = 1; level.textContent = "100%";
+    big.style.transform = "";
+    big.style.visibility = "hidden"; // until it is fitted: no glimpse of the last zoom
     big.onload = fit;
     big.src = src;
     if (big.complete && big.naturalWidth) fit();
@@ -409,8 +442,10 @@
   overlay.addEventListener("dblclick", (e) => {
     if (lastPointerType !== "touch" && e.target === big) toggleAt(e.clientX, e.clientY);
   });
+  const downs = new Map(); // where and when each pointer went down: a tap barely moves
   big.addEventListener("pointerdown", (e) => {
     lastPointerType = e.pointerType;
+    downs.set(e.pointerId, { x: e.clientX, y: e.clientY, t: performance.now() });
     pointers.set(e.pointerId, e);
     big.setPointerCapture(e.pointerId);
   });
@@ -423,17 +458,24 @@
       const d = Math.hypot(a.clientX - b.clientX, a.clientY - b.clientY);
       if (pinchStart) zoomAt(d / pinchStart, (a.clientX + b.clientX) / 2, (a.clientY + b.clientY) / 2);
       pinchStart = d;
+      pinched = true;
       lastTap = null;
     } else {
       x += e.clientX - prev.clientX; y += e.clientY - prev.clientY; apply();
     }
   });
   const up = (e) => {
-    const down = pointers.get(e.pointerId);
+    const down = downs.get(e.pointerId);
     pointers.delete(e.pointerId);
+    downs.delete(e.pointerId);
     if (pointers.size < 2) pinchStart = null;
+    const wasPinch = pinched;
+    if (!pointers.size) pinched = false;
     if (e.type !== "pointerup" || e.pointerType !== "touch" || pointers.size || !down) return;
     const now = performance.now();
+    const tap = !wasPinch && now - down.t < 300 &&
+      Math.hypot(e.clientX - down.x, e.clientY - down.y) < 12;
+    if (!tap) { lastTap = null; return; }
     if (lastTap && now - lastTap.t < 350 && Math.hypot(e.clientX - lastTap.x, e.clientY - lastTap.y) < 40) {
       toggleAt(e.clientX, e.clientY); // a double tap
       lastTap = null;

@@ -50,6 +50,7 @@ BOXES = """() => {
     choices: q('input[name=answer]').map((i) => box(i.closest('label'))),
     confidence: q('input[name=confidence]').map((i) => box(i.closest('label'))),
     submit: box(document.getElementById('submit-answer')),
+    room: parseFloat(getComputedStyle(document.querySelector('main')).paddingBottom),
     panel: {...box(document.getElementById('answer-form')),
       position: getComputedStyle(document.getElementById('answer-form')).position},
   };
@@ -84,7 +85,7 @@ def check_screen(page, study_name: str, language: str, options: dict) -> list[st
     problems = []
     for width, height in [*SCREENS, PHONE]:
         page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(50)  # the resize observer's frame
+        page.wait_for_timeout(50)  # the resize observer's frame sets the room for the bar
         b = page.evaluate(BOXES)
         where = f"{study_name}, {language}, {width}x{height}"
         if SCREENSHOTS:
@@ -107,6 +108,9 @@ def check_screen(page, study_name: str, language: str, options: dict) -> list[st
         if (width, height) == PHONE:
             if b["panel"]["position"] != "fixed" or abs(b["panel"]["bottom"] - height) > 1:
                 problems.append(f"{where}: the answer bar is not fixed at the bottom")
+            # the page leaves room below the images for the bar: none stays under it
+            if b["room"] < b["panel"]["h"]:
+                problems.append(f"{where}: the bar covers the images ({b['room']} px of room)")
             if n_figures == 2 and not (
                 b["figures"][0]["x"] == b["figures"][1]["x"]
                 and b["figures"][1]["y"] >= b["figures"][0]["bottom"]

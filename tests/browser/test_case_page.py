@@ -148,7 +148,7 @@ def test_zoom_on_a_touch_screen(browser, live_server, django_user_model):
         # a double tap zooms in, another goes back to the fit
         for expected in ("250%", "100%"):
             page.touchscreen.tap(cx, cy)
-            page.wait_for_timeout(80)
+            page.wait_for_timeout(30)
             page.touchscreen.tap(cx, cy)
             page.wait_for_function(
                 f"document.querySelector('[data-testid=zoom-level]').innerText === '{expected}'"

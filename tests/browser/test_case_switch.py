@@ -304,3 +304,124 @@ def test_the_page_works_as_a_plain_form_without_javascript(browser, live_server,
         assert Answer.objects.filter(enrolment=enrolment, diagnosis__code="SK").count() == 2
     finally:
         ctx.close()
+
+
+def progress_is(page, text: str) -> None:
+    page.wait_for_function(
+        "text => document.querySelector('[data-testid=progress]').innerText === text", arg=text
+    )
+
+
+def test_a_press_made_while_an_answer_travels_never_answers_by_itself(
+    browser, live_server, django_user_model
+):
+    """Enter on the case shown ahead waits for the server; after a failure it is dropped,
+    so a later reply never submits a choice the reader did not confirm."""
+    study = build_study(3)
+    ctx, page, enrolment = reader_on_case_page(
+        browser, live_server, django_user_model, study, "dr_queue"
+    )
+    answers = re.compile(r"/api/reader/studies/[^/]+/answers/$")
+    held = []
+    try:
+        page.route(
+            answers, lambda route: held.append(route)
+        )  # the request waits until the test lets it go
+        page.keyboard.press("2")
+        page.keyboard.press("Enter")
+        progress_is(page, "2 / 3")  # the next case at once, while the answer travels
+        page.wait_for_function("document.querySelector('#submit-answer[aria-busy=true]')")
+        page.keyboard.press("3")
+        page.keyboard.press("Enter")  # waits for the first answer's reply
+        page.wait_for_timeout(100)
+        assert len(held) == 1
+        held.pop().abort("internetdisconnected")
+        page.wait_for_selector("[data-testid=error]")
+        progress_is(page, "1 / 3")  # the answered case is back, with its choice
+        assert page.locator("input[name=answer]:checked").input_value() == "SK"
+        # the retry travels; meanwhile the reader picks on the next case without Enter
+        page.keyboard.press("Enter")
+        progress_is(page, "2 / 3")
+        page.wait_for_function("window.document.querySelector('#submit-answer[aria-busy=true]')")
+        page.keyboard.press("1")
+        page.wait_for_timeout(100)
+        assert len(held) == 1
+        held.pop().continue_()
+        page.unroute(answers)
+        wait_confirmed(page)
+        page.wait_for_timeout(300)  # time for any queued submit to have gone out
+        assert list(
+            Answer.objects.filter(enrolment=enrolment).values_list("diagnosis__code", flat=True)
+        ) == ["SK"]
+        assert page.locator("input[name=answer]:checked").input_value() == "MN"  # kept
+        # a double Enter stores one answer and moves one case on
+        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+        progress_is(page, "3 / 3")
+        wait_confirmed(page)
+        page.wait_for_timeout(300)
+        assert Answer.objects.filter(enrolment=enrolment).count() == 2
+        assert number_shown(page) == "3 / 3"
+    finally:
+        ctx.close()
+
+
+def test_a_tab_behind_shows_the_case_the_server_serves_and_says_why(
+    browser, live_server, django_user_model
+):
+    from cases.services import answer_submit, case_serve
+
+    study = build_study(4)
+    ctx, page, enrolment = reader_on_case_page(
+        browser, live_server, django_user_model, study, "dr_behind"
+    )
+    try:
+        order = [Case.objects.get(pk=pk) for pk in enrolment.case_order]
+        # another device answers cases 1 and 2 meanwhile
+        for case in order[:2]:
+            enrolment.refresh_from_db()
+            case_serve(enrolment=enrolment, case=case)
+            answer_submit(enrolment=enrolment, case_public_id=case.public_id, diagnosis_code="SK")
+        page.keyboard.press("2")  # the same diagnosis as stored: 200, nothing new
+        page.keyboard.press("Enter")
+        progress_is(page, "3 / 4")  # not the case 2 shown ahead: the server's next
+        wait_confirmed(page)
+        assert page.locator("input[name=case]").input_value() == order[2].public_id
+        for kind, url in case_images(order[2]).items():
+            assert image_path(page, kind) == url
+        assert "same diagnosis" in page.get_by_test_id("status").inner_text()
+        assert Answer.objects.filter(enrolment=enrolment).count() == 2
+    finally:
+        ctx.close()
+
+
+def test_a_stale_tab_on_the_last_case_says_so_on_the_results_page(
+    browser, live_server, django_user_model
+):
+    from cases.services import answer_submit, case_serve
+
+    study = build_study(2, show_feedback=True)
+    ctx, page, enrolment = reader_on_case_page(
+        browser, live_server, django_user_model, study, "dr_last"
+    )
+    try:
+        order = [Case.objects.get(pk=pk) for pk in enrolment.case_order]
+        answer_submit(enrolment=enrolment, case_public_id=order[0].public_id, diagnosis_code="SK")
+        page.reload()
+        script_ready(page)
+        assert number_shown(page) == "2 / 2"
+        # another tab answers the last case; this one sends another diagnosis
+        enrolment.refresh_from_db()
+        case_serve(enrolment=enrolment, case=order[1])
+        answer_submit(enrolment=enrolment, case_public_id=order[1].public_id, diagnosis_code="MN")
+        page.keyboard.press("3")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"/done/$"))
+        notice = page.get_by_test_id("carried-notice")
+        assert "answered in another tab or on another device" in notice.inner_text()
+        assert Answer.objects.get(enrolment=enrolment, case=order[1]).diagnosis.code == "MN"
+        page.reload()  # said once
+        assert page.get_by_test_id("carried-notice").count() == 0
+    finally:
+        ctx.close()

@@ -119,7 +119,8 @@ def test_chinese_from_the_browser_and_switchable_to_english(browser, live_server
 @pytest.mark.slow
 def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
     """The reference study's size and settings (as `manage.py demo`): 200 cases, 8
-    choices, confidence asked, keyboard only, Chinese UI."""
+    choices, confidence asked, keyboard only, Chinese UI, without one page reload, and
+    without scrolling once on a laptop (1366x768) and then a tablet (768x1024)."""
     from cases.models import Diagnosis
     from tests.factories import CaseFactory, make_study
 
@@ -139,9 +140,11 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
             study=study, source_id=f"f{i}", position=i + 1, diagnosis=diagnoses[codes[i % 8]]
         )
     token = invitations_create(study=study, count=1)[0].token
-    context = browser.new_context(locale="zh-CN")
+    # a laptop's window for the first 100 cases, a tablet's for the rest
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 768})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    scrolled = []
     try:
         register(page, live_server, token, "dr_chen")
         consent_and_profile(page)
@@ -150,6 +153,10 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
         page.evaluate("window.stillTheSamePage = true")
         for number in range(1, 201):
             assert page.get_by_test_id("progress").inner_text() == f"{number} / 200"
+            if number == 101:
+                page.set_viewport_size({"width": 768, "height": 1024})
+            if page.evaluate("document.scrollingElement.scrollHeight > innerHeight"):
+                scrolled.append(number)
             page.keyboard.press(str(number % 8 + 1))
             page.keyboard.press(str(number % 5 + 1))  # the confidence
             if number == 200:
@@ -166,6 +173,7 @@ def test_all_200_cases_with_the_keyboard_in_chinese(browser, live_server):
             )
             if number == 199:
                 assert page.evaluate("window.stillTheSamePage") is True
+        assert not scrolled, f"the case page scrolled on cases {scrolled}"
         assert "200" in page.get_by_test_id("finished").inner_text()
         assert "您的结果" in page.get_by_test_id("feedback").inner_text()
     finally:

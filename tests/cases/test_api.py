@@ -8,7 +8,7 @@ import io
 import pytest
 from django.urls import reverse
 
-from cases.models import Answer, Invitation
+from cases.models import Answer, AnswerChange, Case, Enrolment, Invitation
 from tests.factories import build_study, ready_enrolment
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +52,61 @@ def test_reader_answers_every_case_through_the_api(reader_client, study):
     assert progress == {"answered": 3, "total": 3, "finished": True}
     studies = reader_client.get(reverse("api-reader-studies")).json()
     assert studies[0]["slug"] == study.slug and studies[0]["step"] == "done"
+
+
+def test_an_answer_with_next_carries_the_next_case_already_served(reader_client, reader, study):
+    enrolment = Enrolment.objects.get(reader=reader, study=study)
+    order = [Case.objects.get(pk=pk) for pk in enrolment.case_order]
+    first = next_case(reader_client, study)
+    assert first["prefetch"] == {}  # only when asked for
+    with_prefetch = reader_client.get(
+        reverse("api-reader-next", args=[study.slug]) + "?prefetch=1"
+    ).json()
+    following = {i.kind: i.public_id for i in order[1].images.all()}
+    assert {k: url.split("/")[-2] for k, url in with_prefetch["prefetch"].items()} == following
+    for number in (1, 2):
+        response = submit(
+            reader_client,
+            study,
+            case=order[number - 1].public_id,
+            answer="SK",
+            confidence=2,
+            next=True,
+            revise=False,
+        )
+        assert response.status_code == 201, response.json()
+        shown = response.json()["next"]
+        assert shown["step"] == "case" and shown["case"]["id"] == order[number].public_id
+        assert shown["case"]["number"] == number + 1
+        assert shown["progress"]["answered"] == number
+        enrolment.refresh_from_db()
+        assert enrolment.served_case_id == order[number].pk  # its clock runs
+        after = {i.kind: i.public_id for i in order[number + 1].images.all()} if number < 2 else {}
+        assert {k: url.split("/")[-2] for k, url in shown["prefetch"].items()} == after
+    last = submit(
+        reader_client, study, case=order[2].public_id, answer="MN", confidence=1, next=True
+    ).json()
+    assert last["finished"] and last["next"]["step"] == "done" and last["next"]["case"] is None
+    # without next, no next in the reply
+    assert "next" not in submit(reader_client, study, case=order[2].public_id, answer="MN").json()
+
+
+def test_revise_false_never_changes_an_answer_even_where_changes_are_allowed(client, reader):
+    study = build_study(2, allow_answer_changes=True)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    case = next_case(client, study)["case"]["id"]
+    assert submit(client, study, case=case, answer="MN").status_code == 201
+    # the same answer again (a retry): 200, nothing new
+    response = submit(client, study, case=case, answer="MN", revise=False)
+    assert response.status_code == 200 and response.json()["created"] is False
+    # another answer from a stale tab: refused, the stored one stands
+    response = submit(client, study, case=case, answer="SK", revise=False)
+    assert response.status_code == 409
+    assert response.json()["code"] == "answered_elsewhere"
+    assert Answer.objects.get().diagnosis.code == "MN" and not AnswerChange.objects.exists()
+    # revise (the default) changes it, where the study allows changes
+    assert submit(client, study, case=case, answer="SK").json()["changed"] is True
 
 
 def test_reader_next_says_which_step_comes_first(client, reader, study):

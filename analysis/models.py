@@ -41,6 +41,11 @@ class AnalysisReport(models.Model):
     error = models.TextField(blank=True)
     folder = models.CharField(max_length=64, unique=True, default=new_report_folder, editable=False)
     files = models.JSONField(default=list, blank=True, help_text="File names in the folder.")
+    progress = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="While it is computed: the last step done, and how many of how many.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

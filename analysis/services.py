@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Bump when the report's content changes for the same data, so cached reports are redone.
-REPORT_VERSION = 2
+# 3: which readers count (finished by default), macro averages over the classes with a
+# positive case, counts as integers, no kappa test where ASE0 is 0.
+REPORT_VERSION = 3
 REPORT_COMPUTE_TASK = "analysis.tasks.report_compute_task"
 
 
@@ -39,10 +41,14 @@ def report_write(
     n_bootstrap: int = 2000,
     adjust: str = "holm",
     subgroup: str | None = None,
+    readers: str = "finished",
     progress: bool = False,
+    on_step=None,
 ) -> ReportFiles:
     """Analyse ``data`` (from :func:`analysis.loaders.study_data` or ``file_data``) and
-    write its report into ``out_dir``: the one way from tables to files.
+    write its report into ``out_dir``: the one way from tables to files. ``readers`` is
+    ``finished`` (only the readers who had finished count, as in the reference study)
+    or ``all`` (:func:`analysis.stats.inputs.select_readers`).
 
     Raises :class:`analysis.stats.InputError` when the data cannot be analysed (no
     answers and no predictions, labels outside the choices, ...).
@@ -60,9 +66,12 @@ def report_write(
         n_bootstrap=n_bootstrap,
         adjust=adjust,
         subgroup=subgroup,
+        readers=readers,
         progress=progress,
     )
-    return write_report(tables, out_dir, data.meta, progress=progress)
+    if on_step is not None:
+        on_step("statistics computed", 0, 0)
+    return write_report(tables, out_dir, data.meta, progress=progress, on_step=on_step)
 
 
 def study_report_write(
@@ -73,9 +82,11 @@ def study_report_write(
     n_bootstrap: int = 2000,
     adjust: str = "holm",
     subgroup: str | None = None,
+    readers: str = "finished",
     choices: list[str] | None = None,
     title: str | None = None,
     progress: bool = False,
+    on_step=None,
 ) -> ReportFiles:
     """Analyse ``study`` from the database and write its report into ``out_dir``
     (:func:`report_write`); ``choices`` and ``title`` default to the study's."""
@@ -88,7 +99,9 @@ def study_report_write(
         n_bootstrap=n_bootstrap,
         adjust=adjust,
         subgroup=subgroup,
+        readers=readers,
         progress=progress,
+        on_step=on_step,
     )
 
 
@@ -107,12 +120,14 @@ def report_fingerprint(
     n_bootstrap: int,
     adjust: str = "holm",
     subgroup: str | None = None,
+    readers: str = "finished",
 ) -> tuple[str, dict]:
     """(sha256 hex, the inputs it hashes): answers count and latest answer / change time;
-    the profile attributes of every reader who answered (the columns of readers.csv, and
-    of subgroups); every prediction's status, answer, Grad-CAM file and whether it has an
-    embedding, with the count and latest time; the cases' reference diagnoses, the
-    choices, the models' training flags, the parameters and :data:`REPORT_VERSION`."""
+    the profile attributes and the finishing time of every reader who answered (the
+    columns of readers.csv, of subgroups, and which readers count); every prediction's
+    status, answer, Grad-CAM file and whether it has an embedding, with the count and
+    latest time; the cases' reference diagnoses, the choices, the models' training
+    flags, the parameters (``readers`` among them) and :data:`REPORT_VERSION`."""
     from cases.selectors import answers_state
     from inference.selectors import predictions_state
 
@@ -138,6 +153,7 @@ def report_fingerprint(
         "n_bootstrap": n_bootstrap,
         "adjust": adjust,
         "subgroup": subgroup or None,
+        "readers_rule": readers,
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return digest, inputs
@@ -151,13 +167,15 @@ def report_is_stale(*, report: AnalysisReport) -> bool:
 
 
 def report_parameters(report: AnalysisReport) -> dict:
-    """seed, n_bootstrap, adjust and subgroup of ``report`` (the last two are kept in its
-    ``inputs``; reports made before they existed used Holm and no subgroup)."""
+    """seed, n_bootstrap, adjust, subgroup and readers of ``report`` (the last three are
+    kept in its ``inputs``; reports made before they existed used Holm, no subgroup and
+    every reader)."""
     return {
         "seed": report.seed,
         "n_bootstrap": report.n_bootstrap,
         "adjust": report.inputs.get("adjust") or "holm",
         "subgroup": report.inputs.get("subgroup") or None,
+        "readers": report.inputs.get("readers_rule") or "all",
     }
 
 
@@ -168,6 +186,7 @@ def report_request(
     n_bootstrap: int = 2000,
     adjust: str = "holm",
     subgroup: str | None = None,
+    readers: str = "finished",
     requested_by=None,
     force: bool = False,
 ) -> AnalysisReport:
@@ -181,9 +200,16 @@ def report_request(
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     if adjust not in ("holm", "bonferroni"):
         raise ValueError(f"adjust must be holm or bonferroni, got {adjust!r}")
+    if readers not in ("finished", "all"):
+        raise ValueError(f"readers must be finished or all, got {readers!r}")
     with transaction.atomic():
         fingerprint, inputs = report_fingerprint(
-            study=study, seed=seed, n_bootstrap=n_bootstrap, adjust=adjust, subgroup=subgroup
+            study=study,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+            adjust=adjust,
+            subgroup=subgroup,
+            readers=readers,
         )
         if not force:
             cached = (
@@ -233,11 +259,21 @@ def report_compute(*, report_id: int) -> AnalysisReport:
     report.status = AnalysisReport.Status.RUNNING
     report.started_at = timezone.now()
     report.error = ""
-    report.save(update_fields=["status", "started_at", "error"])
+    report.progress = {"step": "computing the statistics", "done": 0, "total": 0}
+    report.save(update_fields=["status", "started_at", "error", "progress"])
+
+    def on_step(what: str, done: int, total: int) -> None:
+        # what the console's Report page shows while it waits (live-progress.js)
+        AnalysisReport.objects.filter(pk=report.pk).update(
+            progress={"step": what, "done": done, "total": total}
+        )
+
     try:
         parameters = report_parameters(report)
         fingerprint, inputs = report_fingerprint(study=report.study, **parameters)
-        files = study_report_write(study=report.study, out_dir=report.path, **parameters)
+        files = study_report_write(
+            study=report.study, out_dir=report.path, on_step=on_step, **parameters
+        )
     except Exception as exc:
         from analysis.stats import InputError
 

@@ -33,6 +33,10 @@ class AuditEvent(models.Model):
         CONSENT_GIVE = "consent.give"
         PROFILE_SAVE = "profile.save"
         INVITATIONS_CREATE = "invitations.create"
+        INVITATIONS_REVOKE = "invitations.revoke"
+        STUDY_OPEN = "study.open"
+        STUDY_CLOSE = "study.close"
+        STUDY_CLOSING_DATE = "study.closing_date"
         CASES_IMPORT = "cases.import"
         EXPORT_DOWNLOAD = "export.download"
         MODEL_REGISTER = "model.register"
@@ -43,6 +47,7 @@ class AuditEvent(models.Model):
         LOGOUT = "auth.logout"
         USER_DEACTIVATED = "auth.user_deactivated"
         STUDY_ADMIN_ADD = "study.admin_add"
+        STUDY_ADMIN_REMOVE = "study.admin_remove"
         BACKUP_RESTORE = "backup.restore"
         PASSWORD_RESET = "auth.password_reset"
         LOCKOUT_RESET = "auth.unlock"
@@ -73,7 +78,10 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
+    # Where the request that made the event came from (audit.middleware); empty for
+    # events of tasks and commands.
     ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
 
     objects = AuditQuerySet.as_manager()
 

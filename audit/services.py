@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 
+from audit.middleware import current_origin
 from audit.models import AuditEvent
 
 
@@ -17,10 +18,7 @@ def _json_safe(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def client_ip(request) -> str | None:
-    """The client's address as the server saw it (REMOTE_ADDR; a proxy sets it right
-    with its own configuration, we do not trust X-Forwarded-For blindly)."""
-    return request.META.get("REMOTE_ADDR") if request is not None else None
+_USER_AGENT_LENGTH = AuditEvent._meta.get_field("user_agent").max_length
 
 
 def audit_log(
@@ -35,14 +33,22 @@ def audit_log(
     before: Any = None,
     after: Any = None,
     ip: str | None = None,
+    user_agent: str | None = None,
 ) -> AuditEvent:
-    """Append one event. ``obj`` (a model instance) fills ``object_type``/``object_id``."""
+    """Append one event. ``obj`` (a model instance) fills ``object_type``/``object_id``;
+    ``ip`` and ``user_agent`` default to those of the request being handled
+    (:mod:`audit.middleware`), none outside a request; the user agent is cut to the
+    length the trail stores."""
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
     user = actor if actor is not None and actor.is_authenticated else None
     if actor_name is None:
         actor_name = user.get_username() if user is not None else "system"
+    origin = current_origin()
+    if origin is not None:
+        ip = origin.ip if ip is None else ip
+        user_agent = origin.user_agent if user_agent is None else user_agent
     return AuditEvent.objects.create(
         action=action,
         actor=user,
@@ -53,6 +59,7 @@ def audit_log(
         before=_json_safe(before),
         after=_json_safe(after),
         ip=ip,
+        user_agent=(user_agent or "")[:_USER_AGENT_LENGTH],
     )
 
 
@@ -78,7 +85,6 @@ def audited_csv_download(*, request, study, frame, export: str, bom: bool = Fals
         study=study.slug,
         obj=study,
         after={"export": export, "rows": len(frame)},
-        ip=client_ip(request),
     )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{export}"'

@@ -9,18 +9,18 @@ from django.db.models.signals import pre_save
 from django.dispatch import receiver
 
 from audit.models import AuditEvent
-from audit.services import audit_log, client_ip
+from audit.services import audit_log
 
 
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
-    audit_log(action=AuditEvent.Action.LOGIN, actor=user, ip=client_ip(request))
+    audit_log(action=AuditEvent.Action.LOGIN, actor=user)
 
 
 @receiver(user_logged_out)
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
-        audit_log(action=AuditEvent.Action.LOGOUT, actor=user, ip=client_ip(request))
+        audit_log(action=AuditEvent.Action.LOGOUT, actor=user)
 
 
 @receiver(user_login_failed)
@@ -31,7 +31,6 @@ def _login_failed(sender, credentials, request=None, **kwargs):
         action=AuditEvent.Action.LOGIN_FAILED,
         actor_name=name or "(empty)",
         after={"username": name},
-        ip=client_ip(request),
     )
 
 

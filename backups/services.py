@@ -125,6 +125,7 @@ def _pseudonymise(records: list[dict], pseudonyms: dict[str, str]) -> list[dict]
         elif model == "audit.auditevent":
             fields["actor"] = None
             fields["ip"] = None
+            fields["user_agent"] = ""
             fields["actor_name"] = pseudonyms.get(fields["actor_name"], fields["actor_name"])
             for key in ("before", "after"):
                 if isinstance(fields.get(key), dict) and "admin" in fields[key]:

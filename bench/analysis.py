@@ -121,7 +121,8 @@ def time_report(tables, predictions: pd.DataFrame) -> None:
 def main() -> None:
     answers, predictions = synthetic_study()
     start = time.perf_counter()
-    tables = analyze_tables(answers, predictions, CHOICES, seed=0, n_bootstrap=2000)
+    # Every reader skips ~5% of the cases: count them all, as the timings always did.
+    tables = analyze_tables(answers, predictions, CHOICES, seed=0, n_bootstrap=2000, readers="all")
     total = time.perf_counter() - start
     for step in tables.timings.itertuples():
         print(f"{step.step:<20} {step.seconds:6.2f} s")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.forms.models import BaseInlineFormSet
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
@@ -26,10 +28,15 @@ from cases.models import (
     StudyChoice,
 )
 from cases.selectors import administered_studies, case_reference_fixed, studies_open_to_cases
-from cases.services import case_diagnosis_refusal, study_choice_refusal
+from cases.services import (
+    case_diagnosis_refusal,
+    invitations_revoke,
+    study_admins_audit,
+    study_choice_refusal,
+)
 from console.urls import study_urls
 from console.views import invitations_csv_response
-from readerstudy.admin import StudyScopedAdmin
+from readerstudy.admin import ResearchDataAdmin, StudyScopedAdmin
 
 
 class AdministeredStudyFilter(admin.SimpleListFilter):
@@ -156,6 +163,7 @@ class StudyAdmin(StudyScopedAdmin):
                     "description_zh",
                     "admin_notes",
                     "status",
+                    "closes_at",
                     "is_synthetic",
                     "links",
                 ]
@@ -180,14 +188,38 @@ class StudyAdmin(StudyScopedAdmin):
     filter_horizontal = ["admins"]
 
     def get_readonly_fields(self, request, obj=None):
+        # Opening and closing (and the closing date) go through the study's "Open or
+        # close" page, which checks, confirms and audits them; a new study is a draft.
+        fields = [*super().get_readonly_fields(request, obj), "status", "closes_at"]
+        if obj is not None and obj.enrolments.exists():
+            # What the demo's reset may erase: never relabelled once readers took part.
+            fields.append("is_synthetic")
         # Only superusers decide who administers a study.
-        fields = list(super().get_readonly_fields(request, obj))
         return fields if request.user.is_superuser else [*fields, "admins"]
 
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "admins":
+            # Only staff can use the console: offer staff, and this study's admins (one
+            # who is no longer staff then meets StudyForm's error, which names them).
+            current = Q()
+            object_id = request.resolver_match.kwargs.get("object_id")
+            if object_id and str(object_id).isdigit():
+                current = Q(administered_studies__pk=int(object_id))
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(Q(is_staff=True, is_active=True) | current)
+                .distinct()
+                .order_by("username")
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_related(self, request, form, formsets, change):
+        study = form.instance
+        before = set(study.admins.values_list("pk", flat=True)) if change else set()
         super().save_related(request, form, formsets, change)
         if not change and not request.user.is_superuser:
-            form.instance.admins.add(request.user)  # who creates a study administers it
+            study.admins.add(request.user)  # who creates a study administers it
+        study_admins_audit(study=study, before=before, actor=request.user)
 
     @admin.display(description="cases")
     def case_count(self, study: Study) -> int:
@@ -344,6 +376,10 @@ class ReaderProfileAdmin(StudyScopedAdmin):
 
 @admin.register(Enrolment)
 class EnrolmentAdmin(StudyScopedAdmin):
+    """Enrolments come from invitations and carry the reader's consent (research data):
+    shown, never added or changed here; one is deleted only while it has neither a
+    consent nor an answer (Django's "cannot delete" page says why otherwise)."""
+
     list_display = ["reader_code", "reader", "study", "consented_at", "enrolled_at", "finished_at"]
     list_filter = ["study", ("finished_at", admin.EmptyFieldListFilter)]
     search_fields = ["reader_code", "reader__username", "reader__email"]
@@ -357,6 +393,24 @@ class EnrolmentAdmin(StudyScopedAdmin):
         "served_at",
     ]
 
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and (obj.consented_at is not None or obj.answers.exists()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs, request):
+        # The answers protect their enrolment already (PROTECT); a consent alone is named
+        # here, so that the bulk action refuses it with the same page.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        consented = [f"{e}: the reader has consented" for e in objs if e.consented_at]
+        return deleted, counts, perms_needed, [*protected, *consented]
+
     @admin.display(description="reader account")
     def account(self, enrolment: Enrolment) -> str:
         if not enrolment.pk:
@@ -367,7 +421,7 @@ class EnrolmentAdmin(StudyScopedAdmin):
         )
 
 
-class AnswerChangeInline(admin.TabularInline):
+class AnswerChangeInline(ResearchDataAdmin, admin.TabularInline):
     model = AnswerChange
     extra = 0
     can_delete = False
@@ -378,9 +432,6 @@ class AnswerChangeInline(admin.TabularInline):
         "new_confidence",
         "changed_at",
     ]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Invitation)
@@ -397,12 +448,19 @@ class InvitationAdmin(StudyScopedAdmin):
 
     @admin.action(description="Revoke the selected invitations")
     def revoke(self, request, queryset):
-        count = queryset.update(revoked=True)
+        count = 0
+        for study_id in queryset.values_list("study_id", flat=True).distinct():
+            count += invitations_revoke(
+                study=Study.objects.get(pk=study_id),
+                pks=queryset.filter(study_id=study_id).values_list("pk", flat=True),
+                actor=request.user,
+            )
         self.message_user(request, f"{count} invitation(s) revoked.", messages.SUCCESS)
 
 
+# Answers and their history are research data: the admin shows them, nothing more.
 @admin.register(Answer)
-class AnswerAdmin(StudyScopedAdmin):
+class AnswerAdmin(ResearchDataAdmin, StudyScopedAdmin):
     study_path = "enrolment__study"
     list_display = ["enrolment", "case", "diagnosis", "confidence", "seconds", "answered_at"]
     list_filter = ["enrolment__study", "diagnosis"]
@@ -410,16 +468,9 @@ class AnswerAdmin(StudyScopedAdmin):
     list_select_related = ["enrolment", "case", "diagnosis"]
     inlines = [AnswerChangeInline]
 
-    # Answers are research data: the admin shows them but never edits them.
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
 
 @admin.register(AnswerChange)
-class AnswerChangeAdmin(StudyScopedAdmin):
+class AnswerChangeAdmin(ResearchDataAdmin, StudyScopedAdmin):
     study_path = "answer__enrolment__study"
     list_display = ["answer", "previous_diagnosis", "new_diagnosis", "changed_at"]
     list_filter = ["answer__enrolment__study", "previous_diagnosis", "new_diagnosis"]
@@ -428,12 +479,3 @@ class AnswerChangeAdmin(StudyScopedAdmin):
         "answer__case__public_id",
         "answer__case__source_id",
     ]
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

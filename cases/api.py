@@ -110,10 +110,30 @@ class AnswerNextOut(AnswerOut):
 
 
 class ErrorOut(serializers.Serializer):
-    """A service's refusal, as ``readerstudy.api.exception_handler`` answers it."""
+    """Every 4xx under /api/, as ``readerstudy.api.exception_handler`` answers it: a
+    service's refusal, invalid input, malformed JSON, not logged in, not allowed, not
+    found, method not allowed, unsupported media type, throttled."""
 
-    detail = serializers.CharField()
-    code = serializers.CharField()
+    detail = serializers.CharField(
+        help_text="One readable message, in the request's language; for invalid input, "
+        'prefixed with the field: "confidence: A valid integer is required."'
+    )
+    code = serializers.CharField(
+        help_text="A stable reason: a service's (invalid_choice, not_next_case, "
+        "consent_required...) or DRF's (required, invalid, max_length, max_value, "
+        "parse_error, not_authenticated, permission_denied, not_found, "
+        "method_not_allowed, unsupported_media_type, throttled...)."
+    )
+    field = serializers.CharField(
+        allow_null=True,
+        help_text="The input at fault (the first one; nested as items.0.name), null "
+        "where the request as a whole is refused.",
+    )
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Invalid input only: every message, by field.",
+    )
 
 
 def _enrolment(request, slug: str) -> Enrolment:
@@ -356,7 +376,11 @@ class AdminAnswerOut(serializers.ModelSerializer):
 
 class InvitationIn(serializers.Serializer):
     count = serializers.IntegerField(min_value=1, max_value=5000)
-    max_uses = serializers.IntegerField(min_value=1, default=1)
+    # A link for a whole department, yet within any database's integer column (a larger
+    # number was a 500).
+    max_uses = serializers.IntegerField(
+        min_value=1, max_value=services.INVITATION_MAX_USES, default=1
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     label = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
@@ -457,7 +481,7 @@ def answers_csv_response(study: Study, *, language: str, request) -> HttpRespons
 
 class AdminAnswersCsv(APIView):
     """Download the answers as CSV: ``reader, case, truth, answer``, the diagnoses'
-    names, the reader's profile fields, ``confidence, seconds, answered_at``."""
+    names, the reader's profile fields, ``finished``, ``confidence, seconds, answered_at``."""
 
     permission_classes = [IsAdminUser]
 

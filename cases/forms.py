@@ -164,3 +164,19 @@ class StudyForm(forms.ModelForm):
     class Meta:
         model = Study
         fields = ["required_profile_fields"]  # the admin adds the rest from its fieldsets
+
+    def clean_admins(self):
+        """Only staff can use the console, so only staff can administer a study: a
+        reader saved as one would be granted nothing, silently."""
+        admins = self.cleaned_data.get("admins")
+        if admins is None:
+            return admins
+        not_staff = [u.get_username() for u in admins if not (u.is_staff and u.is_active)]
+        if not_staff:
+            raise forms.ValidationError(
+                "Only active staff users can administer a study; not: %(names)s. Make them "
+                "staff first (Users), or leave them out.",
+                params={"names": ", ".join(sorted(not_staff))},
+                code="admin_not_staff",
+            )
+        return admins

@@ -3,16 +3,26 @@ enrolments, answers).
 
 Invariants live in the database: one answer per (enrolment, case), one image of each
 kind per case, study data protected from deletion while anything refers to it.
+
+Research data (answers and their history, consents; the audit trail and the predictions
+of a finished run live in their own apps) is never deleted or rewritten: the querysets
+and models below refuse it, and on PostgreSQL triggers refuse it in the database itself
+(migration 0007; inference 0003 and audit 0002 for the others). The one exception is a
+synthetic study, erased whole by the demo's reset inside :func:`synthetic_study_erasure`.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
-from django.db.models import Q
+from django.db import connection, models, transaction
+from django.db.models import ProtectedError, Q
+from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
@@ -44,6 +54,63 @@ def new_invitation_token() -> str:
 def new_reader_code() -> str:
     """A pseudonymous reader id used in exports instead of the user name."""
     return "R" + secrets.token_hex(5)
+
+
+# --- research data -----------------------------------------------------------------------
+
+
+class ResearchDataError(ProtectedError):
+    """An attempt to delete or rewrite research data (a ProtectedError, so that code which
+    handles a protected deletion handles this one too)."""
+
+    def __init__(self, message: str, rows: Iterator[models.Model] | list = ()) -> None:
+        super().__init__(message, list(rows))
+
+
+# The synthetic study being erased in this context (its primary key), if any; the
+# database side of the same permission is the transaction-local setting below, which the
+# triggers read.
+_ERASING: ContextVar[int | None] = ContextVar("erasing_synthetic_study", default=None)
+ERASE_SETTING = "readerstudy.erase_synthetic_study"
+
+
+def _erasure_flag(value: str) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, %s, true)", [ERASE_SETTING, value])
+
+
+@contextmanager
+def synthetic_study_erasure(*, study: Study) -> Iterator[None]:
+    """Inside this block (its own transaction or savepoint), the research data of
+    ``study`` may be deleted, and only of ``study``: the demo's reset. Refused with
+    ResearchDataError unless the study is synthetic (generated images, simulated
+    readers), which the database also checks on PostgreSQL."""
+    with transaction.atomic():
+        if not Study.objects.filter(pk=study.pk, is_synthetic=True).exists():
+            raise ResearchDataError(
+                f"study {study.slug!r} is not synthetic: its research data is never deleted",
+                [study],
+            )
+        token = _ERASING.set(study.pk)
+        try:
+            _erasure_flag(str(study.pk))
+            yield
+            _erasure_flag("")  # on an error the rollback undoes the setting
+        finally:
+            _ERASING.reset(token)
+
+
+def research_rows_refuse(rows: models.QuerySet, *, study_path: str | None, message: str) -> None:
+    """Raise ResearchDataError with ``message`` if ``rows`` (the protected rows of a
+    delete or an update) holds anything; ``study_path`` (the lookup to the row's study)
+    leaves out the rows of a study being erased (None: nothing is left out)."""
+    erasing = _ERASING.get()
+    if erasing is not None and study_path is not None:
+        rows = rows.exclude(**{study_path: erasing})
+    protected = list(rows[:10])
+    if protected:
+        raise ResearchDataError(message, protected)
 
 
 class DiagnosisManager(models.Manager):
@@ -134,6 +201,13 @@ class Study(models.Model):
         help_text="For the study's admins only (the admin and the console's overview); "
         "never shown to readers, unlike the description.",
     )
+    closes_at = models.DateTimeField(
+        "closes at",
+        null=True,
+        blank=True,
+        help_text="Optional: the study closes itself at this time; no answer is taken "
+        "after it. Empty: it stays open until an admin closes it.",
+    )
     admins = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,
@@ -159,6 +233,14 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def is_open(self, *, now=None) -> bool:
+        """Open and not past its closing date: the study takes readers and answers. (A
+        study past ``closes_at`` is closed at once; ``studies_close_due`` then records
+        it, a minute later at most.)"""
+        if self.status != self.Status.OPEN:
+            return False
+        return self.closes_at is None or self.closes_at > (now or timezone.now())
 
     def text_for(self, field: str, language: str | None) -> str:
         """The study's ``field`` ("title", "description" or "consent_text") for a reader
@@ -350,8 +432,26 @@ class ReaderProfile(models.Model):
         return f"profile of {self.user}"
 
 
+_CONSENT_KEPT = (
+    "a reader's consent is research data: an enrolment that has consented is never deleted"
+)
+
+
+class EnrolmentQuerySet(models.QuerySet):
+    def delete(self):
+        research_rows_refuse(
+            self.filter(consented_at__isnull=False), study_path="study", message=_CONSENT_KEPT
+        )
+        return super().delete()
+
+
 class Enrolment(models.Model):
-    """A reader taking part in a study: their consent, case order and progress."""
+    """A reader taking part in a study: their consent, case order and progress.
+
+    The consent (version and time) is research data: a consented enrolment is never
+    deleted, and only a new consent (``consent_give``) replaces it, the audit trail
+    keeping the earlier one.
+    """
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="enrolments")
     reader = models.ForeignKey(
@@ -375,6 +475,8 @@ class Enrolment(models.Model):
     )
     served_at = models.DateTimeField(null=True, blank=True)
 
+    objects = EnrolmentQuerySet.as_manager()
+
     class Meta:
         ordering = ["study", "enrolled_at"]
         constraints = [
@@ -387,6 +489,14 @@ class Enrolment(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.finished_at is not None
+
+    def delete(self, *args, **kwargs):
+        research_rows_refuse(
+            Enrolment.objects.filter(pk=self.pk, consented_at__isnull=False),
+            study_path="study",
+            message=_CONSENT_KEPT,
+        )
+        return super().delete(*args, **kwargs)
 
 
 class Invitation(models.Model):
@@ -421,7 +531,21 @@ class Invitation(models.Model):
         return f"invitation to {self.study.slug} ({self.uses}/{self.max_uses})"
 
 
+_ANSWERS_KEPT = "answers are research data: they are never deleted"
+_HISTORY_KEPT = "the history of an answer is append-only: it is never changed or deleted"
+
+
+class AnswerQuerySet(models.QuerySet):
+    def delete(self):
+        research_rows_refuse(self, study_path="enrolment__study", message=_ANSWERS_KEPT)
+        return super().delete()
+
+
 class Answer(models.Model):
+    """A reader's answer to a case. Never deleted; changed only by ``answer_submit``
+    where the study allows it, which first appends the previous value to the history
+    (AnswerChange); on PostgreSQL the database refuses any other change."""
+
     enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="answers")
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="answers")
     diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT, related_name="+")
@@ -429,6 +553,8 @@ class Answer(models.Model):
     seconds = models.FloatField(help_text="Server-measured time from serving to answer.")
     answered_at = models.DateTimeField(auto_now_add=True)
     changed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AnswerQuerySet.as_manager()
 
     class Meta:
         ordering = ["enrolment", "answered_at"]
@@ -444,6 +570,26 @@ class Answer(models.Model):
     def __str__(self) -> str:
         return f"{self.enrolment.reader_code} {self.case.public_id}"
 
+    def delete(self, *args, **kwargs):
+        research_rows_refuse(
+            Answer.objects.filter(pk=self.pk),
+            study_path="enrolment__study",
+            message=_ANSWERS_KEPT,
+        )
+        return super().delete(*args, **kwargs)
+
+
+class AnswerChangeQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ResearchDataError(_HISTORY_KEPT)
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise ResearchDataError(_HISTORY_KEPT)
+
+    def delete(self):
+        research_rows_refuse(self, study_path="answer__enrolment__study", message=_HISTORY_KEPT)
+        return super().delete()
+
 
 class AnswerChange(models.Model):
     """The append-only history of a changed answer: the previous value is never lost."""
@@ -455,8 +601,23 @@ class AnswerChange(models.Model):
     new_confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     changed_at = models.DateTimeField(auto_now_add=True)
 
+    objects = AnswerChangeQuerySet.as_manager()
+
     class Meta:
         ordering = ["answer", "changed_at"]
 
     def __str__(self) -> str:
         return f"change of {self.answer}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise ResearchDataError(_HISTORY_KEPT, [self])
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        research_rows_refuse(
+            AnswerChange.objects.filter(pk=self.pk),
+            study_path="answer__enrolment__study",
+            message=_HISTORY_KEPT,
+        )
+        return super().delete(*args, **kwargs)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import CharField, Count, Max, Q, QuerySet
+from django.db import models
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Greatest, TruncDate
 from django.urls import reverse
+from django.utils import timezone
 
 from cases.feedback import (
     ReaderFeedback,
@@ -140,9 +145,9 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
     pseudonymous reader code), ``case`` (public id), ``truth`` and ``answer`` (diagnosis
     codes), ``truth_name`` and ``answer_name`` (in ``language``), the reader's profile
     fields renamed to ``READER_COLUMNS`` ("" for text and None otherwise without a
-    profile), ``confidence``, ``seconds`` and ``answered_at`` (UTC, ISO 8601). This is
-    what the admin's CSV export and the analysis read. Staff only: it contains the
-    reference diagnoses.
+    profile), ``finished`` (whether the reader had finished the study), ``confidence``,
+    ``seconds`` and ``answered_at`` (UTC, ISO 8601). This is what the admin's CSV export
+    and the analysis read. Staff only: it contains the reference diagnoses.
     """
     import pandas as pd
 
@@ -174,6 +179,7 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
                 a.case.diagnosis.name_for(language),
                 a.diagnosis.name_for(language),
                 *(tuple(getattr(profile, name) for name in fields) if profile else no_profile),
+                a.enrolment.finished_at is not None,
                 a.confidence,
                 a.seconds,
                 a.answered_at.isoformat(),
@@ -186,7 +192,8 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
 class AnswersState:
     """What an analysis of a study depends on among its answers and cases (the report
     fingerprint hashes it): the number of answers and the latest answer and change
-    times; ``(reader_code, *PROFILE_FIELDS)`` of every reader who answered, by code;
+    times; ``(reader_code, *PROFILE_FIELDS, finished_at)`` of every reader who answered,
+    by code (finishing changes which readers a report counts);
     ``(case pk, diagnosis pk)`` of every case, by pk."""
 
     n_answers: int
@@ -206,7 +213,7 @@ def answers_state(*, study: Study) -> AnswersState:
         Enrolment.objects.filter(study=study, answers__isnull=False)
         .distinct()
         .order_by("reader_code")
-        .values_list("reader_code", *(f"{profile}{name}" for name in PROFILE_FIELDS))
+        .values_list("reader_code", *(f"{profile}{name}" for name in PROFILE_FIELDS), "finished_at")
     )
     cases = Case.objects.filter(study=study).order_by("pk").values_list("pk", "diagnosis_id")
     return AnswersState(
@@ -304,7 +311,7 @@ def reader_step(*, enrolment: Enrolment) -> Step:
         return Step.CONSENT
     if missing_profile_fields(enrolment=enrolment):
         return Step.PROFILE
-    if enrolment.study.status != Study.Status.OPEN:
+    if not enrolment.study.is_open():
         return Step.CLOSED
     # Only a study that allows changes has a review step (elsewhere the last answer
     # finishes), so only there is this count worth a query on every case page.
@@ -509,50 +516,14 @@ def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> ReaderFeed
 
 
 def reader_progress_table(*, study: Study) -> list[dict]:
-    """Per reader of ``study``: code, progress, median seconds per case, last activity.
+    """Per reader of ``study``, in enrolment order: code, progress, median seconds per
+    case, last activity (the rows of :func:`reader_progress_rows`).
 
     Staff only. Medians are computed per reader from the stored server-side times.
     Last activity is the latest of an answer, an answer change, and the serving of a
     case (a reader sitting on a case is active), else consent, else enrolment.
     """
-    import statistics
-
-    seconds: dict[int, list[float]] = {}
-    last: dict[int, object] = {}
-    for enrolment_id, secs, answered_at, changed_at in Answer.objects.filter(
-        enrolment__study=study
-    ).values_list("enrolment_id", "seconds", "answered_at", "changed_at"):
-        seconds.setdefault(enrolment_id, []).append(secs)
-        moment = max(filter(None, (answered_at, changed_at)))
-        if enrolment_id not in last or moment > last[enrolment_id]:
-            last[enrolment_id] = moment
-    rows = []
-    for enrolment in (
-        Enrolment.objects.filter(study=study)
-        .select_related("reader__reader_profile")
-        .order_by("enrolled_at")
-    ):
-        times = seconds.get(enrolment.pk, [])
-        profile = getattr(enrolment.reader, "reader_profile", None)
-        activity = [m for m in (last.get(enrolment.pk), enrolment.served_at) if m is not None]
-        rows.append(
-            {
-                "enrolment_id": enrolment.pk,
-                "reader_code": enrolment.reader_code,
-                "username": enrolment.reader.get_username(),
-                "simulated": bool(profile and profile.is_simulated),
-                "level": profile.get_level_display() if profile and profile.level else "",
-                "answered": len(times),
-                "total": len(enrolment.case_order),
-                "consented_at": enrolment.consented_at,
-                "finished_at": enrolment.finished_at,
-                "median_seconds": statistics.median(times) if times else None,
-                "last_activity": max(activity)
-                if activity
-                else enrolment.consented_at or enrolment.enrolled_at,
-            }
-        )
-    return rows
+    return reader_progress_rows(enrolments_progress(study=study).order_by("enrolled_at", "pk"))
 
 
 def study_choice_uses(*, study_id: int, diagnosis_id: int) -> tuple[int, int]:
@@ -638,3 +609,447 @@ def reader_study_entries(*, user) -> list[StudyEntry]:
         )
         for enrolment in enrolments_for_reader(user=user).order_by("enrolled_at")
     ]
+
+
+# --- invitations (staff) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvitationRow:
+    """An invitation as the console lists it; ``status`` is what its link does now."""
+
+    invitation: Invitation
+    status: str  # "active", "used up", "expired" or "revoked"
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "active"
+
+
+def invitation_status(invitation: Invitation, *, now=None) -> str:
+    now = now or timezone.now()
+    if invitation.revoked:
+        return "revoked"
+    if invitation.uses >= invitation.max_uses:
+        return "used up"
+    if invitation.expires_at is not None and invitation.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def study_invitations(*, study: Study, pks: Iterable[int] | None = None, limit: int = 200):
+    """The study's invitations, newest first (only ``pks`` where given), at most
+    ``limit``, each with its status. Staff only: the caller checks the study."""
+    rows = study.invitations.order_by("-created_at", "-pk")
+    if pks is not None:
+        rows = rows.filter(pk__in=list(pks))
+    now = timezone.now()
+    return [InvitationRow(i, invitation_status(i, now=now)) for i in rows[:limit]]
+
+
+# --- the study's dashboard and reader progress (staff) -----------------------------------
+
+
+class ReaderStep(StrEnum):
+    """Where an enrolled reader stands, as the console counts readers (the reader's own
+    flow is :class:`Step`). The first that applies: finished; in progress (at least one
+    answer); consented (no answer yet); invited (enrolled, through an invitation or by an
+    admin, but not consented yet)."""
+
+    INVITED = "invited"
+    CONSENTED = "consented"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+
+    @property
+    def label(self) -> str:
+        return READER_STEP_LABELS[self][0]
+
+    @property
+    def short_label(self) -> str:
+        return READER_STEP_LABELS[self][1]
+
+
+READER_STEP_LABELS = {  # (label, short label for a table cell)
+    ReaderStep.INVITED: ("Invited (enrolled, not consented)", "Invited"),
+    ReaderStep.CONSENTED: ("Consented, no answer yet", "Consented"),
+    ReaderStep.IN_PROGRESS: ("In progress", "In progress"),
+    ReaderStep.FINISHED: ("Finished", "Finished"),
+}
+
+
+def _is_simulated(reader: str = "reader__") -> Coalesce:
+    """Whether the reader's profile marks them simulated; False without a profile."""
+    return Coalesce(
+        f"{reader}reader_profile__is_simulated", Value(False), output_field=models.BooleanField()
+    )
+
+
+def _reader_step(*, as_rank: bool = False) -> models.Case:
+    """The :class:`ReaderStep` of an enrolment in SQL: its value, or with ``as_rank``
+    its position among the steps, to sort by (``models.Case`` is SQL's CASE, not a
+    study's case)."""
+
+    def then(step: ReaderStep) -> Value:
+        return Value(list(ReaderStep).index(step) if as_rank else step.value)
+
+    return models.Case(
+        models.When(finished_at__isnull=False, then=then(ReaderStep.FINISHED)),
+        models.When(
+            Exists(Answer.objects.filter(enrolment=OuterRef("pk"))),
+            then=then(ReaderStep.IN_PROGRESS),
+        ),
+        models.When(consented_at__isnull=False, then=then(ReaderStep.CONSENTED)),
+        default=then(ReaderStep.INVITED),
+        output_field=models.IntegerField() if as_rank else CharField(),
+    )
+
+
+def _last_activity() -> Coalesce:
+    """The latest of an enrolment's answers, answer changes and serving of a case, else
+    its consent, else its enrolment. Each missing one is replaced by one that exists
+    before taking the greatest: SQLite's MAX(a, b) is NULL when any is NULL."""
+    moments = (Max("answers__answered_at"), Max("answers__changed_at"), F("served_at"))
+    present = Coalesce(*moments)
+    return Coalesce(
+        Greatest(*(Coalesce(moment, present) for moment in moments)),
+        "consented_at",
+        "enrolled_at",
+    )
+
+
+def enrolments_progress(*, study: Study) -> QuerySet[Enrolment]:
+    """The enrolments of ``study`` with ``n_answered``, ``simulated``, ``step`` (a
+    :class:`ReaderStep` value) and ``last_activity`` (see :func:`_last_activity`), and
+    the reader and their profile: one query for any number of readers. Staff only."""
+    return (
+        Enrolment.objects.filter(study=study)
+        .select_related("reader__reader_profile")
+        .annotate(
+            n_answered=Count("answers"),
+            simulated=_is_simulated(),
+            step=_reader_step(),
+            last_activity=_last_activity(),
+        )
+    )
+
+
+# The reader progress page's sort keys (``?sort=KEY``, ``-KEY`` descending) and the
+# enrolment field or annotation each sorts by. The median is not among them: it is taken
+# per page (SQLite has no median aggregate).
+PROGRESS_SORTS = {
+    "reader": "reader_code",
+    "user": "reader__username",
+    "step": "step_rank",
+    "answered": "n_answered",
+    "consented": "consented_at",
+    "finished": "finished_at",
+    "last_activity": "last_activity",
+    "enrolled": "enrolled_at",
+}
+PROGRESS_DEFAULT_SORT = "enrolled"
+
+
+def reader_progress_query(
+    *, study: Study, sort: str = PROGRESS_DEFAULT_SORT, step: str = "", text: str = ""
+) -> QuerySet[Enrolment]:
+    """The enrolments of ``study`` for the reader progress page (see
+    :func:`enrolments_progress`): only those at ``step`` (a :class:`ReaderStep` value;
+    "" for all) whose reader code or user name contains ``text`` (any case). Real
+    readers first, then simulated ones; within each by ``sort`` (a key of
+    ``PROGRESS_SORTS``, prefixed by "-" for descending; empty values last either way),
+    then by enrolment. ValueError for another sort or step."""
+    key = sort.removeprefix("-")
+    if key not in PROGRESS_SORTS:
+        raise ValueError(f"unknown sort {sort!r}")
+    rows = enrolments_progress(study=study).annotate(step_rank=_reader_step(as_rank=True))
+    if step:
+        rows = rows.filter(step=ReaderStep(step).value)
+    if text:
+        rows = rows.filter(Q(reader_code__icontains=text) | Q(reader__username__icontains=text))
+    field = F(PROGRESS_SORTS[key])
+    order = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
+    return rows.order_by("simulated", order, "enrolled_at", "pk")
+
+
+def median_seconds_by_enrolment(*, enrolment_ids: Iterable[int]) -> dict[int, float]:
+    """Median server-measured seconds per case of each of ``enrolment_ids`` that has an
+    answer. One query; the medians are taken here because SQLite has no median
+    aggregate, so callers pass a page of readers, not a whole study."""
+    seconds: dict[int, list[float]] = {}
+    for enrolment_id, secs in Answer.objects.filter(
+        enrolment_id__in=list(enrolment_ids)
+    ).values_list("enrolment_id", "seconds"):
+        seconds.setdefault(enrolment_id, []).append(secs)
+    return {pk: statistics.median(times) for pk, times in seconds.items()}
+
+
+def reader_progress_rows(enrolments: Iterable[Enrolment]) -> list[dict]:
+    """One row per enrolment of :func:`enrolments_progress` (in their order): its
+    ``enrolment_id``, ``reader_code``, ``username``, ``simulated``, ``level``, ``step``
+    (a :class:`ReaderStep`), ``answered`` / ``total``, ``consented_at``,
+    ``finished_at``, ``median_seconds`` (None without an answer) and ``last_activity``.
+    Two queries: the enrolments and their answers' times."""
+    enrolments = list(enrolments)
+    medians = median_seconds_by_enrolment(enrolment_ids=[e.pk for e in enrolments])
+    rows = []
+    for enrolment in enrolments:
+        profile = getattr(enrolment.reader, "reader_profile", None)
+        rows.append(
+            {
+                "enrolment_id": enrolment.pk,
+                "reader_code": enrolment.reader_code,
+                "username": enrolment.reader.get_username(),
+                "simulated": enrolment.simulated,
+                "level": profile.get_level_display() if profile and profile.level else "",
+                "step": ReaderStep(enrolment.step),
+                "answered": enrolment.n_answered,
+                "total": len(enrolment.case_order),
+                "consented_at": enrolment.consented_at,
+                "finished_at": enrolment.finished_at,
+                "median_seconds": medians.get(enrolment.pk),
+                "last_activity": enrolment.last_activity,
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class StepCounts:
+    """Readers at each :class:`ReaderStep`."""
+
+    invited: int = 0
+    consented: int = 0
+    in_progress: int = 0
+    finished: int = 0
+
+    @property
+    def enrolled(self) -> int:
+        return self.invited + self.consented + self.in_progress + self.finished
+
+    def at(self, step: ReaderStep) -> int:
+        return getattr(self, step.value)
+
+
+@dataclass(frozen=True)
+class ReadersByStep:
+    real: StepCounts
+    simulated: StepCounts
+
+    def rows(self) -> list[tuple[ReaderStep, int, int]]:
+        """(step, real readers, simulated readers), in the steps' order."""
+        return [(s, self.real.at(s), self.simulated.at(s)) for s in ReaderStep]
+
+
+def readers_by_step(*, study: Study) -> ReadersByStep:
+    """The readers of ``study`` at each :class:`ReaderStep`, real and simulated ones
+    apart. One query."""
+    counts: dict[bool, dict[str, int]] = {False: {}, True: {}}
+    for simulated, step, n in (
+        Enrolment.objects.filter(study=study)
+        .annotate(simulated=_is_simulated(), step=_reader_step())
+        .values("simulated", "step")
+        .annotate(n=Count("pk"))
+        .values_list("simulated", "step", "n")
+        .order_by()
+    ):
+        counts[bool(simulated)][step] = n
+    return ReadersByStep(real=StepCounts(**counts[False]), simulated=StepCounts(**counts[True]))
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Answers given on one calendar day, by real and by simulated readers."""
+
+    day: dt.date
+    real: int
+    simulated: int
+
+    @property
+    def total(self) -> int:
+        return self.real + self.simulated
+
+
+def answers_per_day(*, study: Study, tz: dt.tzinfo, until: dt.date | None = None) -> list[DayCount]:
+    """The answers of ``study`` per calendar day in ``tz``, by when each was first given
+    (a later change does not count again): every day from the first with an answer to
+    ``until`` (the last with an answer where None, or where that is later), days
+    without answers as zeros; [] without answers. One query."""
+    counts: dict[dt.date, dict[bool, int]] = {}
+    for day, simulated, n in (
+        Answer.objects.filter(enrolment__study=study)
+        .annotate(
+            day=TruncDate("answered_at", tzinfo=tz), simulated=_is_simulated("enrolment__reader__")
+        )
+        .values("day", "simulated")
+        .annotate(n=Count("pk"))
+        .values_list("day", "simulated", "n")
+        .order_by("day")
+    ):
+        counts.setdefault(day, {})[bool(simulated)] = n
+    if not counts:
+        return []
+    first, last = min(counts), max(counts)
+    if until is not None and until > last:
+        last = until
+    span = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+    return [
+        DayCount(day, counts.get(day, {}).get(False, 0), counts.get(day, {}).get(True, 0))
+        for day in span
+    ]
+
+
+def median_seconds_of_real_readers(*, study: Study, n_answers: int) -> float | None:
+    """The median server-measured seconds per case over every answer of the real
+    readers of ``study`` (``n_answers`` of them, which the caller counted); None
+    without one. One query for the middle one or two values, taken in SQL order."""
+    if n_answers == 0:
+        return None
+    seconds = (
+        Answer.objects.filter(enrolment__study=study)
+        .alias(simulated=_is_simulated("enrolment__reader__"))
+        .filter(simulated=False)
+        .order_by("seconds")
+        .values_list("seconds", flat=True)
+    )
+    middle = list(seconds[(n_answers - 1) // 2 : n_answers // 2 + 1])
+    return sum(middle) / len(middle)
+
+
+PACE_DAYS = 7  # the projection's pace: real readers' answers over the last 7 days
+
+
+class ProjectionState(StrEnum):
+    PROJECTED = "projected"
+    COMPLETE = "complete"  # every enrolled real reader has answered every case
+    NO_READERS = "no_readers"  # no real reader enrolled, or no case
+    NO_PACE = "no_pace"  # no answer by a real reader in the last PACE_DAYS days
+
+
+@dataclass(frozen=True)
+class Projection:
+    """When the answers still expected from the enrolled real readers are in, at the
+    pace of the last ``PACE_DAYS`` days (today included, in the site's time zone).
+
+    ``expected`` = real readers x cases, ``answered`` = their answers so far,
+    ``remaining`` = expected - answered (never below 0); the pace is
+    ``recent_answers / PACE_DAYS`` answers a day, and ``date`` = ``window_end`` +
+    ceil(remaining / pace) days, None unless ``state`` is PROJECTED."""
+
+    state: ProjectionState
+    real_readers: int
+    n_cases: int
+    answered: int
+    recent_answers: int
+    window_start: dt.date
+    window_end: dt.date
+    date: dt.date | None
+
+    @property
+    def expected(self) -> int:
+        return self.real_readers * self.n_cases
+
+    @property
+    def remaining(self) -> int:
+        return max(self.expected - self.answered, 0)
+
+    @property
+    def per_day(self) -> float:
+        return self.recent_answers / PACE_DAYS
+
+    @property
+    def days_to_go(self) -> int | None:
+        return (self.date - self.window_end).days if self.date else None
+
+
+def completion_projection(
+    *, real_readers: int, n_cases: int, answered: int, recent_answers: int, today: dt.date
+) -> Projection:
+    """The :class:`Projection` for these counts (``recent_answers``: real readers'
+    answers on ``today`` and the ``PACE_DAYS`` - 1 days before)."""
+    remaining = max(real_readers * n_cases - answered, 0)
+    date = None
+    if real_readers == 0 or n_cases == 0:
+        state = ProjectionState.NO_READERS
+    elif remaining == 0:
+        state = ProjectionState.COMPLETE
+    elif recent_answers == 0:
+        state = ProjectionState.NO_PACE
+    else:
+        state = ProjectionState.PROJECTED
+        # ceil(remaining / (recent / PACE_DAYS)) in integers: no rounding residue.
+        date = today + dt.timedelta(days=-(-remaining * PACE_DAYS // recent_answers))
+    return Projection(
+        state=state,
+        real_readers=real_readers,
+        n_cases=n_cases,
+        answered=answered,
+        recent_answers=recent_answers,
+        window_start=today - dt.timedelta(days=PACE_DAYS - 1),
+        window_end=today,
+        date=date,
+    )
+
+
+@dataclass(frozen=True)
+class InvitationUse:
+    """The study's invitation links: how many, how often used to join, and how many
+    joins the links that work now (not revoked, not expired) still allow."""
+
+    links: int
+    uses: int
+    places_left: int
+
+
+@dataclass(frozen=True)
+class StudyDashboard:
+    """A running study at a glance (the console's Overview). Days and dates are in
+    ``timezone`` (the site's, ``settings.TIME_ZONE``)."""
+
+    timezone: str
+    today: dt.date
+    readers: ReadersByStep
+    days: list[DayCount]
+    answers_real: int
+    answers_simulated: int
+    median_seconds: float | None  # over every answer of the real readers
+    projection: Projection
+    invitations: InvitationUse
+
+
+def study_dashboard(*, study: Study, now: dt.datetime | None = None) -> StudyDashboard:
+    """The :class:`StudyDashboard` of ``study`` at ``now`` (the present where None).
+    The chart's days run to today while the study is open. Staff only; five queries,
+    whatever the numbers of readers and answers."""
+    now = now or timezone.now()
+    tz = timezone.get_current_timezone()
+    today = timezone.localdate(now, tz)
+    readers = readers_by_step(study=study)
+    days = answers_per_day(study=study, tz=tz, until=today if study.is_open(now=now) else None)
+    answers_real = sum(d.real for d in days)
+    window_start = today - dt.timedelta(days=PACE_DAYS - 1)
+    active = Q(revoked=False) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    links = Invitation.objects.filter(study=study).aggregate(
+        n_links=Count("pk"),
+        n_uses=Coalesce(Sum("uses"), 0),
+        n_left=Coalesce(Sum(F("max_uses") - F("uses"), filter=active), 0),
+    )
+    return StudyDashboard(
+        timezone=timezone.get_current_timezone_name(),
+        today=today,
+        readers=readers,
+        days=days,
+        answers_real=answers_real,
+        answers_simulated=sum(d.simulated for d in days),
+        median_seconds=median_seconds_of_real_readers(study=study, n_answers=answers_real),
+        projection=completion_projection(
+            real_readers=readers.real.enrolled,
+            n_cases=Case.objects.filter(study=study).count(),
+            answered=answers_real,
+            recent_answers=sum(d.real for d in days if window_start <= d.day <= today),
+            today=today,
+        ),
+        invitations=InvitationUse(
+            links=links["n_links"], uses=links["n_uses"], places_left=links["n_left"]
+        ),
+    )

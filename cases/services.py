@@ -22,6 +22,7 @@ from cases.models import (
     Answer,
     AnswerChange,
     Case,
+    CaseImage,
     Diagnosis,
     Enrolment,
     Invitation,
@@ -116,6 +117,9 @@ class InvitationInvalid(ValueError):
     """The invitation cannot be used; the message is safe to show to the visitor."""
 
 
+INVITATION_MAX_USES = 100_000  # a group link for a whole society's congress, at most
+
+
 def invitations_create(
     *,
     study: Study,
@@ -128,8 +132,8 @@ def invitations_create(
     """Create ``count`` invitations to ``study`` at once."""
     if not 1 <= count <= 5000:
         raise StudyError("create between 1 and 5000 invitations at a time")
-    if max_uses < 1:
-        raise StudyError("an invitation must allow at least one use")
+    if not 1 <= max_uses <= INVITATION_MAX_USES:
+        raise StudyError(f"an invitation allows between 1 and {INVITATION_MAX_USES} uses")
     with transaction.atomic():
         audit_log(
             action=AuditEvent.Action.INVITATIONS_CREATE,
@@ -160,9 +164,161 @@ def _usable_invitation(token: str) -> Invitation:
         raise InvitationInvalid(_("This invitation link has expired."))
     if invitation.uses >= invitation.max_uses:
         raise InvitationInvalid(_("This invitation link has already been used."))
-    if invitation.study.status != Study.Status.OPEN:
+    if not invitation.study.is_open():
         raise InvitationInvalid(_("This study is not open for new readers."))
     return invitation
+
+
+# --- a study's lifecycle: draft -> open -> closed -----------------------------------------
+
+
+def study_open_refusals(*, study: Study) -> list[str]:
+    """Why ``study`` cannot open now (empty: it can): it must be a draft with choices,
+    cases that all have a dermoscopic image, a consent text, and no closing date in
+    the past."""
+    reasons = []
+    if study.status != Study.Status.DRAFT:
+        reasons.append(f"it is {study.get_status_display().lower()}, not a draft")
+    if not study.study_choices.exists():
+        reasons.append("it has no choices")
+    cases = study.cases.count()
+    if not cases:
+        reasons.append("it has no cases: import them first")
+    else:
+        without = study.cases.exclude(images__kind=CaseImage.Kind.DERMOSCOPIC).count()
+        if without:
+            reasons.append(f"{without} case(s) have no dermoscopic image")
+    if not (study.consent_text or study.consent_text_zh):
+        reasons.append("it has no consent text")
+    if study.closes_at is not None and study.closes_at <= timezone.now():
+        reasons.append("its closing date has passed")
+    return reasons
+
+
+def study_open(*, study: Study, actor: AbstractBaseUser) -> Study:
+    """Open a draft study to readers (its cases and choices are fixed from then on),
+    audited. ``StudyError`` naming every reason when it cannot open."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        reasons = study_open_refusals(study=study)
+        if reasons:
+            raise StudyError(f"{study.title} cannot open: " + "; ".join(reasons))
+        study.status = Study.Status.OPEN
+        study.save(update_fields=["status", "updated_at"])
+        audit_log(
+            action=AuditEvent.Action.STUDY_OPEN,
+            actor=actor,
+            study=study.slug,
+            obj=study,
+            before={"status": "draft"},
+            after={"status": "open", "closes_at": study.closes_at},
+        )
+    return study
+
+
+def study_close(*, study: Study, actor: AbstractBaseUser | None, reason: str = "") -> Study:
+    """Close an open study: no new reader, no answer from now on; what was answered
+    stays, and finished readers keep their results. Audited (``actor`` None: the
+    closing date). ``StudyError`` unless the study is open."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        if study.status != Study.Status.OPEN:
+            raise StudyError(f"{study.title} is {study.get_status_display().lower()}, not open")
+        study.status = Study.Status.CLOSED
+        study.save(update_fields=["status", "updated_at"])
+        audit_log(
+            action=AuditEvent.Action.STUDY_CLOSE,
+            actor=actor,
+            study=study.slug,
+            obj=study,
+            before={"status": "open"},
+            after={"status": "closed", "reason": reason or "closed by an admin"},
+        )
+    return study
+
+
+def study_closing_date_set(*, study: Study, closes_at, actor: AbstractBaseUser) -> Study:
+    """Set (or, with None, clear) the date after which ``study`` closes itself; not for a
+    closed study, nor in the past. Audited as a change of the study."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        if study.status == Study.Status.CLOSED:
+            raise StudyError(f"{study.title} is closed already")
+        if closes_at is not None and closes_at <= timezone.now():
+            raise StudyError("the closing date must be in the future")
+        before = study.closes_at
+        study.closes_at = closes_at
+        study.save(update_fields=["closes_at", "updated_at"])
+        audit_log(
+            action=AuditEvent.Action.STUDY_CLOSING_DATE,
+            actor=actor,
+            study=study.slug,
+            obj=study,
+            before={"closes_at": before},
+            after={"closes_at": closes_at},
+        )
+    return study
+
+
+def study_admins_audit(*, study: Study, before: set[int], actor: AbstractBaseUser) -> None:
+    """Audit who became, and who stopped being, an admin of ``study`` (the admin's study
+    form saves the list; ``before``: the admins' keys before it did)."""
+    after = set(study.admins.values_list("pk", flat=True))
+    names = dict(
+        get_user_model().objects.filter(pk__in=before | after).values_list("pk", "username")
+    )
+    for action, pks in (
+        (AuditEvent.Action.STUDY_ADMIN_ADD, after - before),
+        (AuditEvent.Action.STUDY_ADMIN_REMOVE, before - after),
+    ):
+        for pk in sorted(pks):
+            audit_log(
+                action=action,
+                actor=actor,
+                study=study.slug,
+                obj=study,
+                after={"admin": names.get(pk, str(pk))},
+            )
+
+
+def studies_close_due(*, now=None) -> list[str]:
+    """Close every open study whose closing date has passed (Celery beat runs this each
+    minute; readers see such a study as closed already, ``Study.is_open``). Idempotent.
+    The slugs closed now."""
+    now = now or timezone.now()
+    closed = []
+    for study in Study.objects.filter(status=Study.Status.OPEN, closes_at__lte=now):
+        try:
+            study_close(
+                study=study, actor=None, reason=f"closing date {study.closes_at:%Y-%m-%d %H:%M %Z}"
+            )
+        except StudyError:  # closed meanwhile by someone else
+            continue
+        closed.append(study.slug)
+    return closed
+
+
+def invitations_revoke(*, study: Study, pks: Iterable[int], actor: AbstractBaseUser) -> int:
+    """Revoke the invitations ``pks`` of ``study`` (their links stop working; readers
+    who joined through them stay), in one transaction with its audit event; those
+    already revoked are left as they are. The number revoked now. ``StudyError`` when a
+    key is not an invitation of ``study``."""
+    pks = sorted(set(pks))
+    with transaction.atomic():
+        found = Invitation.objects.select_for_update().filter(study=study, pk__in=pks)
+        if found.count() != len(pks):
+            raise StudyError("some of those invitations are not this study's")
+        revoking = list(found.filter(revoked=False).values_list("pk", flat=True))
+        if not revoking:
+            return 0
+        Invitation.objects.filter(pk__in=revoking).update(revoked=True)
+        audit_log(
+            action=AuditEvent.Action.INVITATIONS_REVOKE,
+            actor=actor,
+            study=study.slug,
+            after={"invitations": revoking},
+        )
+    return len(revoking)
 
 
 def invitation_check(*, token: str) -> Invitation:
@@ -269,6 +425,7 @@ def answer_fields_check(*, sent: Iterable[str], allowed: Iterable[str]) -> None:
             % {"fields": ", ".join(unexpected)},
             code="unexpected_field",
             status=400,
+            field=unexpected[0],
         )
 
 
@@ -297,6 +454,7 @@ def answer_choice_check(*, study: Study, diagnosis_code: str) -> Diagnosis:
             _("%(code)s is not one of this study's choices.") % {"code": diagnosis_code},
             code="invalid_choice",
             status=400,
+            field="answer",
         )
     return diagnosis
 
@@ -306,11 +464,17 @@ def confidence_check(*, study: Study, confidence: int | None) -> None:
     or a confidence outside 1 to 5."""
     if study.ask_confidence and confidence is None:
         raise AnswerRejected(
-            _("Please give your confidence (1 to 5)."), code="confidence_required", status=400
+            _("Please give your confidence (1 to 5)."),
+            code="confidence_required",
+            status=400,
+            field="confidence",
         )
     if confidence is not None and not 1 <= confidence <= 5:
         raise AnswerRejected(
-            _("Confidence must be between 1 and 5."), code="invalid_confidence", status=400
+            _("Confidence must be between 1 and 5."),
+            code="invalid_confidence",
+            status=400,
+            field="confidence",
         )
 
 
@@ -385,7 +549,10 @@ def answer_submit(
     case = Case.objects.filter(public_id=case_public_id, pk__in=enrolment.case_order).first()
     if case is None:
         raise AnswerRejected(
-            _("This case is not part of your study."), code="unknown_case", status=404
+            _("This case is not part of your study."),
+            code="unknown_case",
+            status=404,
+            field="case",
         )
     existing = Answer.objects.filter(enrolment=enrolment, case=case).first()
     if existing is not None:
@@ -493,7 +660,7 @@ def enrolment_finish(*, enrolment: Enrolment) -> Enrolment:
     )
     if enrolment.finished_at is not None:
         return enrolment
-    if enrolment.study.status != Study.Status.OPEN:
+    if not enrolment.study.is_open():
         raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
     if selectors.next_case_id(enrolment=enrolment) is not None:
         raise AnswerRejected(
@@ -602,9 +769,7 @@ def staff_account_refusal(reader: AbstractBaseUser) -> str:
     return ""
 
 
-def _lockout_clear_audited(
-    *, action: str, actor: AbstractBaseUser, enrolment: Enrolment, ip: str | None
-) -> int:
+def _lockout_clear_audited(*, action: str, actor: AbstractBaseUser, enrolment: Enrolment) -> int:
     """Remove the failed-login records of the enrolment's reader (django-axes), which
     lifts their lockout from every address, and audit ``action``. Returns how many
     records were removed."""
@@ -622,14 +787,13 @@ def _lockout_clear_audited(
             "reader_code": enrolment.reader_code,
             "lockout_records_cleared": cleared,
         },
-        ip=ip,
     )
     return cleared
 
 
 @transaction.atomic
 def reader_password_set(
-    *, actor: AbstractBaseUser, enrolment: Enrolment, password: str, ip: str | None = None
+    *, actor: AbstractBaseUser, enrolment: Enrolment, password: str
 ) -> AbstractBaseUser:
     """Set a new password for the reader of ``enrolment``, chosen by a study admin.
 
@@ -645,18 +809,18 @@ def reader_password_set(
     reader.set_password(password)
     reader.save(update_fields=["password"])
     _lockout_clear_audited(
-        action=AuditEvent.Action.PASSWORD_RESET, actor=actor, enrolment=enrolment, ip=ip
+        action=AuditEvent.Action.PASSWORD_RESET, actor=actor, enrolment=enrolment
     )
     return reader
 
 
 @transaction.atomic
-def reader_unlock(*, actor: AbstractBaseUser, enrolment: Enrolment, ip: str | None = None) -> int:
+def reader_unlock(*, actor: AbstractBaseUser, enrolment: Enrolment) -> int:
     """Lift the login lockout of the reader of ``enrolment`` without touching the
     password. Audited; returns how many failed-login records were removed."""
     _managed_reader(actor=actor, enrolment=enrolment)
     return _lockout_clear_audited(
-        action=AuditEvent.Action.LOCKOUT_RESET, actor=actor, enrolment=enrolment, ip=ip
+        action=AuditEvent.Action.LOCKOUT_RESET, actor=actor, enrolment=enrolment
     )
 
 

@@ -37,6 +37,9 @@ def study_urls(admin_site) -> list:
     return [
         _path(admin_site, "<int:pk>/overview/", views.study_overview_page, "cases_study_overview"),
         _path(admin_site, "<int:pk>/import/", views.cases_import_page, "cases_study_import"),
+        _path(
+            admin_site, "<int:pk>/lifecycle/", views.study_lifecycle_page, "cases_study_lifecycle"
+        ),
         _path(admin_site, "<int:pk>/progress/", views.reader_progress_page, "cases_study_progress"),
         _path(admin_site, "<int:pk>/answers.csv", views.answers_csv, "cases_study_answers_csv"),
         _path(
@@ -57,6 +60,12 @@ def report_urls(admin_site) -> list:
         _path(
             admin_site, "study/<int:study_id>/", views.study_report_page, "analysis_study_report"
         ),
+        _path(
+            admin_site,
+            "progress.json",
+            views.reports_progress_json,
+            "analysis_analysisreport_progress",
+        ),
     ]
 
 
@@ -64,4 +73,10 @@ def run_urls(admin_site) -> list:
     """The "Run inference" page, under admin/inference/inferencerun/."""
     return [
         _path(admin_site, "start/", views.inference_run_start_page, "inference_inferencerun_start"),
+        _path(
+            admin_site,
+            "progress.json",
+            views.inference_runs_progress_json,
+            "inference_inferencerun_progress",
+        ),
     ]

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
+from dataclasses import dataclass
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.forms import SetPasswordForm
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -21,37 +25,64 @@ from django.utils import timezone
 from analysis.models import AnalysisReport
 from analysis.services import report_is_stale, report_parameters, report_request
 from audit.models import AuditEvent
-from audit.services import audit_log, client_ip
+from audit.services import audit_log
 from cases.api import answers_csv_response
 from cases.importing import ImportRejected, cases_import
 from cases.models import Study
-from cases.selectors import lockout_state, reader_progress_table, study_overview
+from cases.selectors import (
+    PROGRESS_DEFAULT_SORT,
+    PROGRESS_SORTS,
+    DayCount,
+    ReaderStep,
+    lockout_state,
+    reader_progress_query,
+    reader_progress_rows,
+    study_dashboard,
+    study_invitations,
+    study_overview,
+)
 from cases.services import (
     AccountError,
+    StudyError,
     invitations_create,
+    invitations_revoke,
     reader_password_set,
     reader_unlock,
     staff_account_refusal,
+    study_close,
+    study_closing_date_set,
+    study_open,
+    study_open_refusals,
 )
 from console.access import REPORT_PAGES, RUN_PAGES, studies_for_staff, study_for_staff
-from console.forms import CaseImportForm, InvitationCreateForm, ReportRequestForm
+from console.forms import (
+    CaseImportForm,
+    InvitationCreateForm,
+    ReportRequestForm,
+    StudyClosingDateForm,
+)
 from inference.forms import ModelRegisterForm, RunStartForm
 from inference.models import InferenceRun, RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
 
 
-def _page(request: HttpRequest, template: str, *, title: str, opts, **context) -> TemplateResponse:
+def _page(
+    request: HttpRequest, template: str, *, title: str, opts, status: int | None = None, **context
+) -> TemplateResponse:
     """An admin page: the admin's own context (sidebar, user links), its title, and the
     options of the model whose part of the admin it belongs to."""
     context = {**admin.site.each_context(request), "title": title, "opts": opts, **context}
-    return TemplateResponse(request, template, context)
+    return TemplateResponse(request, template, context, status=status or 200)
 
 
 # --- a study: overview, readers, invitations, import, answers ---------------------------
 
 
 def study_overview_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """The study's dashboard: cases per class, readers by step, answers per day (a
+    chart), the median seconds per case and the projected completion date."""
     study, _ = study_for_staff(request, pk=pk)
+    dashboard = study_dashboard(study=study)
     return _page(
         request,
         "admin/cases/study/overview.html",
@@ -59,18 +90,34 @@ def study_overview_page(request: HttpRequest, pk: int) -> HttpResponse:
         opts=Study._meta,
         study=study,
         overview=study_overview(study=study),
+        dashboard=dashboard,
+        chart=answers_chart(dashboard.days, timezone_name=dashboard.timezone),
     )
 
 
 def reader_progress_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Every reader of the study, real readers first, sorted by ``?sort=`` (a column,
+    "-" first for descending), filtered by ``?step=`` and by ``?q=`` (part of a reader
+    code or user name), ``PROGRESS_PAGE_SIZE`` a page (``?page=``)."""
     study, _ = study_for_staff(request, pk=pk)
+    form = ReaderProgressFilter(request.GET)
+    chosen = form.chosen()
+    page = Paginator(reader_progress_query(study=study, **chosen), PROGRESS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     return _page(
         request,
         "admin/cases/study/progress.html",
         title=f"Reader progress: {study.title}",
         opts=Study._meta,
         study=study,
-        rows=reader_progress_table(study=study),
+        form=form,
+        rows=reader_progress_rows(page.object_list),
+        page=page,
+        sorts=sort_links(request, current=chosen["sort"]),
+        page_query=_query(request, drop=("page",)),
+        filtered=bool(chosen["step"] or chosen["text"]),
+        timezone_name=timezone.get_current_timezone_name(),
     )
 
 
@@ -87,7 +134,6 @@ def invitations_csv_response(request: HttpRequest, invitations, *, filename: str
         actor=request.user,
         study=invitations[0].study.slug if invitations else "",
         after={"export": filename, "rows": len(invitations)},
-        ip=client_ip(request),
     )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -109,12 +155,42 @@ def invitations_csv_response(request: HttpRequest, invitations, *, filename: str
     return response
 
 
+def _new_batch(request: HttpRequest) -> tuple[int, int] | None:
+    """The ``?new=FIRST-LAST`` range of the invitations just created, if any."""
+    first, _, last = request.GET.get("new", "").partition("-")
+    return (int(first), int(last)) if first.isdigit() and last.isdigit() else None
+
+
 def invitations_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Create invitations (then shown at once, with their CSV a click away), list them
+    with their links and status, revoke them."""
     study, _ = study_for_staff(request, pk=pk, write=True)
+    here = reverse("admin:cases_study_invitations", args=[study.pk])
+    batch = _new_batch(request)
+    batch_pks = range(batch[0], batch[1] + 1) if batch else None
     if request.GET.get("format") == "csv":
-        return invitations_csv_response(
-            request, study.invitations.all(), filename=f"{study.slug}-invitations.csv"
-        )
+        rows = study.invitations.all()
+        if batch_pks is not None:
+            rows = rows.filter(pk__in=batch_pks)
+        name = f"{study.slug}-new-invitations.csv" if batch else f"{study.slug}-invitations.csv"
+        return invitations_csv_response(request, rows, filename=name)
+    if request.method == "POST" and "revoke" in request.POST:
+        try:
+            revoked = invitations_revoke(
+                study=study,
+                pks=[int(v) for v in request.POST.getlist("revoke")],
+                actor=request.user,
+            )
+        except (ValueError, StudyError) as error:
+            messages.error(request, f"Nothing was revoked: {error}.")
+        else:
+            messages.success(
+                request,
+                f"{revoked} invitation(s) revoked: their links no longer work."
+                if revoked
+                else "Those invitations were revoked already.",
+            )
+        return HttpResponseRedirect(here)
     form = InvitationCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         days = form.cleaned_data["expires_in_days"]
@@ -126,9 +202,14 @@ def invitations_page(request: HttpRequest, pk: int) -> HttpResponse:
             expires_at=timezone.now() + dt.timedelta(days=days) if days else None,
             created_by=request.user,
         )
-        return invitations_csv_response(
-            request, created, filename=f"{study.slug}-new-invitations.csv"
+        pks = sorted(invitation.pk for invitation in created)
+        messages.success(
+            request,
+            f"{len(pks)} invitation(s) created; they are marked new below. Download their "
+            "links as CSV to send them, or copy a link from the list.",
         )
+        return HttpResponseRedirect(f"{here}?new={pks[0]}-{pks[-1]}")
+    rows = study_invitations(study=study)
     return _page(
         request,
         "admin/cases/study/invitations.html",
@@ -136,7 +217,9 @@ def invitations_page(request: HttpRequest, pk: int) -> HttpResponse:
         opts=Study._meta,
         study=study,
         form=form,
-        invitations=study.invitations.all()[:200],
+        rows=rows,
+        batch=batch,
+        batch_pks=set(batch_pks or ()),
         total=study.invitations.count(),
     )
 
@@ -157,9 +240,7 @@ def reader_account_page(request: HttpRequest, pk: int, enrolment_pk: int) -> Htt
         progress = reverse("admin:cases_study_progress", args=[study.pk])
         try:
             if wants_unlock:
-                cleared = reader_unlock(
-                    actor=request.user, enrolment=enrolment, ip=client_ip(request)
-                )
+                cleared = reader_unlock(actor=request.user, enrolment=enrolment)
                 messages.success(
                     request,
                     f"{reader.get_username()} is unlocked "
@@ -171,7 +252,6 @@ def reader_account_page(request: HttpRequest, pk: int, enrolment_pk: int) -> Htt
                     actor=request.user,
                     enrolment=enrolment,
                     password=form.cleaned_data["new_password1"],
-                    ip=client_ip(request),
                 )
                 messages.success(
                     request,
@@ -198,10 +278,13 @@ def reader_account_page(request: HttpRequest, pk: int, enrolment_pk: int) -> Htt
 
 
 def cases_import_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Import a case bundle into a draft study; any other study's page says why not and
+    offers no upload."""
     study, _ = study_for_staff(request, pk=pk, write=True)
     problems = []
-    form = CaseImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    is_draft = study.status == Study.Status.DRAFT
+    form = CaseImportForm(request.POST or None, request.FILES or None) if is_draft else None
+    if request.method == "POST" and form is not None and form.is_valid():
         try:
             result = cases_import(
                 slug=study.slug, source=request.FILES["bundle"], actor=request.user
@@ -219,6 +302,48 @@ def cases_import_page(request: HttpRequest, pk: int) -> HttpResponse:
         study=study,
         form=form,
         problems=problems,
+    )
+
+
+def study_lifecycle_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Open a draft study or close an open one, after a confirmation that says what
+    follows; set or clear the closing date."""
+    study, _ = study_for_staff(request, pk=pk, write=True)
+    overview = reverse("admin:cases_study_overview", args=[study.pk])
+    form = StudyClosingDateForm(
+        request.POST if "closes_at" in request.POST else None, instance=study
+    )
+    if request.method == "POST":
+        try:
+            if request.POST.get("do") == "open":
+                study_open(study=study, actor=request.user)
+                messages.success(request, f"{study.title} is open: readers can join and answer.")
+                return HttpResponseRedirect(overview)
+            if request.POST.get("do") == "close":
+                study_close(study=study, actor=request.user)
+                messages.success(
+                    request, f"{study.title} is closed: no reader can join or answer any more."
+                )
+                return HttpResponseRedirect(overview)
+            if form.is_bound and form.is_valid():
+                study_closing_date_set(
+                    study=study, closes_at=form.cleaned_data["closes_at"], actor=request.user
+                )
+                messages.success(request, "The closing date is saved.")
+                return HttpResponseRedirect(overview)
+        except StudyError as error:
+            messages.error(request, str(error))
+            return HttpResponseRedirect(request.path)
+    return _page(
+        request,
+        "admin/cases/study/lifecycle.html",
+        title=f"Open or close: {study.title}",
+        opts=Study._meta,
+        study=study,
+        form=form,
+        refusals=study_open_refusals(study=study) if study.status == Study.Status.DRAFT else [],
+        readers=study.enrolments.count(),
+        unfinished=study.enrolments.filter(finished_at__isnull=True).count(),
     )
 
 
@@ -248,6 +373,7 @@ def study_report_page(request: HttpRequest, study_id: int) -> HttpResponse:
             n_bootstrap=form.cleaned_data["n_bootstrap"],
             adjust=form.cleaned_data["adjust"],
             subgroup=form.cleaned_data["subgroup"],
+            readers=form.cleaned_data["readers"],
             requested_by=request.user,
             force=form.cleaned_data["force"],
         )
@@ -364,3 +490,243 @@ def model_register_page(request: HttpRequest) -> HttpResponse:
         opts=RegisteredModel._meta,
         form=form,
     )
+
+
+# --- the dashboard's chart and the reader progress page's controls -------------------------
+
+PROGRESS_PAGE_SIZE = 50
+
+
+class ReaderProgressFilter(forms.Form):
+    """The reader progress page's ``?sort=``, ``?step=`` and ``?q=``."""
+
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[(key, key) for name in PROGRESS_SORTS for key in (name, f"-{name}")],
+    )
+    step = forms.ChoiceField(
+        required=False,
+        choices=[("", "Every step"), *((step.value, step.label) for step in ReaderStep)],
+    )
+    q = forms.CharField(required=False, max_length=100, label="Reader code or user name")
+
+    def chosen(self) -> dict[str, str]:
+        """``sort``, ``step`` and ``text`` for :func:`cases.selectors.reader_progress_query`:
+        the valid part of the input, the defaults for the rest (an edited or stale link
+        still shows the page; the template names what it ignored)."""
+        self.is_valid()
+        data = self.cleaned_data
+        return {
+            "sort": data.get("sort") or PROGRESS_DEFAULT_SORT,
+            "step": data.get("step") or "",
+            "text": data.get("q") or "",
+        }
+
+
+def _query(request: HttpRequest, *, drop: tuple[str, ...] = (), **values: str) -> str:
+    """The request's query string without ``drop`` and with ``values`` set."""
+    params = request.GET.copy()
+    for name in drop:
+        params.pop(name, None)
+    for name, value in values.items():
+        params[name] = value
+    return params.urlencode()
+
+
+@dataclass(frozen=True)
+class SortLink:
+    query: str  # the query string that sorts by the column (filters kept, page 1)
+    direction: str  # how the page is sorted by it now: "ascending", "descending", "none"
+
+
+def sort_links(request: HttpRequest, *, current: str) -> dict[str, SortLink]:
+    """A link per sortable column: ascending, or descending where the page is sorted
+    ascending by that column already."""
+    links = {}
+    for name in PROGRESS_SORTS:
+        direction = {name: "ascending", f"-{name}": "descending"}.get(current, "none")
+        target = f"-{name}" if direction == "ascending" else name
+        links[name] = SortLink(_query(request, drop=("page",), sort=target), direction)
+    return links
+
+
+CHART_MAX_DAYS = 120  # a longer study shows its latest days; the table lists them all
+
+
+@dataclass(frozen=True)
+class ChartBar:
+    """One day's column of the answers chart: the whole slot (to hover), the real
+    readers' part from the axis up and the simulated readers' part on top of it."""
+
+    day: dt.date
+    title: str
+    slot_x: float
+    slot_width: float
+    x: float
+    width: float
+    real_y: float
+    real_height: float
+    simulated_y: float
+    simulated_height: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    """The geometry of the answers-per-day chart, in SVG user units."""
+
+    bars: list[ChartBar]
+    y_ticks: list[tuple[float, int]]  # (y, answers)
+    x_labels: list[tuple[float, str]]  # (x, day)
+    timezone_name: str
+    days_left_out: int  # earlier days not drawn (CHART_MAX_DAYS)
+    has_simulated: bool
+    width: int = 760
+    height: int = 240
+    left: int = 52
+    top: int = 12
+    right: int = 748
+    bottom: int = 196
+
+    @property
+    def first_day(self) -> dt.date:
+        return self.bars[0].day
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.bars[-1].day
+
+    @property
+    def plot_height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def middle_x(self) -> float:
+        return (self.left + self.right) / 2
+
+    @property
+    def middle_y(self) -> float:
+        return (self.top + self.bottom) / 2
+
+
+def _tick_step(top: int) -> int:
+    """The smallest 1, 2 or 5 x 10^k that reaches ``top`` in at most five ticks."""
+    scale = 1
+    while True:
+        for factor in (1, 2, 5):
+            if math.ceil(top / (factor * scale)) <= 5:
+                return factor * scale
+        scale *= 10
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def answers_chart(days: list[DayCount], *, timezone_name: str) -> Chart | None:
+    """The bar chart of ``days`` (the latest ``CHART_MAX_DAYS``), one bar per day,
+    stacked real / simulated; None without a day."""
+    if not days:
+        return None
+    shown = days[-CHART_MAX_DAYS:]
+    most = max(max(d.total for d in shown), 1)
+    step = _tick_step(most)
+    y_max = step * math.ceil(most / step)
+    left, bottom = Chart.left, Chart.bottom  # the plot's corner (the class's defaults)
+    slot = (Chart.right - left) / len(shown)
+
+    def y(value: float) -> float:
+        return round(bottom - (bottom - Chart.top) * value / y_max, 1)
+
+    bars = []
+    for index, day in enumerate(shown):
+        slot_x = left + index * slot
+        title = f"{day.day.isoformat()}: {_plural(day.total, 'answer')}"
+        if day.simulated:
+            title += f" ({day.real} by real readers, {day.simulated} by simulated readers)"
+        bars.append(
+            ChartBar(
+                day=day.day,
+                title=title,
+                slot_x=round(slot_x, 1),
+                slot_width=round(slot, 1),
+                x=round(slot_x + slot * 0.1, 1),
+                width=round(slot * 0.8, 1),
+                real_y=y(day.real),
+                real_height=round(bottom - y(day.real), 1),
+                simulated_y=y(day.total),
+                simulated_height=round(y(day.real) - y(day.total), 1),
+            )
+        )
+    every = math.ceil(len(shown) / 8)
+    return Chart(
+        bars=bars,
+        y_ticks=[(y(value), value) for value in range(0, y_max + 1, step)],
+        x_labels=[
+            (round(left + (i + 0.5) * slot, 1), f"{d.day:%b} {d.day.day}")
+            for i, d in enumerate(shown)
+            if (len(shown) - 1 - i) % every == 0
+        ],
+        timezone_name=timezone_name,
+        days_left_out=len(days) - len(shown),
+        has_simulated=any(d.simulated for d in shown),
+    )
+
+
+# --- live progress: the small JSON the console's pages poll ------------------------------
+
+
+def inference_runs_progress_json(request: HttpRequest) -> JsonResponse:
+    """``?ids=1,2``: the status and progress of those inference runs, of the studies the
+    user administers (others are left out), for the pages that show them to refresh
+    their progress bars without a reload (static/js/live-progress.js)."""
+    studies = studies_for_staff(request, rights=RUN_PAGES)
+    ids = [int(v) for v in request.GET.get("ids", "").split(",") if v.strip().isdigit()][:200]
+    runs = InferenceRun.objects.filter(pk__in=ids, study__in=studies).values(
+        "pk", "status", "done", "failed", "total", "error"
+    )
+    return JsonResponse(
+        {
+            "runs": [
+                {
+                    "id": run["pk"],
+                    "status": run["status"],
+                    "processed": run["done"] + run["failed"],
+                    "failed": run["failed"],
+                    "total": run["total"],
+                    "active": run["status"] in ("queued", "running"),
+                    "error": (run["error"] or "")[:200],
+                }
+                for run in runs
+            ]
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def reports_progress_json(request: HttpRequest) -> JsonResponse:
+    """``?ids=1,2``: the status and last step of those analysis reports, of the studies
+    the user administers, for the Report page's progress (static/js/live-progress.js);
+    a done report comes with the address of its report.html."""
+    studies = studies_for_staff(request, rights=REPORT_PAGES)
+    ids = [int(v) for v in request.GET.get("ids", "").split(",") if v.strip().isdigit()][:50]
+    reports = AnalysisReport.objects.filter(pk__in=ids, study__in=studies)
+    rows = []
+    for report in reports:
+        step = report.progress or {}
+        done = report.status == AnalysisReport.Status.DONE
+        rows.append(
+            {
+                "id": report.pk,
+                "status": report.status,
+                "step": "done" if done else step.get("step", "waiting for a worker"),
+                "processed": step.get("total", 0) if done else step.get("done", 0),
+                "total": step.get("total", 0),
+                "active": report.status
+                in (AnalysisReport.Status.QUEUED, AnalysisReport.Status.RUNNING),
+                "error": report.error[:200],
+                "html": reverse("analysis:report_file", args=[report.pk, "report.html"])
+                if done and "report.html" in report.files
+                else "",
+            }
+        )
+    return JsonResponse({"runs": rows}, headers={"Cache-Control": "no-store"})

@@ -31,7 +31,16 @@ from django.utils import timezone
 
 from cases.importing import cases_import
 from cases.importing.manifest import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from cases.models import Answer, AnswerChange, CaseImage, Diagnosis, Enrolment, ReaderProfile, Study
+from cases.models import (
+    Answer,
+    AnswerChange,
+    CaseImage,
+    Diagnosis,
+    Enrolment,
+    ReaderProfile,
+    Study,
+    synthetic_study_erasure,
+)
 from cases.services import enrolment_create
 from demo.images import DEMO_CHOICES, make_case_images
 from demo.readers import simulate_readers
@@ -245,12 +254,17 @@ _DEPENDENTS = (
 
 def demo_reset(*, slug: str = DEMO_SLUG) -> bool:
     """Delete the demo study with its cases, images, enrolments, invitations, simulated
-    readers, and what other apps made of it (CNN runs and predictions, reports)."""
+    readers, and what other apps made of it (CNN runs and predictions, reports).
+
+    Only a synthetic study (``is_synthetic``, which its data then is too) is ever
+    deleted: research data is otherwise never deleted, and the guards of its models (and
+    on PostgreSQL the database) let this erasure through for that one study only. Its
+    audit events stay."""
     study = Study.objects.filter(slug=slug, is_synthetic=True).first()
     if study is None:
         return False
     files, folders = [], []
-    with transaction.atomic():
+    with transaction.atomic(), synthetic_study_erasure(study=study):
         for label, lookup in _DEPENDENTS:
             if not apps.is_installed(label.split(".")[0]):
                 continue

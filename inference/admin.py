@@ -3,6 +3,8 @@ inference") and predictions (with their Grad-CAM overlays, served by a staff-onl
 The register and run pages are the staff console's (:mod:`console`).
 
 Every write goes through inference.services; rows here are otherwise read-only.
+Predictions are research data: never changed or deleted here, by anyone. A run or a
+model with predictions cannot be deleted either (PROTECT: Django's "cannot delete" page).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from django.utils.html import format_html
 from console.urls import run_urls
 from console.views import inference_run_start_with_message, model_register_page
 from inference.models import InferenceRun, Prediction, RegisteredModel
-from readerstudy.admin import StudyScopedAdmin
+from readerstudy.admin import ResearchDataAdmin, StudyScopedAdmin
 
 
 def gradcam_url(prediction: Prediction) -> str | None:
@@ -98,17 +100,9 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
 @admin.register(InferenceRun)
 class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
-    list_display = [
-        "pk",
-        "model",
-        "study",
-        "status",
-        "progress",
-        "failed",
-        "short_error",
-        "heartbeat_at",
-        "created_at",
-    ]
+    # Few columns, so that the progress stays on screen at 1366 px; it refreshes by
+    # itself while a run is queued or running (static/js/live-progress.js).
+    list_display = ["pk", "model", "study", "progress", "short_error", "created_at"]
     list_filter = ["status", "model", "study"]
     search_fields = ["model__name", "study__slug", "study__title", "worker", "error"]
     list_select_related = ["model", "study"]
@@ -131,20 +125,29 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
     actions = ["run_again"]
     change_list_template = "inference/admin/inferencerun_change_list.html"
 
-    @admin.display(description="progress")
+    @admin.display(description="status and progress")
     def progress(self, run: InferenceRun) -> str:
         processed = run.done + run.failed
+        active = run.status in (InferenceRun.Status.QUEUED, InferenceRun.Status.RUNNING)
         return format_html(
-            '<progress value="{}" max="{}"></progress> {} / {}',
+            '<span class="live-run" data-run="{}" data-active="{}" data-url="{}">'
+            '<strong class="run-status">{}</strong> '
+            '<progress value="{}" max="{}" aria-label="cases processed"></progress> '
+            '<span class="run-count">{} / {} cases{}</span></span>',
+            run.pk,
+            "1" if active else "",
+            reverse("admin:inference_inferencerun_progress"),
+            run.status,
             processed,
             max(run.total, 1),
             processed,
             run.total,
+            f", {run.failed} failed" if run.failed else "",
         )
 
     @admin.display(description="error")
     def short_error(self, run: InferenceRun) -> str:
-        return (run.error[:120] + "...") if len(run.error) > 120 else (run.error or "-")
+        return (run.error[:80] + "...") if len(run.error) > 80 else (run.error or "-")
 
     @admin.action(description="Run again (finishes cases without a prediction)")
     def run_again(self, request: HttpRequest, queryset) -> None:
@@ -156,9 +159,9 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(ReadOnlyMixin, StudyScopedAdmin):
+class PredictionAdmin(ResearchDataAdmin, StudyScopedAdmin):
     study_path = "case__study"
-    list_display = ["case_id_public", "model", "choice", "status", "thumbnail", "seconds"]
+    list_display = ["case_id_public", "model", "choice", "status", "thumbnail", "time"]
     list_filter = ["status", "model", "case__study"]
     list_select_related = ["case", "model", "choice"]
     search_fields = ["case__public_id", "case__source_id", "model__name"]
@@ -173,10 +176,15 @@ class PredictionAdmin(ReadOnlyMixin, StudyScopedAdmin):
         "probabilities",
         "embedding_size",
         "overlay",
-        "seconds",
+        "time",
         "created_at",
     ]
-    exclude = ["case", "embedding", "gradcam"]
+    exclude = ["case", "embedding", "gradcam", "seconds"]
+
+    @admin.display(description="seconds", ordering="seconds")
+    def time(self, prediction: Prediction) -> str:
+        """The model's time on the case, to the millisecond ("7.016", not 7.01581504433337)."""
+        return "-" if prediction.seconds is None else f"{prediction.seconds:.3f}"
 
     @admin.display(description="case", ordering="case__public_id")
     def case_id_public(self, prediction: Prediction) -> str:

@@ -1,4 +1,9 @@
-"""Registered CNNs, inference runs over a study, and one prediction per (model, case)."""
+"""Registered CNNs, inference runs over a study, and one prediction per (model, case).
+
+The predictions of a finished run (done or failed) are research data: never deleted or
+changed (the queryset and the model refuse; on PostgreSQL a trigger, migration 0003), and
+a run with predictions is never deleted.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import numpy as np
 from django.db import models
 from django.db.models import Q
 
-from cases.models import Case, Diagnosis, Study
+from cases.models import Case, Diagnosis, Study, research_rows_refuse
 from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
@@ -93,6 +98,36 @@ class InferenceRun(models.Model):
         return self.status == self.Status.QUEUED and self.error.startswith(BROKER_DOWN_PREFIX)
 
 
+# A run that has finished, one way or the other: its predictions are final.
+FINISHED_RUN_STATUSES = (InferenceRun.Status.DONE, InferenceRun.Status.FAILED)
+_PREDICTIONS_KEPT = (
+    "the predictions of a finished inference run are research data: "
+    "they are never changed or deleted"
+)
+
+
+class PredictionQuerySet(models.QuerySet):
+    def _finished(self) -> models.QuerySet:
+        return self.filter(run__status__in=FINISHED_RUN_STATUSES)
+
+    def update(self, **kwargs):
+        research_rows_refuse(self._finished(), study_path=None, message=_PREDICTIONS_KEPT)
+        return super().update(**kwargs)
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        objs = list(objs)
+        research_rows_refuse(
+            Prediction.objects.filter(pk__in=[o.pk for o in objs])._finished(),
+            study_path=None,
+            message=_PREDICTIONS_KEPT,
+        )
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def delete(self):
+        research_rows_refuse(self._finished(), study_path="case__study", message=_PREDICTIONS_KEPT)
+        return super().delete()
+
+
 class Prediction(models.Model):
     """What one model said about one case. One row per (model, case), by constraint."""
 
@@ -102,8 +137,9 @@ class Prediction(models.Model):
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="predictions")
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="predictions")
+    # PROTECT: deleting a run would otherwise rewrite its predictions (run = NULL).
     run = models.ForeignKey(
-        InferenceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions"
+        InferenceRun, on_delete=models.PROTECT, null=True, blank=True, related_name="predictions"
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
     error = models.TextField(blank=True)
@@ -128,6 +164,8 @@ class Prediction(models.Model):
     seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = PredictionQuerySet.as_manager()
+
     class Meta:
         ordering = ["model", "case"]
         constraints = [
@@ -140,6 +178,23 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} {self.case.public_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            research_rows_refuse(
+                Prediction.objects.filter(pk=self.pk)._finished(),
+                study_path=None,
+                message=_PREDICTIONS_KEPT,
+            )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        research_rows_refuse(
+            Prediction.objects.filter(pk=self.pk)._finished(),
+            study_path="case__study",
+            message=_PREDICTIONS_KEPT,
+        )
+        return super().delete(*args, **kwargs)
 
     def embedding_array(self) -> np.ndarray | None:
         if self.embedding is None:

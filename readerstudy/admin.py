@@ -1,5 +1,5 @@
-"""The base every study-scoped ModelAdmin of the project shares (cases, inference,
-analysis): one rule for which rows a staff user sees in a list or a form."""
+"""The bases the project's ModelAdmins share (cases, inference, analysis): one rule for
+which rows a staff user sees in a list or a form, and one for research data."""
 
 from __future__ import annotations
 
@@ -40,3 +40,27 @@ class StudyScopedAdmin(admin.ModelAdmin):
         if db_field.related_model is Study and not request.user.is_superuser:
             kwargs["queryset"] = administered_studies(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ResearchDataAdmin:
+    """For the admin (or inline) of research data (answers and their history, the
+    predictions of finished runs): shown, never added, changed or deleted here, by anyone,
+    superusers included. The change form is a view-only page without a save or delete
+    button, and the list has no "Delete selected" action. Mixed in before the ModelAdmin
+    base; the models and, on PostgreSQL, the database refuse the same."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        # Django leaves out an action the user lacks permission for; said once more here,
+        # so that no later change of permissions brings the bulk deletion back.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything the audit trail logs during a request carries its origin.
+    "audit.middleware.AuditOriginMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -215,6 +217,13 @@ CELERY_BEAT_SCHEDULE = {
     }
     for name, task in [("inference", "send_pending_runs"), ("analysis", "send_pending_reports")]
 }
+# A study past its closing date is closed to readers at once (Study.is_open); this
+# records it as closed, with its audit event.
+CELERY_BEAT_SCHEDULE["close-due-studies"] = {
+    "task": "cases.tasks.close_due_studies",
+    "schedule": 60.0,
+    "options": {"expires": 60.0},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- REST API ---------------------------------------------------------------------------
@@ -245,6 +254,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # drf-spectacular's enum hook, then the 400/403/404/405 every view can answer.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "readerstudy.api.error_responses",
+    ],
 }
 
 # --- security ---------------------------------------------------------------------------
@@ -270,6 +284,9 @@ if SECURE:
     SECURE_HSTS_PRELOAD = True
     if _BEHIND_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The audit trail's client address: REMOTE_ADDR, or behind the reverse proxy (which
+# sets or appends X-Forwarded-For) the last address of that header (audit.middleware).
+READERSTUDY_CLIENT_ADDRESS_FROM_PROXY = SECURE and _BEHIND_PROXY
 
 # --- logging: structured lines to stdout -------------------------------------------------
 LOG_LEVEL = env_choice(

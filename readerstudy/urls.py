@@ -32,3 +32,6 @@ urlpatterns = [
 # A database that is down or restarting gets a 503 that says so; anything else the 500
 # page. Neither shows a traceback.
 handler500 = "readerstudy.views.server_error"
+# Under /api/ these answer in the API's error shape.
+handler400 = "readerstudy.views.bad_request"
+handler404 = "readerstudy.views.page_not_found"

@@ -1,4 +1,4 @@
-"""Project-wide views: home, health check and the server error handler."""
+"""Project-wide views: home, health check and the error handlers."""
 
 import logging
 import sys
@@ -8,8 +8,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.templatetags.static import static
+from django.utils.translation import gettext as _
+from django.views import defaults
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_safe
+from rest_framework.exceptions import NotFound
 
 from cases.selectors import is_study_staff, reader_study_entries, studies_for_user
 
@@ -55,6 +58,27 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ok" if status == 200 else "degraded", "database": database}, status=status
     )
+
+
+def _api_error(detail: str, code: str, status: int) -> JsonResponse:
+    """The API's error shape (``readerstudy.api.exception_handler``), for the errors
+    Django answers before a DRF view runs."""
+    return JsonResponse({"detail": detail, "code": code, "field": None}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 400 handler (a body with too many fields or too large, a forbidden host
+    name): JSON under /api/, else Django's page."""
+    if request.path.startswith("/api/"):
+        return _api_error(_("Bad request"), "bad_request", 400)
+    return defaults.bad_request(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 404 handler: JSON under /api/ (an address no endpoint has), else the page."""
+    if request.path.startswith("/api/"):
+        return _api_error(str(NotFound.default_detail), NotFound.default_code, 404)
+    return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -224,3 +224,29 @@ def image_bytes(*, seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format=fmt)
     return out.getvalue()
+
+
+def study_change_post(study: Study) -> dict:
+    """The admin's study change form as it comes for ``study``, its choices unchanged:
+    a base for a test that changes one field through the admin."""
+    choices = list(study.study_choices.order_by("position"))
+    data = {
+        "title": study.title,
+        "slug": study.slug,
+        "description": study.description,
+        "shuffle_cases": "on" if study.shuffle_cases else "",
+        "show_clinical_image": "on" if study.show_clinical_image else "",
+        "consent_text": study.consent_text,
+        "consent_version": study.consent_version,
+        "required_profile_fields": list(study.required_profile_fields or []),
+        "study_choices-TOTAL_FORMS": str(len(choices)),
+        "study_choices-INITIAL_FORMS": str(len(choices)),
+        "study_choices-MIN_NUM_FORMS": "0",
+        "study_choices-MAX_NUM_FORMS": "1000",
+    }
+    for i, choice in enumerate(choices):
+        data[f"study_choices-{i}-id"] = choice.pk
+        data[f"study_choices-{i}-diagnosis"] = choice.diagnosis_id
+        data[f"study_choices-{i}-position"] = choice.position
+        data[f"study_choices-{i}-study"] = study.pk
+    return {key: value for key, value in data.items() if value != ""}

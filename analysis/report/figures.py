@@ -213,18 +213,12 @@ def forest_figure(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> Figure |
             d = rows["difference"].to_numpy(dtype=float)
             lo = rows["ci_low"].to_numpy(dtype=float)
             hi = rows["ci_high"].to_numpy(dtype=float)
-            err = np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)])
-            ax.errorbar(
-                d,
-                y,
-                xerr=err,
-                fmt="os^D"[k % 4],
-                ms=4,
-                lw=1,
-                capsize=2,
-                color=f"C{k}",
-                label=METHOD_LABELS[method],
-            )
+            # The interval as a line of its own: a percentile bootstrap interval need not
+            # contain the point estimate, which error bars (offsets from it) cannot draw.
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            ax.hlines(y[ok], lo[ok], hi[ok], color=f"C{k}", lw=1)
+            ax.plot(np.r_[lo[ok], hi[ok]], np.r_[y[ok], y[ok]], "|", ms=5, color=f"C{k}")
+            ax.plot(d, y, "os^D"[k % 4], ms=4, color=f"C{k}", label=METHOD_LABELS[method])
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title("accuracy (all: top-1)" if metric == "accuracy" else metric)
         ax.set_xlabel("model - readers")

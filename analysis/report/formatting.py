@@ -1,4 +1,5 @@
-"""Numbers and tables as the report page shows them (escaped HTML, fixed decimals)."""
+"""Numbers and tables as the report shows them: counts as integers in every file
+(:func:`with_integers`), and on the page escaped HTML with fixed decimals."""
 
 from __future__ import annotations
 
@@ -12,6 +13,52 @@ from analysis.stats.pipeline import ALL_READERS
 
 METRIC_ORDER = (*METRICS, "top1_accuracy")
 DASH = "\u2013"  # shown for a missing value and between CI bounds
+# Columns that hold counts, and the reader attributes the database keeps as integers.
+# A float column of counts (one with a missing value, as n_pos of the macro AUC row)
+# would print as 25.0 in a CSV file and 25.000 on the page.
+INTEGER_COLUMNS = frozenset(
+    {
+        "n", "n_pos", "n_neg", "n_raters", "n_answers", "n_cases",
+        "tp", "fp", "fn", "tn", "count", "years", "dermoscopy_hours",
+    }
+)  # fmt: skip
+# Agreement rows whose ``estimate`` is a number of cases, not a kappa.
+COUNT_STATISTICS = frozenset({"majority_ties"})
+
+
+def _whole(values: pd.Series) -> bool:
+    numbers = pd.to_numeric(values, errors="coerce")
+    present = numbers.notna()
+    if present.sum() != values.notna().sum():  # text: not a number column
+        return False
+    finite = numbers[present].to_numpy(dtype=float)
+    return bool(np.isfinite(finite).all() and (finite == np.round(finite)).all())
+
+
+def with_integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its counts as integers, for the CSV files, the workbook and the
+    page alike: each column of :data:`INTEGER_COLUMNS` whose values are all whole
+    numbers (or missing, which stays empty) becomes pandas' nullable ``Int64``, and the
+    ``estimate`` of an agreement row of :data:`COUNT_STATISTICS` an ``int`` (the
+    column's other rows keep their floats). Booleans are left alone."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if (
+            str(column) in INTEGER_COLUMNS
+            and not pd.api.types.is_bool_dtype(values)
+            and not pd.api.types.is_integer_dtype(values)
+            and len(values)
+            and _whole(values)
+        ):
+            out[column] = pd.to_numeric(values).round().astype("Int64")
+    if {"statistic", "estimate"} <= set(map(str, out.columns)):
+        counts = out["statistic"].isin(COUNT_STATISTICS) & out["estimate"].notna()
+        if counts.any():
+            estimate = out["estimate"].astype(object)
+            estimate.loc[counts] = [round(float(v)) for v in out.loc[counts, "estimate"]]
+            out["estimate"] = estimate
+    return out
 
 
 def _fmt_p(p) -> str:
@@ -35,8 +82,9 @@ def _fmt_num(x, digits: int = 3) -> str:
 
 
 def html_table(frame: pd.DataFrame, *, index: bool = False) -> str:
-    """Escaped HTML of ``frame`` with p-values to 4 decimals, df to 1, other floats to 3."""
-    shown = frame.copy()
+    """Escaped HTML of ``frame`` with counts as integers (:func:`with_integers`),
+    p-values to 4 decimals, df to 1 and other floats to 3."""
+    shown = with_integers(frame)
     for column in shown.columns:
         name = str(column)
         if name in ("p", "p_adjusted"):

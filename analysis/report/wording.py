@@ -16,16 +16,20 @@ from analysis.stats import AnalysisTables
 
 
 def report_notes(tables: AnalysisTables, facts: dict) -> list[str]:
-    """Plain sentences for the top of the page saying which tables are left out and why:
-    no reader answers yet, a single reader (MRMC needs two), no model predictions."""
+    """Plain sentences for the top of the page saying which readers and tables are left
+    out and why: readers who had not finished (or, with readers: all, that they are
+    counted), no reader answers yet, a single reader (MRMC needs two), no model
+    predictions; then the warnings."""
     summary = tables.summary
     n_readers, has_models = facts["n_readers"], bool(summary.models)
     notes = []
+    if summary.readers is not None and summary.readers.note:
+        notes.append(summary.readers.note)
     if n_readers == 0:
         notes.append(
-            "No reader answers yet: the readers' tables, the comparisons of the models with "
-            "the readers and the agreement among readers are omitted; only the models' "
-            "tables are shown."
+            ("No reader counts" if summary.readers is not None else "No reader answers yet")
+            + ": the readers' tables, the comparisons of the models with the readers and "
+            "the agreement among readers are omitted; only the models' tables are shown."
         )
     elif n_readers == 1:
         notes.append(
@@ -75,9 +79,10 @@ def page_sections(tables: AnalysisTables) -> list[dict]:
         "headline",
         "Overall",
         "Class all: accuracy, sensitivity, specificity, PPV, NPV and F1 are macro averages "
-        "of the one-vs-rest values (for accuracy the macro one-vs-rest accuracy, "
-        "1 - 2(1 - top-1)/C, not the share of cases answered correctly, which is "
-        "top1_accuracy); kappa is the multi-class kappa; readers = mean over readers.",
+        "of the one-vs-rest values over the classes with a positive case (for accuracy "
+        "the macro one-vs-rest accuracy, 1 - 2(1 - top-1)/C, not the share of cases "
+        "answered correctly, which is top1_accuracy); kappa is the multi-class kappa; "
+        "readers = mean over readers.",
         pd.DataFrame(tables.summary.overall),
     )
     wide = group_metrics_table(tables.per_class, choices)

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from analysis.report import figures
 from analysis.report.files import TABLES, ReportFiles
+from analysis.report.formatting import with_integers
 from analysis.report.html import DrawnFigure, render_html
 from analysis.stats import AnalysisTables
 
@@ -105,8 +107,14 @@ def _clean(value):
 # --- study facts --------------------------------------------------------------------------
 
 
+def _number(x: float) -> int | float:
+    """A whole number as an int (a median of 200 answers is 200, not 200.0)."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
 def study_facts(tables: AnalysisTables, details: dict) -> dict:
-    """Cases per class, readers and answers per reader, models and their training status."""
+    """Cases per class, the readers counted (and how many were left out), answers per
+    reader, models and their training status."""
     cases = tables.cases
     choices = tables.summary.choices
     per_class = cases["truth"].value_counts().reindex(list(choices), fill_value=0)
@@ -115,14 +123,17 @@ def study_facts(tables: AnalysisTables, details: dict) -> dict:
     models = list(details.get("models") or [])
     known = {m["name"] for m in models}
     models += [{"name": n, "trained": None} for n in tables.summary.models if n not in known]
+    selection = tables.summary.readers
     return {
         "n_cases": len(cases),
         "cases_per_class": [{"class": c, "n": int(n)} for c, n in per_class.items()],
         "n_readers": len(readers),
         "n_complete_readers": int(readers["complete"].sum()) if len(readers) else 0,
+        "readers_rule": selection.rule if selection else None,
+        "n_readers_left_out": selection.n_left_out if selection else 0,
         "answers_per_reader": {
             "min": int(answers.min()) if len(answers) else 0,
-            "median": float(answers.median()) if len(answers) else 0,
+            "median": _number(answers.median()) if len(answers) else 0,
             "max": int(answers.max()) if len(answers) else 0,
         },
         "n_answers": int(answers.sum()) if len(answers) else 0,
@@ -136,11 +147,18 @@ def study_facts(tables: AnalysisTables, details: dict) -> dict:
 
 
 def write_report(
-    tables: AnalysisTables, out_dir: str | Path, meta: ReportMeta, *, progress: bool = False
+    tables: AnalysisTables,
+    out_dir: str | Path,
+    meta: ReportMeta,
+    *,
+    progress: bool = False,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> ReportFiles:
     """Write every table (CSV and one Excel sheet each), summary.json, the figures (PNG
     and SVG) and report.html into ``out_dir`` (created if missing) and return the paths.
-    The same tables, seed and meta give the same files."""
+    The same tables, seed and meta give the same files. ``on_step(what, done, total)``
+    is told after each table file set, the workbook, each figure and the page (the
+    console's progress bar)."""
     from tqdm import tqdm
 
     details = dict(meta.details)
@@ -156,25 +174,37 @@ def write_report(
         timings[step] = timings.get(step, 0.0) + now - clock
         clock = now
 
+    jobs = figures.figure_jobs(tables, embeddings=meta.embeddings, gradcams=meta.gradcams)
+    total_steps, done_steps = 3 + len(jobs), 0
+
+    def told(what: str) -> None:
+        nonlocal done_steps
+        done_steps += 1
+        if on_step is not None:
+            on_step(what, done_steps, total_steps)
+
+    # Counts as integers in the CSV files and the workbook alike (the page does the same).
+    frames = {name: with_integers(getattr(tables, name)) for name in TABLES}
     written: dict[str, Path] = {}
     for name in TABLES:
         path = out / f"{name}.csv"
-        getattr(tables, name).to_csv(path, index=False)
+        frames[name].to_csv(path, index=False)
         written[name] = path
     lap("csv")
     steps.set_postfix_str("tables")
     steps.update()
+    told("tables written")
 
     workbook = out / "report.xlsx"
     with pd.ExcelWriter(workbook, engine="openpyxl") as excel:
         for name in TABLES:
-            getattr(tables, name).to_excel(excel, sheet_name=name[:31], index=False)
+            frames[name].to_excel(excel, sheet_name=name[:31], index=False)
     lap("workbook")
     steps.set_postfix_str("workbook")
     steps.update()
+    told("workbook written")
 
     made: list[DrawnFigure] = []
-    jobs = figures.figure_jobs(tables, embeddings=meta.embeddings, gradcams=meta.gradcams)
     used: set[str] = set()
     for job in tqdm(jobs, desc="figures", unit="fig", disable=not progress, leave=False):
         # Two model names may sanitise to the same stem ("a b", "a_b"): keep both files.
@@ -187,6 +217,7 @@ def write_report(
         if fig is not None:
             made.append(DrawnFigure(job.title, stem, figures.save(fig, out, stem), job.caption))
         lap(f"figures {stem.split('_', 1)[0].split('-', 1)[0]}")
+        told(f"figure: {job.title}")
     steps.set_postfix_str("figures")
     steps.update()
 
@@ -201,7 +232,8 @@ def write_report(
         "meta": details,
         "facts": facts,
         "software": versions,
-        "timings": tables.timings.to_dict(orient="records"),
+        # Milliseconds are plenty for how long a step took.
+        "timings": tables.timings.round({"seconds": 3}).to_dict(orient="records"),
         "files": [
             *(p.name for p in written.values()),
             "summary.json",
@@ -229,6 +261,7 @@ def write_report(
     steps.set_postfix_str("html")
     steps.update()
     steps.close()
+    told("report.html written")
     return ReportFiles(
         out_dir=out,
         tables=written,

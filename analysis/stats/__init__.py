@@ -3,7 +3,8 @@
 Modules take tidy DataFrames / numpy arrays and return dataclasses or tidy DataFrames:
 
 - ``columns``: the column names of the input tables, which the loaders rename to;
-- ``inputs``: validation of answer and prediction tables (:class:`InputError`);
+- ``inputs``: validation of answer and prediction tables (:class:`InputError`) and
+  which readers count (:func:`~analysis.stats.inputs.select_readers`);
 - ``metrics``: confusion counts and per-rater x class metrics, vectorised;
 - ``kappa``: Cohen's kappa with the Fleiss-Cohen-Everitt variance, Fleiss' kappa;
 - ``roc``: one-vs-rest ROC/AUC and DeLong's test of correlated AUCs;

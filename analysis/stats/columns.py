@@ -2,8 +2,9 @@
 
 answers:      one row per reader x case. :data:`ANSWER_COLUMNS` are required; the rest of
               :data:`ANSWERS_TABLE_COLUMNS` is what the database loader adds (the
-              diagnoses' names, the reader attributes of :data:`READER_COLUMNS`, and
-              ``confidence, seconds, answered_at``). A file may bring other attributes.
+              diagnoses' names, the reader attributes of :data:`READER_COLUMNS`,
+              :data:`FINISHED_COLUMN` and ``confidence, seconds, answered_at``). A file
+              may bring other attributes.
 predictions:  one row per model x case: :data:`PREDICTION_COLUMNS` plus, optionally,
               one :func:`prob_column` per choice.
 
@@ -25,11 +26,15 @@ READER_COLUMNS = (
     "hospital_tier",
     "region",
 )
+# Whether the reader had finished the study (True/False, the same on each of their rows):
+# which readers a report counts by default (analysis.stats.inputs.select_readers).
+FINISHED_COLUMN = "finished"
 ANSWER_DETAIL_COLUMNS = ("confidence", "seconds", "answered_at")
 ANSWERS_TABLE_COLUMNS = (
     *ANSWER_COLUMNS,
     *LABEL_NAME_COLUMNS,
     *READER_COLUMNS,
+    FINISHED_COLUMN,
     *ANSWER_DETAIL_COLUMNS,
 )
 

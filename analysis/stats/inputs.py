@@ -17,12 +17,18 @@ not sum to 1) are returned as messages in ``attrs["warnings"]`` of the loaded ta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.stats.columns import ANSWER_COLUMNS, PREDICTION_COLUMNS, PROB_PREFIX
+from analysis.stats.columns import (
+    ANSWER_COLUMNS,
+    FINISHED_COLUMN,
+    PREDICTION_COLUMNS,
+    PROB_PREFIX,
+)
 
 PROB_SUM_TOLERANCE = 1e-3
 _MAX_LISTED = 10
@@ -142,24 +148,139 @@ def _validate_common(
     return frame, list(choices)
 
 
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def _finished_flags(frame: pd.DataFrame) -> None:
+    """Parse the optional ``finished`` column in place to booleans: True/False, 1/0 or
+    yes/no in any case; anything else (a blank too) or a value that differs within a
+    reader is an :class:`InputError` naming the rows or readers."""
+    raw = frame[FINISHED_COLUMN]
+    text = raw.map(lambda v: str(_plain(v)).strip().lower() if _plain(v) is not None else "")
+    text = text.replace({"1.0": "1", "0.0": "0"})
+    bad = ~text.isin(_TRUE | _FALSE).to_numpy()
+    if bad.any():
+        raise InputError(
+            f"answers: {FINISHED_COLUMN} must be True or False in "
+            + _rows(bad, frame, ["reader", "case", FINISHED_COLUMN])
+        )
+    frame[FINISHED_COLUMN] = text.isin(_TRUE).to_numpy()
+    varies = frame.groupby("reader")[FINISHED_COLUMN].nunique() > 1
+    if varies.any():
+        raise InputError(
+            f"answers: {FINISHED_COLUMN} differs within reader(s) "
+            + ", ".join(map(str, varies[varies].index[:_MAX_LISTED]))
+        )
+
+
 def load_answers(
     df_or_path: pd.DataFrame | str | Path, choices: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Validated readers' answers: ``reader, case, truth, answer`` (+ attribute columns).
 
-    ``choices`` defaults to the sorted distinct truth values. Readers who answered only
-    some cases are kept. Returns a copy with reader, case and labels as strings and
-    ``attrs["choices"]`` (and an empty ``attrs["warnings"]``) set; raises
+    ``choices`` defaults to the sorted distinct truth values. Every reader is kept here
+    (which ones a report counts is :func:`select_readers`). An optional ``finished``
+    column is parsed to booleans. Returns a copy with reader, case and labels as strings
+    and ``attrs["choices"]`` (and an empty ``attrs["warnings"]``) set; raises
     :class:`InputError` naming the offending rows for a missing column, a case without
     truth, a missing answer, an answer or truth outside the choices, a duplicate
-    (reader, case) or a case whose truth differs between rows.
+    (reader, case), a case whose truth differs between rows, or a ``finished`` value that
+    is not True/False or differs within a reader.
     """
     frame = _read(df_or_path, "answers")
     _require_columns(frame, ANSWER_COLUMNS, "answers")
     frame, choices = _validate_common(frame, "reader", choices, "answers")
+    if FINISHED_COLUMN in frame.columns:
+        _finished_flags(frame)
     frame.attrs["choices"] = choices
     frame.attrs["warnings"] = []
     return frame
+
+
+READER_RULES = ("finished", "all")
+
+
+@dataclass(frozen=True)
+class ReaderSelection:
+    """Which readers an analysis counts, and who was left out and why.
+
+    ``rule``: ``finished`` (the default: only readers who had finished, as in the
+    reference study, where every dermatologist read all 200 cases) or ``all`` (every
+    reader, on the cases they answered). ``basis``: how "finished" was known,
+    ``finished`` (the answers table's ``finished`` column: the reader confirmed the end
+    of the study) or ``complete`` (no such column: answered every case that any reader
+    answered). ``n_answered``: readers with at least one answer; ``n_counted`` of them
+    are analysed and ``n_left_out`` are not (their codes in ``left_out``);
+    ``n_not_finished`` counts the readers who had not finished, whether counted or not.
+    ``note``: one sentence for the report saying how many were left out and why (empty
+    when every reader had finished).
+    """
+
+    rule: str
+    basis: str
+    n_answered: int
+    n_counted: int
+    n_left_out: int
+    n_not_finished: int
+    left_out: list[str]
+    note: str
+
+
+def select_readers(
+    answers: pd.DataFrame, rule: str = "finished"
+) -> tuple[pd.DataFrame, ReaderSelection]:
+    """(the answers of the readers who count, the :class:`ReaderSelection`) of a table
+    validated by :func:`load_answers`.
+
+    A reader has finished when the table's ``finished`` column says so or, in a table
+    without that column (a hand-made file), when they answered every case of the table.
+    ``rule="finished"`` keeps only those readers; ``rule="all"`` keeps everyone. The
+    returned table keeps the input's ``attrs``; it is empty when nobody counts.
+    """
+    if rule not in READER_RULES:
+        raise InputError(f"readers must be one of {', '.join(READER_RULES)}, got {rule!r}")
+    per_reader = answers.groupby("reader", sort=True)
+    if FINISHED_COLUMN in answers.columns:
+        basis = "finished"
+        finished = per_reader[FINISHED_COLUMN].first().astype(bool)
+    else:
+        basis = "complete"
+        finished = per_reader["case"].nunique() == answers["case"].nunique()
+    not_finished = sorted(map(str, finished.index[~finished.to_numpy()]))
+    left_out = not_finished if rule == "finished" else []
+    kept = answers[~answers["reader"].isin(left_out)].reset_index(drop=True)
+    kept.attrs = dict(answers.attrs)
+    why = (
+        "had not finished the study"
+        if basis == "finished"
+        else "had not answered every case (the answers table has no finished column)"
+    )
+    n_all, n_not = len(finished), len(not_finished)
+    of = f"{n_not} of {n_all} {'reader' if n_all == 1 else 'readers'}"
+    if rule == "finished" and n_not:
+        note = (
+            f"{of} {why} and {'was' if n_not == 1 else 'were'} left out (readers: finished, "
+            "the default: finished readers only, as in the reference study; readers: all "
+            "counts every reader on the cases they answered)."
+        )
+    elif rule == "all" and n_not:
+        note = (
+            f"Every reader is counted (readers: all), on the cases they answered: {of} {why}. "
+            "The default counts finished readers only, as in the reference study."
+        )
+    else:
+        note = ""
+    return kept, ReaderSelection(
+        rule=rule,
+        basis=basis,
+        n_answered=n_all,
+        n_counted=n_all - len(left_out),
+        n_left_out=len(left_out),
+        n_not_finished=n_not,
+        left_out=left_out,
+        note=note,
+    )
 
 
 def prob_columns(frame: pd.DataFrame) -> list[str]:

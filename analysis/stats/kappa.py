@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+# ASE0 at or below this, on the scale 1 / ((1 - pe) sqrt(n)), is taken as exactly 0
+# (see cohen_kappa): then z and p are NaN.
+ASE0_TOLERANCE = 1e-6
+
 
 @dataclass(frozen=True)
 class KappaResult:
@@ -38,6 +42,19 @@ def cohen_kappa(table: np.ndarray, *, alpha: float = 0.05) -> KappaResult:
            - (kappa - pe (1 - kappa))^2] / ((1 - pe)^2 n);
     under H0: var0 = [pe + pe^2 - sum_i p_i. p_.i (p_i. + p_.i)] / ((1 - pe)^2 n).
     CI = kappa -/+ z_{1-alpha/2} ASE (Wald); z = kappa / ASE0. NaN where n = 0 or pe = 1.
+
+    A zero ASE0 (kappa = 0 by construction, e.g. a rater who never names the class of a
+    one-vs-rest table, or a class with no positive case) has no test: ASE0 is then
+    exactly 0 and z and p are NaN, for every table alike. In floating point the bracket
+    v0 = (1 - pe)^2 n var0 of such a table is a rounding residue of a few machine
+    epsilons (terms of order 1 cancel), so sqrt(v0) = ASE0 (1 - pe) sqrt(n) comes out
+    anywhere from 0 to ~1.5e-8 (ASE0 from 0 to ~1e-7 on 50 to 1000 cases), which used to
+    give z = NaN for one class and z ~ 0, p = 1 for another. A genuine v0 of integer counts is far larger:
+    for a 2x2 table v0 = 4 p_1. p_2. p_.1 p_.2 exactly, at least 4 (n - 1)^2 / n^4, so
+    sqrt(v0) >= 2 (n - 1) / n^2; for C x C tables no value below (n - 1)^2 / n^4 was
+    found. Hence sqrt(v0) <= :data:`ASE0_TOLERANCE` (1e-6, about 70 times the largest
+    residue) counts as 0, which leaves every genuine ASE0 of studies up to 10^5 cases
+    (sqrt(v0) >= 1e-5) untouched.
     """
     t = np.asarray(table, dtype=float)
     n = t.sum(axis=(-2, -1))
@@ -58,10 +75,11 @@ def cohen_kappa(table: np.ndarray, *, alpha: float = 0.05) -> KappaResult:
         b = (1 - kappa) ** 2 * off_sum
         c = (kappa - pe * (1 - kappa)) ** 2
         var = (a + b - c) / ((1 - pe) ** 2 * n)
-        var0 = (pe + pe**2 - (row * col * (row + col)).sum(axis=-1)) / ((1 - pe) ** 2 * n)
+        v0 = pe + pe**2 - (row * col * (row + col)).sum(axis=-1)
+        v0 = np.where(v0 <= ASE0_TOLERANCE**2, 0.0, v0)
         ase = np.sqrt(np.maximum(var, 0))
-        ase0 = np.sqrt(np.maximum(var0, 0))
-        z = kappa / ase0
+        ase0 = np.sqrt(v0 / ((1 - pe) ** 2 * n))
+        z = np.where(ase0 > 0, kappa / ase0, np.nan)
     crit = stats.norm.ppf(1 - alpha / 2)
     return KappaResult(
         kappa=kappa,

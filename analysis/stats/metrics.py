@@ -151,7 +151,8 @@ class MetricArrays:
     TP/(TP+FP), NPV TN/(TN+FN), accuracy (TP+TN)/n, F1 2TP/(2TP+FP+FN), kappa Cohen's
     kappa of the 2x2 table "rater says c" x "truth is c". NaN where a denominator is 0.
     Overall: ``top1_accuracy`` = sum TP / n; ``kappa_all`` = multi-class Cohen's kappa;
-    ``macro_*`` = unweighted mean over classes (NaN classes skipped).
+    :meth:`macro` = unweighted mean over the classes with a positive case.
+    ``positives`` = TP + FN, the cases of each class the rater answered.
     """
 
     accuracy: np.ndarray
@@ -163,11 +164,20 @@ class MetricArrays:
     kappa: np.ndarray
     top1_accuracy: np.ndarray
     kappa_all: np.ndarray
+    positives: np.ndarray
 
     def macro(self, metric: str) -> np.ndarray:
+        """Macro average ``(..., R)``: the unweighted mean over classes of ``metric``,
+        leaving out each class with no positive case among the cases the rater answered
+        (and classes where the metric is NaN): scikit-learn's ``average="macro"`` with
+        ``labels`` = the classes present in the truth. A class without positives would
+        otherwise enter with trivial one-vs-rest values (specificity and NPV 1 when
+        nobody names it, accuracy near 1) and pull the averages towards them. Within a
+        bootstrap or jackknife resample the rule applies to the resampled counts."""
+        values = np.where(self.positives > 0, getattr(self, metric), np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN
-            return np.nanmean(getattr(self, metric), axis=-1)
+            return np.nanmean(values, axis=-1)
 
     def overall(self, metric: str) -> np.ndarray:
         """The class-``all`` value: multi-class kappa for kappa, else the macro average."""
@@ -194,6 +204,7 @@ def metrics_from_counts(c: Counts) -> MetricArrays:
             kappa=(po - pe) / (1 - pe),
             top1_accuracy=po_all,
             kappa_all=(po_all - pe_all) / (1 - pe_all),
+            positives=truth,
         )
 
 

@@ -19,11 +19,14 @@ from analysis.stats.compare import COLUMNS as COMPARISON_COLUMNS
 from analysis.stats.compare import adjust_p, compare_models_with_readers
 from analysis.stats.inputs import (
     ANSWER_COLUMNS,
+    READER_RULES,
     InputError,
+    ReaderSelection,
     check_consistent_truth,
     load_answers,
     load_predictions,
     parse_subgroup,
+    select_readers,
 )
 from analysis.stats.kappa import cohen_kappa, contingency_tables, one_vs_rest_tables
 from analysis.stats.metrics import (
@@ -87,11 +90,16 @@ class AnalysisSummary:
     each model) with ``rater, rater_kind`` and each metric of class ``all`` (None for
     NaN). ``readers_overall``: the rows of class ``all`` of ``readers_summary`` (metric,
     n_raters, mean, sd, ...; None for NaN). ``majority_ties`` is None without readers.
+    ``readers``: which readers were counted, who was left out and why (None without
+    reader answers); ``n_readers`` counts the readers analysed.
+    ``classes_without_positives``: the choices that no case has as its reference
+    diagnosis (left out of the macro averages).
     ``warnings``: problems of the input that did not stop the analysis.
     """
 
     choices: list[str]
     n_cases: int
+    readers: ReaderSelection | None
     n_readers: int
     n_complete_readers: int
     n_models: int
@@ -105,6 +113,7 @@ class AnalysisSummary:
     overall: list[dict]
     readers_overall: list[dict]
     majority_ties: MajorityTies | None
+    classes_without_positives: list[str]
     warnings: list[str]
 
     def to_dict(self) -> dict:
@@ -430,13 +439,19 @@ def analyze_tables(
     n_bootstrap: int = 2000,
     adjust: str = "holm",
     subgroup: str | None = None,
+    readers: str = "finished",
     progress: bool = False,
     alpha: float = 0.05,
 ) -> AnalysisTables:
     """Validate the readers' answers and the models' predictions and compute every table.
 
     Either table may be None (a study without readers, or without models); ``choices``
-    default to the sorted truths. ``subgroup`` names a reader attribute column (constant
+    default to the sorted truths. ``readers`` is ``finished`` (the default: only the
+    readers who had finished count, as in the reference study) or ``all`` (every reader,
+    on the cases they answered); see :func:`analysis.stats.inputs.select_readers`, and
+    the summary's ``readers`` for who was left out. A class that no case has as its
+    reference diagnosis is left out of the macro averages and named in the warnings
+    (:meth:`analysis.stats.metrics.MetricArrays.macro`). ``subgroup`` names a reader attribute column (constant
     per reader), optionally with band edges for a numeric one (``"years:0,5,10"``, see
     :func:`parse_subgroup` and :func:`subgroup_labels`): every table of
     :data:`SUBGROUP_TABLES` is then also computed for the readers of each subgroup value
@@ -446,6 +461,8 @@ def analyze_tables(
     """
     if answers is None and predictions is None:
         raise InputError("nothing to analyse: neither answers nor predictions were given")
+    if readers not in READER_RULES:
+        raise InputError(f"readers must be one of {', '.join(READER_RULES)}, got {readers!r}")
     timings = []
     clock = time.perf_counter()
     steps = None
@@ -483,23 +500,40 @@ def analyze_tables(
                 f"subgroup column {column!r} differs within reader(s) "
                 f"{', '.join(varies[varies].index[:10])}"
             )
+    selection = None
+    if ans is not None:
+        ans, selection = select_readers(ans, readers)
+        if ans.empty:
+            if pred is None:
+                raise InputError(
+                    f"no reader counts: {selection.note} With no model predictions either, "
+                    "there is nothing to analyse."
+                )
+            ans = column = None
     tables = [t for t in (ans, pred) if t is not None]
     truth_by_case = pd.concat(t[["case", "truth"]] for t in tables).drop_duplicates("case")
     truth_by_case = truth_by_case.set_index("case")["truth"].sort_index()
     cases = list(truth_by_case.index)
-    readers = encode(ans, rater="reader", choices=choices, cases=cases, truth_by_case=truth_by_case) if ans is not None else None  # fmt: skip
+    no_positives = [c for c in choices if not (truth_by_case == c).any()]
+    if no_positives:
+        notes.append(
+            f"class(es) {', '.join(no_positives)} have no positive case (no case has that "
+            "reference diagnosis): left out of the macro averages (class all of accuracy, "
+            "sensitivity, specificity, PPV, NPV and F1); their own rows are kept"
+        )
+    reader_matrix = encode(ans, rater="reader", choices=choices, cases=cases, truth_by_case=truth_by_case) if ans is not None else None  # fmt: skip
     models = encode(pred, rater="model", choices=choices, cases=cases, truth_by_case=truth_by_case) if pred is not None else None  # fmt: skip
 
     # Panels of readers: everyone, then each subgroup value (label None: no subgroups).
-    panels: list[tuple[str | None, RatingMatrix | None]] = [(None, readers)]
+    panels: list[tuple[str | None, RatingMatrix | None]] = [(None, reader_matrix)]
     reader_subgroup = None
     if column is not None:
-        attribute = ans.groupby("reader")[column].first().reindex(readers.raters)
+        attribute = ans.groupby("reader")[column].first().reindex(reader_matrix.raters)
         reader_subgroup, values = subgroup_labels(attribute, edges)
-        panels = [(ALL_READERS, readers)]
+        panels = [(ALL_READERS, reader_matrix)]
         for value in values:
             keep = (reader_subgroup == value).to_numpy()
-            panels.append((value, _subset(readers, keep)))
+            panels.append((value, _subset(reader_matrix, keep)))
             if keep.sum() < 2:
                 notes.append(
                     f"subgroup {value!r} has {keep.sum()} reader: no SD or CI over its "
@@ -596,11 +630,12 @@ def analyze_tables(
     overall_summary = readers_summary
     if column is not None:
         overall_summary = readers_summary[readers_summary["subgroup"] == ALL_READERS]
-    tied = majority_ties(readers) if readers is not None else None
+    tied = majority_ties(reader_matrix) if reader_matrix is not None else None
     summary = AnalysisSummary(
         choices=list(choices),
         n_cases=len(cases),
-        n_readers=0 if readers is None else len(readers.raters),
+        readers=selection,
+        n_readers=0 if reader_matrix is None else len(reader_matrix.raters),
         n_complete_readers=int(readers_table["complete"].sum()) if len(readers_table) else 0,
         n_models=0 if models is None else len(models.raters),
         models=[] if models is None else list(models.raters),
@@ -625,9 +660,10 @@ def analyze_tables(
         if tied is None
         else MajorityTies(
             n_tied=int(tied.sum()),
-            n_cases=int((readers.answers >= 0).any(axis=0).sum()),
+            n_cases=int((reader_matrix.answers >= 0).any(axis=0).sum()),
             rule="a tie goes to the tied label that comes first in the choices",
         ),
+        classes_without_positives=no_positives,
         warnings=notes,
     )
     done("summary")

@@ -55,10 +55,55 @@ def synthetic_tables(*, n_readers=6, n_cases=24, n_models=2, seed=0, choices=CHO
     return answers, pd.concat(frames, ignore_index=True)
 
 
-def build_db_study(*, slug="small", n_readers=3, per_class=4, trained=False, embeddings=True):
+def finished_flag_tables(*, n_cases=16, seed=1):
+    """(answers with a ``finished`` column, predictions of one model) on CHOICES: R0-R3
+    answered every case and finished; R4 answered every case but never confirmed the
+    end (a study that allows changes); R5 answered half the cases and has not finished."""
+    answers, predictions = synthetic_tables(n_readers=6, n_cases=n_cases, n_models=1, seed=seed)
+    answers = answers[
+        ~((answers["reader"] == "R5") & (answers["case"] >= f"case{n_cases // 2:03d}"))
+    ]
+    answers = answers.assign(finished=~answers["reader"].isin(["R4", "R5"]))
+    return answers.reset_index(drop=True), predictions
+
+
+def no_positive_tables(*, n_readers=4, n_cases=30, seed=2):
+    """(answers, predictions) on CHOICES where no case is EAD (the truths cycle through
+    MN, SK, BCC) but readers and the model answer EAD now and then; everyone answers every
+    case. The one-vs-rest table of EAD has no positive case."""
+    rng = np.random.default_rng(seed)
+    present = ["MN", "SK", "BCC"]
+    cases = [f"case{k:03d}" for k in range(n_cases)]
+    truth = [present[k % 3] for k in range(n_cases)]
+
+    def answer(t):
+        u = rng.random()
+        return t if u < 0.6 else ("EAD" if u < 0.75 else present[rng.integers(3)])
+
+    answers = pd.DataFrame(
+        [
+            (f"R{r}", c, t, answer(t))
+            for r in range(n_readers)
+            for c, t in zip(cases, truth, strict=True)
+        ],
+        columns=["reader", "case", "truth", "answer"],
+    )
+    predictions = pd.DataFrame(
+        {"model": "cnn", "case": cases, "truth": truth, "answer": [answer(t) for t in truth]}
+    )
+    return answers, predictions
+
+
+def build_db_study(
+    *, slug="small", n_readers=3, per_class=4, trained=False, embeddings=True, unfinished=0
+):
     """A study with MN/SK/BCC, ``per_class`` cases each, readers right ~2/3 of the time
-    and one registered model with probabilities (and embeddings)."""
-    from cases.models import Answer, Diagnosis
+    and one registered model with probabilities (and embeddings). Every reader answers
+    every case and has finished, except the last ``unfinished`` ones, who answered the
+    first half of the cases and have not finished."""
+    from django.utils import timezone
+
+    from cases.models import Answer, Diagnosis, Enrolment
     from inference.models import Prediction, RegisteredModel
     from tests.factories import CaseFactory, ReaderProfileFactory, UserFactory, enrol, make_study
 
@@ -74,6 +119,7 @@ def build_db_study(*, slug="small", n_readers=3, per_class=4, trained=False, emb
         user = UserFactory(username=f"{slug}-reader{r}")
         ReaderProfileFactory(user=user)
         enrolment = enrol(study=study, user=user, seed=r + 1)
+        finished = r < n_readers - unfinished
         Answer.objects.bulk_create(
             Answer(
                 enrolment=enrolment,
@@ -83,8 +129,10 @@ def build_db_study(*, slug="small", n_readers=3, per_class=4, trained=False, emb
                 else diagnoses[codes[rng.integers(3)]],
                 seconds=4.0,
             )
-            for case in cases
+            for case in (cases if finished else cases[: len(cases) // 2])
         )
+        if finished:
+            Enrolment.objects.filter(pk=enrolment.pk).update(finished_at=timezone.now())
     model = RegisteredModel.objects.create(
         name=f"{slug}-cnn",
         arch="efficientnet_b4",

@@ -142,6 +142,44 @@ def test_adjust_and_subgroup_are_parameters_of_the_report(study, enqueued):
         report_request(study=study, seed=0, n_bootstrap=20, adjust="sidak")
 
 
+def test_which_readers_count_is_a_parameter_of_the_report(study, enqueued):
+    finished = report_request(study=study, seed=0, n_bootstrap=20)
+    everyone = report_request(study=study, seed=0, n_bootstrap=20, readers="all")
+    assert finished.fingerprint != everyone.fingerprint
+    assert (finished.inputs["readers_rule"], everyone.inputs["readers_rule"]) == ("finished", "all")
+    assert services.report_parameters(everyone)["readers"] == "all"
+    assert report_request(study=study, seed=0, n_bootstrap=20, readers="all").pk == everyone.pk
+    with pytest.raises(ValueError, match="readers must be finished or all, got 'some'"):
+        report_request(study=study, seed=0, n_bootstrap=20, readers="some")
+
+
+def test_a_reader_finishing_changes_the_fingerprint(study):
+    from django.utils import timezone
+
+    from cases.models import Enrolment
+
+    before, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    enrolment = Enrolment.objects.filter(study=study).first()
+    Enrolment.objects.filter(pk=enrolment.pk).update(finished_at=None)
+    unfinished, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    Enrolment.objects.filter(pk=enrolment.pk).update(finished_at=timezone.now())
+    again, _ = report_fingerprint(study=study, seed=0, n_bootstrap=20)
+    assert len({before, unfinished, again}) == 3  # no answer changed, the readers did
+
+
+def test_the_task_leaves_out_unfinished_readers_unless_asked(enqueued, settings):
+    import json
+
+    study = build_db_study(slug="adm-partial", n_readers=3, per_class=3, unfinished=1)
+    for readers, n_readers, n_left_out in (("finished", 2, 1), ("all", 3, 0)):
+        report = report_request(study=study, seed=0, n_bootstrap=20, readers=readers)
+        assert report_compute_task(report_id=report.pk) == "done"
+        summary = json.loads((settings.MEDIA_ROOT / report.folder / "summary.json").read_text())
+        assert (summary["n_readers"], summary["readers"]["n_left_out"]) == (n_readers, n_left_out)
+        assert summary["readers"]["rule"] == readers
+        assert not services.report_is_stale(report=report)
+
+
 def test_task_computes_a_report_by_subgroup_with_bonferroni(study, enqueued, settings):
     import json
 
@@ -332,6 +370,7 @@ def test_admin_report_form_takes_adjust_and_subgroup_and_rejects_a_bad_one(
     assert response.status_code == 302
     report = AnalysisReport.objects.get(study=study)
     assert (report.inputs["adjust"], report.inputs["subgroup"]) == ("bonferroni", "years:0,5,10")
+    assert report.inputs["readers_rule"] == "finished"  # left out: the default
     for subgroup, message in (
         ("shoe_size", "subgroup column 'shoe_size' is not in the answers table"),
         ("years:10,5", "subgroup bands for 'years' must be strictly increasing numbers"),
@@ -339,6 +378,23 @@ def test_admin_report_form_takes_adjust_and_subgroup_and_rejects_a_bad_one(
         page = client.post(url, {**data, "subgroup": subgroup})
         assert page.status_code == 200
         assert message in unescape(page.content.decode()), subgroup
+    assert AnalysisReport.objects.filter(study=study).count() == 1
+
+
+def test_admin_report_form_offers_which_readers_count(client, admin_user, study, enqueued):
+    client.force_login(admin_user)
+    url = reverse("admin:analysis_study_report", args=[study.pk])
+    page = client.get(url).content.decode()
+    assert 'name="readers"' in page and "Finished readers only (as in the reference study)" in page
+    data = {"seed": 0, "n_bootstrap": 20}
+    assert client.post(url, {**data, "readers": "all"}).status_code == 302
+    report = AnalysisReport.objects.get(study=study)
+    assert report.inputs["readers_rule"] == "all"
+    assert report_compute_task(report_id=report.pk) == "done"
+    page = client.get(url).content.decode()
+    assert "all readers ·" in page and "<td>all</td>" in page  # latest and recent requests
+    page = client.post(url, {**data, "readers": "some"})
+    assert page.status_code == 200 and "Select a valid choice" in page.content.decode()
     assert AnalysisReport.objects.filter(study=study).count() == 1
 
 

@@ -242,7 +242,8 @@ def test_analyze_files_tables_have_the_documented_columns(csv_report):
     per_class = pd.read_csv(out / "per_class.csv")
     assert list(per_class.columns) == PER_CLASS_COLUMNS
     raters = set(per_class["rater"])
-    assert {"readers", "cnn-0", "cnn-1", *(f"R{r}" for r in range(6))} == raters
+    # R5 answered 20 of 24 cases: left out by default (finished readers only)
+    assert {"readers", "cnn-0", "cnn-1", *(f"R{r}" for r in range(5))} == raters
     comparisons = pd.read_csv(out / "comparisons.csv")
     assert list(comparisons.columns) == [
         "model",
@@ -326,6 +327,7 @@ def test_analyze_bad_csv_names_the_rows(tmp_path):
         (["--answers", "nowhere.csv"], "no such file"),
         (["--answers", "{a}", "--bootstrap", "0"], "at least 1"),
         (["--answers", "{a}", "--subgroup", "shoe_size"], "subgroup column 'shoe_size'"),
+        (["--answers", "{a}", "--readers", "some"], "invalid choice: 'some'"),
     ],
 )
 def test_analyze_rejects_bad_arguments(tmp_path, args, message):
@@ -378,7 +380,7 @@ def test_analyze_writes_the_readers_summary_and_kappa_tables(tmp_path, csv_repor
     out, _ = csv_report
     sheets = pd.read_excel(out / "report.xlsx", sheet_name=None)
     assert {"readers_summary", "kappa"} <= set(sheets)
-    assert len(sheets["kappa"]) == len(pd.read_csv(out / "kappa.csv")) == (6 + 2) * 5
+    assert len(sheets["kappa"]) == len(pd.read_csv(out / "kappa.csv")) == (5 + 2) * 5
 
 
 def test_analyze_splits_every_reader_table_by_experience_band(tmp_path):
@@ -388,7 +390,7 @@ def test_analyze_splits_every_reader_table_by_experience_band(tmp_path):
     predictions.to_csv(tmp_path / "p.csv", index=False)
     run("analyze", "--answers", str(tmp_path / "a.csv"), "--predictions", str(tmp_path / "p.csv"),
         "--out", str(tmp_path / "o"), "--bootstrap", "20", "--subgroup", "years:0,5",
-        "--no-progress")  # fmt: skip
+        "--readers", "all", "--no-progress")  # fmt: skip
     bands = ["all readers", "[0,5)", "[5,inf)", "unknown"]
     for name in ("per_class", "readers_summary", "kappa", "counts", "comparisons", "agreement",
                  "confusion"):  # fmt: skip
@@ -464,6 +466,39 @@ def test_analyze_study_from_the_database(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "UNTRAINED" in html and "Synthetic study" in html
     assert "Small — reader study analysis" in html
+
+
+@pytest.mark.django_db
+def test_analyze_counts_finished_readers_by_default_and_every_reader_with_readers_all(tmp_path):
+    from cases.selectors import answers_frame
+
+    study = build_db_study(slug="partial", n_readers=4, unfinished=1)  # reader3: 6 of 12
+    args = ["--study", study.slug, "--bootstrap", "10", "--no-progress"]
+    run("analyze", *args, "--out", str(tmp_path / "default"))
+    readers = pd.read_csv(tmp_path / "default" / "readers.csv")
+    assert len(readers) == 3 and readers["finished"].all()
+    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    left_out = summary["readers"]
+    assert (left_out["rule"], left_out["basis"], left_out["n_left_out"]) == (
+        "finished", "finished", 1
+    )  # fmt: skip
+    assert summary["n_readers"] == 3 and summary["facts"]["n_readers_left_out"] == 1
+    note = "1 of 4 readers had not finished the study and was left out"
+    assert left_out["note"].startswith(note)
+    assert note in (tmp_path / "default" / "report.html").read_text()
+
+    run("analyze", *args, "--readers", "all", "--out", str(tmp_path / "all"))
+    readers = pd.read_csv(tmp_path / "all" / "readers.csv").set_index("reader")
+    assert len(readers) == 4 and readers["n_answers"].min() == 6
+    assert not readers["finished"].all()
+    assert json.loads((tmp_path / "all" / "summary.json").read_text())["readers"]["rule"] == "all"
+
+    # the admin's answers export carries the flag: the files give the same readers
+    answers_frame(study=study).to_csv(tmp_path / "answers.csv", index=False)
+    run("analyze", "--answers", str(tmp_path / "answers.csv"), "--bootstrap", "10",
+        "--no-progress", "--out", str(tmp_path / "files"))  # fmt: skip
+    from_files = json.loads((tmp_path / "files" / "summary.json").read_text())["readers"]
+    assert from_files == left_out
 
 
 @pytest.mark.django_db

@@ -61,7 +61,9 @@ def test_analyze_tables_without_probabilities_has_no_roc_points():
 
 def test_the_summary_is_a_typed_dataclass_with_plain_json():
     answers, predictions = synthetic_tables(n_readers=4, n_cases=8)
-    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10, subgroup="level")
+    tables = analyze_tables(
+        answers, predictions, CHOICES, n_bootstrap=10, subgroup="level", readers="all"
+    )
     summary = tables.summary
     assert isinstance(summary, AnalysisSummary)
     assert isinstance(summary.majority_ties, MajorityTies)
@@ -81,6 +83,7 @@ def test_write_report_takes_tables_and_meta_only(tmp_path):
         "out_dir",
         "meta",
         "progress",
+        "on_step",
     ]
     answers, predictions = synthetic_tables(n_readers=3, n_cases=8)
     tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)

@@ -93,7 +93,8 @@ def test_per_class_has_each_reader_the_readers_group_and_each_model(written):
     files, _ = written
     per_class = pd.read_csv(files.out_dir / "per_class.csv")
     kinds = per_class.groupby("rater")["rater_kind"].first()
-    assert {f"R{r}" for r in range(6)} == set(kinds[kinds == "reader"].index)
+    # R5 answered 20 of 24 cases: left out by default (finished readers only)
+    assert {f"R{r}" for r in range(5)} == set(kinds[kinds == "reader"].index)
     assert kinds["readers"] == "readers"
     assert kinds["cnn-0"] == kinds["cnn-1"] == "model"
     assert set(per_class["class"]) == {*CHOICES, "all"}
@@ -148,7 +149,8 @@ def test_html_is_self_contained_and_flags_untrained_and_synthetic(written):
 def test_summary_json_is_strict_and_lists_files(written):
     files, _ = written
     summary = json.loads(files.summary.read_text(), parse_constant=pytest.fail)
-    assert summary["n_readers"] == 6 and summary["n_models"] == 2
+    assert summary["n_readers"] == 5 and summary["n_models"] == 2
+    assert summary["readers"]["n_left_out"] == 1 and summary["readers"]["left_out"] == ["R5"]
     assert summary["facts"]["untrained_models"] == ["cnn-0"]
     assert summary["facts"]["cases_per_class"] == [{"class": c, "n": 6} for c in CHOICES]
     assert set(summary["files"]) == set(files.names())
@@ -208,15 +210,16 @@ def test_a_report_with_one_reader_explains_what_mrmc_needs(tmp_path):
     assert "No reader answers yet" not in html
 
 
-def test_a_report_with_several_readers_has_no_notes(written):
-    files, _ = written
-    html = files.html.read_text()
-    assert 'class="banner note"' not in html
+def test_a_report_with_several_readers_notes_only_who_was_left_out(written):
+    files, tables = written
+    html = unescape(files.html.read_text())
+    assert html.count('class="banner note"') == 1
+    assert f'<p class="banner note">{tables.summary.readers.note}</p>' in html
 
 
 def test_a_subgroup_of_one_reader_is_named(tmp_path):
     answers, _ = synthetic_tables(n_readers=3, n_cases=8)
-    tables = analyze_tables(answers, None, CHOICES, n_bootstrap=10, subgroup="level")
+    tables = analyze_tables(answers, None, CHOICES, n_bootstrap=10, subgroup="level", readers="all")
     files = write_report(tables, tmp_path, ReportMeta(title="Subgroups"))
     html = unescape(files.html.read_text())
     assert "Subgroup(s) chief of level have a single reader" in html  # R1 only
@@ -308,3 +311,80 @@ def test_study_tables_of_an_empty_study_are_none():
     assert answers is None and predictions is None and choices == ["MN", "SK"]
     extras = study_report_meta(study)
     assert extras.details["models"] == [] and extras.embeddings == {} and extras.gradcams == []
+
+
+# --- counts print as integers -------------------------------------------------------------
+
+
+def test_counts_are_integers_in_the_csv_files_the_workbook_and_the_page(written):
+    files, _ = written
+    out = files.out_dir
+    auc = pd.read_csv(out / "auc.csv", dtype=str, keep_default_na=False)
+    assert set(auc.loc[~auc["class"].isin(["macro", "micro"]), "n_pos"]) == {"6"}
+    assert set(auc.loc[auc["class"].isin(["macro", "micro"]), "n_pos"]) == {""}  # none
+    agreement = pd.read_csv(out / "agreement.csv", dtype=str, keep_default_na=False)
+    ties = agreement[agreement["statistic"] == "majority_ties"].iloc[0]
+    assert ties["estimate"].isdigit() and ties["n"] == "24"
+    assert "." in agreement[agreement["statistic"] == "fleiss_kappa"]["estimate"].iloc[0]
+    summary = pd.read_csv(out / "readers_summary.csv", dtype=str)
+    assert summary["n_raters"].str.isdigit().all()
+
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(out / "report.xlsx")["auc"]
+    header = [c.value for c in sheet[1]]
+    cells = [row[header.index("n_pos")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert {type(v) for v in cells} == {int, type(None)}
+
+    html = unescape(files.html.read_text())
+    section = html.split('id="auc"')[1].split("<h2")[0]
+    assert "<td>6</td>" in section and "<td>18</td>" in section and "6.000" not in section
+    assert "<th>Answers per reader (min / median / max)</th><td>24 / 24 / 24</td>" in html
+    timings = json.loads(files.summary.read_text())["timings"]
+    assert all(round(t["seconds"], 3) == t["seconds"] for t in timings)
+
+
+def test_with_integers_turns_only_whole_count_columns_into_integers():
+    from analysis.report.formatting import with_integers
+
+    frame = pd.DataFrame(
+        {
+            "auc": [1.0, 0.5, 1.0],
+            "n_pos": [25.0, 3.0, np.nan],
+            "years": [2.0, 2.5, 10.0],
+            "statistic": ["majority_ties", "fleiss_kappa", "fleiss_kappa"],
+            "estimate": [2.0, 0.43, 1.0],
+        }
+    )
+    shown = with_integers(frame)
+    assert shown["n_pos"].tolist()[:2] == [25, 3] and shown["n_pos"].isna().iloc[2]
+    assert str(shown["n_pos"].dtype) == "Int64"
+    assert shown["auc"].dtype == float and shown["years"].dtype == float  # 2.5 years
+    assert shown["estimate"].tolist() == [2, 0.43, 1.0]
+    assert type(shown["estimate"].iloc[0]) is int and type(shown["estimate"].iloc[2]) is float
+    assert frame["n_pos"].dtype == float  # the input is left alone
+
+
+def test_the_page_says_which_readers_count_and_how_many_were_left_out(written, tmp_path):
+    files, _ = written
+    html = unescape(files.html.read_text())
+    assert "<th>Which readers count</th><td>finished readers only (default)</td>" in html
+    assert "<th>Left out (had not finished)</th><td>1</td>" in html
+    assert "Only the readers who had finished the study were counted" in html
+    answers, predictions = synthetic_tables(n_readers=3, n_cases=8, n_models=1)
+    everyone = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10, readers="all")
+    page = unescape(write_report(everyone, tmp_path, ReportMeta(title="All")).html.read_text())
+    assert "<th>Which readers count</th><td>all readers, on the cases they answered</td>" in page
+    assert "<th>Left out (had not finished)</th><td>0</td>" in page
+    assert everyone.summary.readers.note in page and "Every reader was counted" in page
+
+
+def test_a_class_without_positives_is_named_in_a_warning_on_the_page(tmp_path):
+    from tests.analysis.factories import no_positive_tables
+
+    answers, predictions = no_positive_tables()
+    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
+    html = unescape(write_report(tables, tmp_path, ReportMeta(title="No EAD")).html.read_text())
+    assert "Warning: class(es) EAD have no positive case" in html
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["classes_without_positives"] == ["EAD"]

@@ -1,8 +1,12 @@
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from statsmodels.stats import inter_rater
 
 from analysis.stats.kappa import (
+    ASE0_TOLERANCE,
     cohen_kappa,
     contingency_tables,
     fleiss_kappa,
@@ -110,3 +114,85 @@ def test_kappa_table_reports_the_sas_ase_ci_and_test_of_each_rater():
     two = cohen_kappa(np.array([[8, 0], [5, 6]]))
     b = out.set_index("class").loc["B"]
     assert (b["kappa"], b["ase"], b["p"]) == pytest.approx((two.kappa, two.ase, two.p))
+
+
+# --- the test of kappa = 0 where ASE0 is 0 ------------------------------------------------
+
+
+def exact_null_bracket(table) -> Fraction:
+    """v0 = pe + pe^2 - sum_i p_i. p_.i (p_i. + p_.i) in exact rational arithmetic."""
+    t = [[int(x) for x in row] for row in table]
+    n = sum(map(sum, t))
+    rows = [Fraction(sum(r), n) for r in t]
+    cols = [Fraction(sum(c), n) for c in zip(*t, strict=True)]
+    pe = sum(r * c for r, c in zip(rows, cols, strict=True))
+    return pe + pe**2 - sum(r * c * (r + c) for r, c in zip(rows, cols, strict=True))
+
+
+# Tables whose ASE0 is 0 in exact arithmetic: a rater who never names the class (the
+# first two used to give z = 0, p = 1 from a rounding residue of ASE0 ~ 1e-7, the third
+# z = NaN), a class with no positive case, and a 3x3 table whose rater names one label.
+ZERO_ASE0 = [
+    [[0, 0], [3, 197]],
+    [[0, 0], [2, 55]],
+    [[0, 0], [25, 175]],
+    [[0, 7], [0, 193]],
+    [[0, 0, 0], [40, 90, 70], [0, 0, 0]],
+]
+
+
+@pytest.mark.parametrize("table", ZERO_ASE0)
+def test_a_kappa_whose_ase0_is_exactly_zero_has_no_test(table):
+    assert exact_null_bracket(table) == 0
+    res = cohen_kappa(np.array(table))
+    assert res.ase0 == 0.0
+    assert np.isnan(res.z) and np.isnan(res.p)
+    assert res.kappa == pytest.approx(0.0, abs=1e-12)
+
+
+def test_every_zero_ase0_in_a_batch_gives_nan_whatever_the_rounding():
+    # Raters who never say the class, over many sizes: rounding leaves ASE0 anywhere from
+    # 0 to ~1e-7; every one must come out the same way.
+    tables = np.array([[[0, 0], [pos, n - pos]] for n in (57, 200, 1000) for pos in range(1, 50)])
+    assert all(exact_null_bracket(t) == 0 for t in tables)
+    res = cohen_kappa(tables)
+    assert (res.ase0 == 0).all() and np.isnan(res.z).all() and np.isnan(res.p).all()
+
+
+def test_a_small_but_genuine_ase0_keeps_its_test_as_statsmodels():
+    # The rater names the class once in 1000 cases: v0 = 4 p1. p2. p.1 p.2 > 0, far above
+    # the tolerance; z and p are statsmodels' (the SAS PROC FREQ test).
+    for table in ([[1, 0], [24, 975]], [[1, 0], [0, 99_999]], [[0, 1], [25, 974]]):
+        assert exact_null_bracket(table) > 0
+        res = cohen_kappa(np.array(table))
+        expected = inter_rater.cohens_kappa(np.array(table))
+        assert res.ase0 == pytest.approx(expected.std_kappa0)
+        assert res.z == pytest.approx(expected.z_value)
+        assert res.p == pytest.approx(expected.pvalue_two_sided)
+
+
+def test_the_tolerance_is_far_below_the_smallest_genuine_ase0_and_above_the_residue():
+    # The smallest nonzero v0 of a 2x2 table with n cases is 4 (n - 1)^2 / n^4 (one
+    # case in each margin's rare cell); at n = 10^5 its square root is still 10 times
+    # the tolerance, while the residues of the zero tables above stay 70 times below it.
+    n = 10**5
+    assert exact_null_bracket([[1, 0], [0, n - 1]]) == Fraction(4 * (n - 1) ** 2, n**4)
+    assert math.sqrt(4 * (n - 1) ** 2 / n**4) > 10 * ASE0_TOLERANCE
+    tables = np.array([[[0, 0], [pos, 1000 - pos]] for pos in range(1, 999)], dtype=float)
+    p = tables / 1000
+    row, col = p.sum(-1), p.sum(-2)
+    pe = (row * col).sum(-1)
+    residue = np.sqrt(np.abs(pe + pe**2 - (row * col * (row + col)).sum(-1)))
+    assert residue.max() < ASE0_TOLERANCE / 50
+
+
+def test_a_class_without_positives_has_no_kappa_test_for_any_rater():
+    from analysis.stats.metrics import encode
+    from analysis.stats.pipeline import kappa_table
+    from tests.analysis.factories import CHOICES, no_positive_tables
+
+    answers, _ = no_positive_tables()
+    matrix = encode(answers, rater="reader", choices=CHOICES)
+    ead = kappa_table(matrix, rater_kind="reader").query("`class` == 'EAD'")
+    assert len(ead) == 4
+    assert (ead["ase0"] == 0).all() and ead["z"].isna().all() and ead["p"].isna().all()

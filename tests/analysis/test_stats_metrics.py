@@ -97,3 +97,45 @@ def test_class_all_accuracy_is_the_macro_one_vs_rest_accuracy_not_top1():
     assert m.overall("accuracy")[0] == pytest.approx(22 / 30)
     assert m.overall("accuracy")[0] == pytest.approx(1 - 2 * (1 - 0.6) / 3)
     assert m.top1_accuracy[0] == pytest.approx(0.6)
+
+
+# --- macro averages leave out a class with no positive case ------------------------------
+
+
+def test_macro_averages_leave_out_a_class_without_positives_as_scikit_learn():
+    # No case is EAD, but readers answer EAD now and then: the macro averages are
+    # scikit-learn's over the labels present in the truth (MN, SK, BCC).
+    from sklearn.metrics import f1_score, multilabel_confusion_matrix, precision_score, recall_score
+
+    from tests.analysis.factories import CHOICES, no_positive_tables
+
+    answers, _ = no_positive_tables()
+    matrix = encode(answers, rater="reader", choices=CHOICES)
+    m = metrics_from_counts(confusion_counts(matrix.answers, matrix.truth, matrix.n_classes))
+    present = [0, 1, 2]  # MN, SK, BCC; EAD (3) has no positive case
+    assert CHOICES[3] == "EAD" and not (matrix.truth == 3).any()
+    for r in range(len(matrix.raters)):
+        y_true, y_pred = matrix.truth, matrix.answers[r]
+        assert (y_pred == 3).any()  # the reader does name EAD
+        kw = {"labels": present, "average": "macro", "zero_division": np.nan}
+        assert m.macro("sensitivity")[r] == pytest.approx(recall_score(y_true, y_pred, **kw))
+        assert m.macro("ppv")[r] == pytest.approx(precision_score(y_true, y_pred, **kw))
+        assert m.macro("f1")[r] == pytest.approx(f1_score(y_true, y_pred, **kw))
+        mcm = multilabel_confusion_matrix(y_true, y_pred, labels=present)  # [[tn fp] [fn tp]]
+        tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
+        assert m.macro("specificity")[r] == pytest.approx(np.mean(tn / (tn + fp)))
+        assert m.macro("npv")[r] == pytest.approx(np.mean(tn / (tn + fn)))
+        assert m.macro("accuracy")[r] == pytest.approx(np.mean((tp + tn) / len(y_true)))
+        # with EAD the average would be different (its trivial one-vs-rest accuracy)
+        with_ead = np.mean(m.accuracy[r])
+        assert with_ead != pytest.approx(m.macro("accuracy")[r])
+
+
+def test_a_reader_without_a_positive_of_a_class_leaves_it_out_of_their_own_macro():
+    # Two raters on the hand example; the second skipped every C case (7, 8, 9).
+    answers = np.vstack([ANSWER, ANSWER])
+    answers[1, 7:] = -1
+    m = metrics_from_counts(confusion_counts(answers, TRUTH, 3))
+    assert m.positives[1].tolist() == [4, 3, 0]
+    assert m.macro("specificity")[1] == pytest.approx(np.nanmean(m.specificity[1, :2]))
+    assert m.macro("specificity")[0] == pytest.approx(np.mean(m.specificity[0]))

@@ -6,7 +6,8 @@ import pytest
 
 from analysis.stats import InputError, analyze_tables
 from analysis.stats.pipeline import ALL_READERS, PER_CLASS_COLUMNS, SUBGROUP_TABLES
-from tests.analysis.factories import HAND, T_2
+from tests.analysis.factories import CHOICES as FACTORY_CHOICES
+from tests.analysis.factories import HAND, T_2, finished_flag_tables, no_positive_tables
 
 CHOICES = ["MN", "SK", "BCC"]
 
@@ -48,7 +49,7 @@ def tables(seed=0):
 
 def test_full_analysis_has_every_table():
     answers, predictions = tables()
-    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=100)
+    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=100, readers="all")
     assert list(result.per_class.columns) == PER_CLASS_COLUMNS
     assert set(result.per_class["rater_kind"]) == {"reader", "model", "readers"}
     assert set(result.comparisons["method"]) == {"z_kappa", "bootstrap", "mrmc_rrrc", "mrmc_rrfc"}
@@ -152,7 +153,7 @@ def test_readers_summary_has_sd_median_range_and_t_ci_over_readers():
 
 def test_kappa_table_lists_every_rater_and_class():
     answers, predictions = tables()
-    kappa = analyze_tables(answers, predictions, CHOICES, n_bootstrap=20).kappa
+    kappa = analyze_tables(answers, predictions, CHOICES, n_bootstrap=20, readers="all").kappa
     assert len(kappa) == (6 + 2) * (len(CHOICES) + 1)
     assert set(kappa["rater_kind"]) == {"reader", "model"}
     r5 = kappa[(kappa["rater"] == "r5") & (kappa["class"] == "all")].iloc[0]
@@ -165,7 +166,9 @@ def test_kappa_table_lists_every_rater_and_class():
 
 def test_top1_accuracy_is_compared_by_bootstrap_and_mrmc():
     answers, predictions = tables()
-    comparisons = analyze_tables(answers, predictions, CHOICES, n_bootstrap=50).comparisons
+    comparisons = analyze_tables(
+        answers, predictions, CHOICES, n_bootstrap=50, readers="all"
+    ).comparisons
     top1 = comparisons[comparisons["metric"] == "top1_accuracy"]
     assert set(top1["method"]) == {"bootstrap", "mrmc_rrrc", "mrmc_rrfc"}
     assert set(top1["class"]) == {"all"}
@@ -189,7 +192,7 @@ def test_tied_majorities_are_counted_and_broken_by_choice_order():
         {"model": "m", "case": ["c1", "c2", "c3", "c4"], "truth": list("AABB"),
          "answer": list("AAAB")}
     )  # fmt: skip
-    result = analyze_tables(answers, predictions, None, n_bootstrap=20)
+    result = analyze_tables(answers, predictions, None, n_bootstrap=20, readers="all")
     ties = result.agreement[result.agreement["statistic"] == "majority_ties"].iloc[0]
     assert (ties.estimate, ties.n) == (2, 4)
     assert result.summary.majority_ties.n_tied == 2
@@ -206,7 +209,9 @@ def test_tied_majorities_are_counted_and_broken_by_choice_order():
 
 def test_every_reader_table_is_split_by_subgroup():
     answers, predictions = tables()
-    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=50, subgroup="level")
+    result = analyze_tables(
+        answers, predictions, CHOICES, n_bootstrap=50, subgroup="level", readers="all"
+    )
     for name in SUBGROUP_TABLES:
         frame = getattr(result, name)
         assert frame.columns[0] == "subgroup", name
@@ -241,7 +246,9 @@ def test_numeric_subgroup_is_cut_into_bands_and_missing_is_unknown():
     answers, predictions = tables()
     years = {"r0": 0, "r1": 4.5, "r2": 5, "r3": None, "r4": 12, "r5": -1}
     answers["years"] = answers["reader"].map(years)
-    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=20, subgroup="years:0,5,10")
+    result = analyze_tables(
+        answers, predictions, CHOICES, n_bootstrap=20, subgroup="years:0,5,10", readers="all"
+    )
     bands = result.readers.set_index("reader")["subgroup"].to_dict()
     assert bands == {
         "r0": "[0,5)",
@@ -284,3 +291,94 @@ def test_input_warnings_reach_the_summary():
     summary = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10).summary.to_dict()
     assert len(summary["warnings"]) == 1
     assert "do not sum to 1" in summary["warnings"][0] and "row 4 (" in summary["warnings"][0]
+
+
+# --- which readers count ------------------------------------------------------------------
+
+
+def test_only_finished_readers_count_by_default_and_every_reader_with_all():
+    answers, predictions = finished_flag_tables()
+    default = analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=20)
+    assert sorted(default.readers["reader"]) == ["R0", "R1", "R2", "R3"]
+    selection = default.summary.readers
+    assert (selection.rule, selection.basis) == ("finished", "finished")
+    assert (selection.n_answered, selection.n_counted, selection.n_left_out) == (6, 4, 2)
+    assert selection.left_out == ["R4", "R5"]  # R4 answered every case but never finished
+    assert selection.note.startswith("2 of 6 readers had not finished the study and were left")
+    assert "as in the reference study" in selection.note
+    assert default.summary.n_readers == 4
+    # the group row is the mean over the finished readers only
+    finished = answers[answers["finished"]]
+    right = (finished["truth"] == finished["answer"]).groupby(finished["reader"]).mean()
+    group = default.per_class.query("rater == 'readers' and metric == 'top1_accuracy'")
+    assert group["estimate"].iloc[0] == pytest.approx(right.mean())
+    assert set(default.kappa.query("rater_kind == 'reader'")["rater"]) == set(right.index)
+
+    everyone = analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=20, readers="all")
+    assert sorted(everyone.readers["reader"]) == [f"R{r}" for r in range(6)]
+    assert everyone.summary.readers.left_out == [] and everyone.summary.readers.n_not_finished == 2
+    assert everyone.summary.readers.note.startswith("Every reader is counted (readers: all)")
+
+
+def test_without_a_finished_column_a_reader_has_finished_when_they_answered_every_case():
+    answers, predictions = tables()  # r5 answered 20 of 30 cases
+    result = analyze_tables(answers, predictions, CHOICES, n_bootstrap=20)
+    selection = result.summary.readers
+    assert (selection.basis, selection.left_out) == ("complete", ["r5"])
+    assert "had not answered every case" in selection.note
+    assert "r5" not in set(result.per_class["rater"])
+
+
+@pytest.mark.parametrize("value", ["maybe", None, 2])
+def test_a_finished_value_that_is_not_true_or_false_is_an_input_error(value):
+    answers, predictions = finished_flag_tables()
+    answers["finished"] = answers["finished"].astype(object)
+    answers.loc[0, "finished"] = value  # R0's first row
+    with pytest.raises(InputError, match=r"finished must be True or False in row 1 \(reader='R0'"):
+        analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=10)
+
+
+def test_finished_flags_are_read_from_text_and_must_not_differ_within_a_reader():
+    answers, predictions = finished_flag_tables()
+    answers["finished"] = answers["finished"].map({True: "TRUE", False: "0"})
+    result = analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=10)
+    assert result.summary.readers.left_out == ["R4", "R5"]
+    answers.loc[answers.index[0], "finished"] = "0"  # R0's first row only
+    with pytest.raises(InputError, match="finished differs within reader"):
+        analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=10)
+
+
+def test_when_no_reader_has_finished_the_models_are_analysed_alone_or_nothing_is():
+    answers, predictions = finished_flag_tables()
+    answers["finished"] = False
+    result = analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=10)
+    assert result.summary.n_readers == 0 and result.summary.readers.n_left_out == 6
+    assert set(result.per_class["rater_kind"]) == {"model"} and result.comparisons.empty
+    with pytest.raises(InputError, match="no reader counts: 6 of 6 readers had not finished"):
+        analyze_tables(answers, None, FACTORY_CHOICES)
+    with pytest.raises(InputError, match="readers must be one of finished, all"):
+        analyze_tables(answers, predictions, FACTORY_CHOICES, readers="some")
+
+
+# --- a class without positive cases -------------------------------------------------------
+
+
+def test_a_class_without_positives_is_left_out_of_every_macro_average_and_named():
+    answers, predictions = no_positive_tables()
+    result = analyze_tables(answers, predictions, FACTORY_CHOICES, n_bootstrap=20)
+    assert result.summary.classes_without_positives == ["EAD"]
+    assert any(
+        w.startswith("class(es) EAD have no positive case") and "macro averages" in w
+        for w in result.summary.warnings
+    )
+    per_class = result.per_class.set_index(["rater", "class", "metric"])["estimate"]
+    for rater in ("R0", "cnn"):
+        for metric in ("accuracy", "sensitivity", "specificity", "npv"):
+            present = [per_class[(rater, c, metric)] for c in ("MN", "SK", "BCC")]
+            assert per_class[(rater, "all", metric)] == pytest.approx(np.mean(present))
+        assert not np.isnan(per_class[(rater, "EAD", "specificity")])  # its own row is kept
+    # the comparisons use the same macro value
+    cmp = result.comparisons.query(
+        "metric == 'accuracy' and `class` == 'all' and method == 'bootstrap'"
+    )
+    assert cmp["model_value"].iloc[0] == pytest.approx(per_class[("cnn", "all", "accuracy")])

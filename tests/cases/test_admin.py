@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from cases.models import Answer, AnswerChange, Case, Diagnosis, Enrolment, Study
 from cases.selectors import reader_progress_table, study_overview
+from cases.services import invitations_create
 from tests.factories import CaseFactory, enrol, good_rows, make_study, snapshot, write_bundle
 
 pytestmark = pytest.mark.django_db
@@ -140,8 +141,14 @@ def test_study_overview_page_shows_the_numbers(admin_client, reader, other_reade
     )
     assert rows == [("MN", names["MN"], "3"), ("SK", names["SK"], "2"), ("BCC", names["BCC"], "0")]
     assert "Cases per class (5)" in body
-    for label, value in (("Enrolled", 2), ("In progress", 1), ("Finished", 1), ("Answers", 7)):
-        assert f"<tr><th>{label}</th><td>{value}</td></tr>" in body, label
+    steps = {"invited": 0, "consented": 0, "in_progress": 1, "finished": 1, "enrolled": 2}
+    for step, real in steps.items():
+        row = (
+            rf'<tr data-step="{step}"><th scope="row">.*?</th><td class="n">{real}</td>'
+            r'<td class="n">0</td></tr>'
+        )
+        assert re.search(row, body), step
+    assert '<td class="n">7</td></tr></tfoot>' in body
 
 
 def test_overview_needs_staff(client, reader):
@@ -241,7 +248,8 @@ def test_progress_median_seconds_and_last_activity(admin_client, reader, other_r
     body = admin_client.get(reverse("admin:cases_study_progress", args=[study.pk])).content
     body = body.decode()
     assert "<td>20.0</td>" in body and "<td>6.5</td>" in body
-    assert "<td>2026-01-02 05:06:07</td>" in body and "<td>2026-01-03 09:10:11</td>" in body
+    assert '<td class="when">2026-01-02 05:06 UTC</td>' in body
+    assert '<td class="when">2026-01-03 09:10 UTC</td>' in body
     assert "3 / 3" in body and "2 / 3" in body
 
 
@@ -257,15 +265,55 @@ def test_progress_last_activity_without_answers_is_the_serving_or_consent(reader
     assert row["last_activity"] == _at("2030-05-06T07:08:09")
 
 
-def test_invitations_created_in_bulk_and_downloaded(admin_client):
+def test_invitations_created_in_bulk_listed_at_once_and_downloaded(admin_client):
     study = make_study(status=Study.Status.OPEN)
     url = reverse("admin:cases_study_invitations", args=[study.pk])
     assert admin_client.get(url).status_code == 200
+    invitations_create(study=study, count=1, label="earlier")
     response = admin_client.post(
-        url, {"count": 3, "max_uses": 1, "expires_in_days": 7, "label": "ward 5"}
+        url, {"count": 3, "max_uses": 1, "expires_in_days": 7, "label": "ward 5"}, follow=True
     )
-    lines = response.content.decode().strip().splitlines()
-    assert response["Content-Type"].startswith("text/csv") and len(lines) == 4
-    assert "/join/" in lines[1] and "ward 5" in lines[1]
-    assert study.invitations.count() == 3
-    assert len(admin_client.get(url + "?format=csv").content.decode().strip().splitlines()) == 4
+    page = response.content.decode()
+    # the page itself says so and lists the three new ones, marked, each with its link
+    assert "3 invitation(s) created" in page and "Invitations (4)" in page
+    new = sorted(study.invitations.filter(label="ward 5").values_list("pk", flat=True))
+    assert response.redirect_chain[-1][0].endswith(f"?new={new[0]}-{new[-1]}")
+    assert page.count('<tr class="new"') == 3
+    for invitation in study.invitations.all():
+        assert reverse("cases:join", args=[invitation.token]) in page
+    # the new ones as CSV, and all of them
+    csv_new = admin_client.get(f"{url}?format=csv&new={new[0]}-{new[-1]}").content.decode()
+    lines = csv_new.strip().splitlines()
+    assert len(lines) == 4 and all("ward 5" in line and "/join/" in line for line in lines[1:])
+    assert len(admin_client.get(url + "?format=csv").content.decode().strip().splitlines()) == 5
+
+
+def test_an_invitation_revoked_from_its_row_is_audited_and_stops_working(
+    admin_client, admin_user, client
+):
+    from audit.models import AuditEvent
+
+    study = make_study(status=Study.Status.OPEN)
+    keep, revoke = invitations_create(study=study, count=2)
+    url = reverse("admin:cases_study_invitations", args=[study.pk])
+    response = admin_client.post(url, {"revoke": revoke.pk}, follow=True)
+    page = response.content.decode()
+    assert "1 invitation(s) revoked" in page
+    revoke.refresh_from_db()
+    keep.refresh_from_db()
+    assert revoke.revoked and not keep.revoked
+    assert client.get(reverse("cases:join", args=[revoke.token])).status_code == 410
+    (event,) = AuditEvent.objects.filter(action=AuditEvent.Action.INVITATIONS_REVOKE)
+    assert event.after == {"invitations": [revoke.pk]} and event.actor == admin_user
+    # a revoked row has no link to copy and no revoke button; a second revoke is a no-op
+    assert f'value="{revoke.pk}" class="revoke"' not in page
+    assert f'value="{keep.pk}" class="revoke"' in page
+    admin_client.post(url, {"revoke": revoke.pk})
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.INVITATIONS_REVOKE).count() == 1
+    # another study's invitation is refused, and nothing is revoked
+    other = invitations_create(study=make_study(slug="other"), count=1)[0]
+    page = admin_client.post(url, {"revoke": [keep.pk, other.pk]}, follow=True).content.decode()
+    assert "Nothing was revoked" in page
+    keep.refresh_from_db()
+    other.refresh_from_db()
+    assert not keep.revoked and not other.revoked

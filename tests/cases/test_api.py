@@ -165,7 +165,8 @@ def test_malformed_json_is_a_400(reader_client, study):
     )
     assert response.status_code == 400 and "JSON parse error" in response.json()["detail"]
     response = submit(reader_client, study, answer="MN")
-    assert response.status_code == 400 and "case" in response.json()
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == ("required", "case")
 
 
 @pytest.mark.parametrize(
@@ -191,6 +192,7 @@ def test_a_forged_reader_or_enrolment_in_the_body_is_a_400(
         "detail": f"Unexpected field(s): {named}. "
         "An answer is always recorded for the logged-in reader.",
         "code": "unexpected_field",
+        "field": named.split(", ")[0],
     }
     assert Answer.objects.count() == 0
 
@@ -212,6 +214,7 @@ def test_an_answer_before_the_required_profile_is_a_409(client, reader):
     assert response.json() == {
         "detail": "Please complete your profile first (missing: level).",
         "code": "profile_required",
+        "field": None,
     }
     assert Answer.objects.count() == 0
 
@@ -229,6 +232,7 @@ def test_an_answer_to_a_case_not_served_is_a_409_until_next_is_fetched(
     assert response.json() == {
         "detail": "This case has not been served to you yet: request your next case first.",
         "code": "case_not_served",
+        "field": None,
     }
     assert Answer.objects.count() == 0
     assert next_case(reader_client, study)["case"]["id"] == first
@@ -253,6 +257,7 @@ def test_with_changes_allowed_the_reader_reviews_then_finishes(client, reader):
     assert response.status_code == 409 and response.json() == {
         "detail": "Please answer every case before finishing.",
         "code": "cases_unanswered",
+        "field": None,
     }
     cases = []
     for _ in range(2):
@@ -324,12 +329,14 @@ def test_admin_endpoints_and_csv_export(admin_client, reader_client, reader, stu
         "board_certified",
         "hospital_tier",
         "region",
+        "finished",
         "confidence",
         "seconds",
         "answered_at",
     ]
     assert rows[0]["case"] == case and rows[0]["answer"] == "BCC"
     assert rows[0]["answer_name"] == "Basal cell carcinoma"
+    assert rows[0]["finished"] == "False"  # 1 of 3 cases answered: the analysis leaves it out
     # pseudonymous: the reader code, never the account name
     assert rows[0]["reader"].startswith("R")
     assert all(reader.username not in value for row in rows for value in row.values())

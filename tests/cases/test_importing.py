@@ -93,9 +93,12 @@ def test_command_creates_a_draft_study_with_title_and_choices(tmp_path, capsys):
     assert "Created study 'new-study': 3 case(s) imported" in capsys.readouterr().out
 
 
-# What a copy does not share with its original: its identity, its status (a copy starts
-# as a draft), its admins (people of this installation) and its time stamps.
-STUDY_NOT_COPIED = {"id", "slug", "status", "admins", "choices", "created_at", "updated_at"}
+# What a copy does not share with its original: its identity, its status and closing
+# date (a copy starts as a draft, open until closed), its admins (people of this
+# installation) and its time stamps.
+STUDY_NOT_COPIED = {
+    "id", "slug", "status", "closes_at", "admins", "choices", "created_at", "updated_at",
+}  # fmt: skip
 
 
 def non_default_study_values() -> dict:

@@ -243,7 +243,7 @@ def test_the_api_answers_a_service_refusal_with_detail_code_and_its_status():
     response = _Refusing.as_view()(APIRequestFactory().get("/"))
     response.render()
     assert response.status_code == 423
-    assert json.loads(response.content) == {"detail": "Not now.", "code": "not_now"}
+    assert json.loads(response.content) == {"detail": "Not now.", "code": "not_now", "field": None}
 
 
 def test_an_answer_refusal_is_a_service_error_with_a_409_by_default():
@@ -252,13 +252,14 @@ def test_an_answer_refusal_is_a_service_error_with_a_409_by_default():
     response = exception_handler(rejected, {})
     assert (response.status_code, response.data) == (
         409,
-        {"detail": "Already.", "code": "already_answered"},
+        {"detail": "Already.", "code": "already_answered", "field": None},
     )
 
 
-def test_other_errors_keep_drfs_own_answer():
+def test_drfs_own_errors_get_the_same_shape_and_others_stay_a_500():
     from rest_framework.exceptions import NotFound
 
     response = exception_handler(NotFound(), {})
-    assert response.status_code == 404 and set(response.data) == {"detail"}
+    assert response.status_code == 404
+    assert response.data == {"detail": "Not found.", "code": "not_found", "field": None}
     assert exception_handler(ValueError("a bug"), {}) is None  # a 500, as before

@@ -161,6 +161,7 @@ def test_beat_sends_pending_work_with_registered_tasks(settings):
     app.loader.import_default_modules()
     names = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
     assert sorted(names) == ["analysis.tasks.send_pending_reports",
+                             "cases.tasks.close_due_studies",
                              "inference.tasks.send_pending_runs"]  # fmt: skip
     assert all(name in app.tasks for name in names)
 

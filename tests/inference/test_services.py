@@ -234,17 +234,19 @@ def test_run_stores_the_restricted_top1_probabilities_embedding_and_gradcam(
         assert p.seconds > 0
 
 
-def test_the_dermoscopic_image_is_the_input(study, favour_sd):
-    """Swapping in a different clinical photo does not change any prediction."""
+def test_the_dermoscopic_image_is_the_input(study, favour_sd, tmp_path):
+    """Swapping in a different clinical photo does not change any prediction (of the same
+    weights registered again: a finished run's predictions are never deleted)."""
     first = run_once(favour_sd, study)
     before = dict(Prediction.objects.filter(run=first).values_list("case_id", "probabilities"))
-    Prediction.objects.all().delete()
     for case in study.cases.all():
         clinical = case.images.get(kind="clinical")
         with clinical.web.open("wb") as f:
             f.write(b"broken")
-    run_once(favour_sd, study)
-    after = dict(Prediction.objects.values_list("case_id", "probabilities"))
+    checkpoint = tmp_path / "sd.pt"  # favour_sd's
+    again = model_register(name="favours-sd-again", arch=None, classes=None, weights=checkpoint)
+    second = run_once(again, study)
+    after = dict(Prediction.objects.filter(run=second).values_list("case_id", "probabilities"))
     assert after == before
 
 

@@ -37,6 +37,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--adjust", choices=["holm", "bonferroni"], default="holm")
         parser.add_argument(
+            "--readers",
+            choices=["finished", "all"],
+            default="finished",
+            help="which readers count: finished (default: only the readers who had finished "
+            "the study, as in the reference study; from a file without a finished column, "
+            "those who answered every case) or all (every reader, on the cases they "
+            "answered); the report says how many were left out",
+        )
+        parser.add_argument(
             "--subgroup",
             help="reader attribute column: every reader-dependent table is also computed "
             "per value; COLUMN:E0,E1,... cuts a numeric column into bands [E0,E1), ..., "
@@ -85,6 +94,7 @@ class Command(BaseCommand):
                 n_bootstrap=options["bootstrap"],
                 adjust=options["adjust"],
                 subgroup=options["subgroup"],
+                readers=options["readers"],
                 progress=progress,
             )
         except InputError as exc:

@@ -3,7 +3,9 @@
 :class:`AuditOriginMiddleware` puts the request's client address and user agent in a
 context variable for as long as the request is handled; :func:`audit.services.audit_log`
 reads it, so no view or service passes them on. Celery tasks and management commands
-handle no request: their events carry no address. The variable is reset when the
+handle no request: their events carry no address (except a task run eagerly inside a
+request, CELERY_TASK_ALWAYS_EAGER, which the request started: it carries the request's
+origin, and that is who caused it). The variable is reset when the
 response is returned (or the request fails), so a thread that serves the next request,
 or a task run in it, never sees a stale origin.
 """

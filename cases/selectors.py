@@ -604,7 +604,8 @@ def reader_study_entries(*, user) -> list[StudyEntry]:
             step=reader_step(enrolment=enrolment),
             answered=enrolment.n_answers,
             total=len(enrolment.case_order),
-            closed=enrolment.study.status == Study.Status.CLOSED,
+            # also a study past its closing date that the beat has not closed yet
+            closed=enrolment.study.status != Study.Status.DRAFT and not enrolment.study.is_open(),
             has_feedback=reader_has_feedback(enrolment=enrolment),
         )
         for enrolment in enrolments_for_reader(user=user).order_by("enrolled_at")

@@ -242,7 +242,10 @@ def study_closing_date_set(*, study: Study, closes_at, actor: AbstractBaseUser) 
     closed study, nor in the past. Audited as a change of the study."""
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study.pk)
-        if study.status == Study.Status.CLOSED:
+        if study.status == Study.Status.CLOSED or (
+            study.status == Study.Status.OPEN and not study.is_open()
+        ):
+            # past its closing date, readers see it closed: a new date would reopen it
             raise StudyError(f"{study.title} is closed already")
         if closes_at is not None and closes_at <= timezone.now():
             raise StudyError("the closing date must be in the future")
@@ -287,13 +290,17 @@ def studies_close_due(*, now=None) -> list[str]:
     The slugs closed now."""
     now = now or timezone.now()
     closed = []
-    for study in Study.objects.filter(status=Study.Status.OPEN, closes_at__lte=now):
-        try:
-            study_close(
-                study=study, actor=None, reason=f"closing date {study.closes_at:%Y-%m-%d %H:%M %Z}"
-            )
-        except StudyError:  # closed meanwhile by someone else
-            continue
+    due = Study.objects.filter(status=Study.Status.OPEN, closes_at__lte=now)
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            # checked again under the lock: an admin may have closed it or moved the date
+            study = Study.objects.select_for_update().get(pk=pk)
+            if study.status != Study.Status.OPEN or not (
+                study.closes_at and study.closes_at <= now
+            ):
+                continue
+            reason = f"closing date {study.closes_at:%Y-%m-%d %H:%M %Z}"
+            study_close(study=study, actor=None, reason=reason)
         closed.append(study.slug)
     return closed
 

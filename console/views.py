@@ -158,7 +158,16 @@ def invitations_csv_response(request: HttpRequest, invitations, *, filename: str
 def _new_batch(request: HttpRequest) -> tuple[int, int] | None:
     """The ``?new=FIRST-LAST`` range of the invitations just created, if any."""
     first, _, last = request.GET.get("new", "").partition("-")
-    return (int(first), int(last)) if first.isdigit() and last.isdigit() else None
+    if not (_digits(first) and _digits(last)):
+        return None
+    first, last = int(first), int(last)
+    # at most one creation's worth (5000): anything else is not a batch just made
+    return (first, last) if 0 <= last - first < 5000 else None
+
+
+def _digits(value: str) -> bool:
+    """ASCII digits only (str.isdigit takes "²", which int() refuses)."""
+    return value.isascii() and value.isdigit()
 
 
 def invitations_page(request: HttpRequest, pk: int) -> HttpResponse:
@@ -680,7 +689,7 @@ def inference_runs_progress_json(request: HttpRequest) -> JsonResponse:
     user administers (others are left out), for the pages that show them to refresh
     their progress bars without a reload (static/js/live-progress.js)."""
     studies = studies_for_staff(request, rights=RUN_PAGES)
-    ids = [int(v) for v in request.GET.get("ids", "").split(",") if v.strip().isdigit()][:200]
+    ids = [int(v) for v in request.GET.get("ids", "").split(",") if _digits(v.strip())][:200]
     runs = InferenceRun.objects.filter(pk__in=ids, study__in=studies).values(
         "pk", "status", "done", "failed", "total", "error"
     )
@@ -708,7 +717,7 @@ def reports_progress_json(request: HttpRequest) -> JsonResponse:
     the user administers, for the Report page's progress (static/js/live-progress.js);
     a done report comes with the address of its report.html."""
     studies = studies_for_staff(request, rights=REPORT_PAGES)
-    ids = [int(v) for v in request.GET.get("ids", "").split(",") if v.strip().isdigit()][:50]
+    ids = [int(v) for v in request.GET.get("ids", "").split(",") if _digits(v.strip())][:50]
     reports = AnalysisReport.objects.filter(pk__in=ids, study__in=studies)
     rows = []
     for report in reports:

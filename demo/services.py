@@ -205,7 +205,6 @@ def _simulate(study: Study, *, seed: int, n_readers: int, cases: list[DemoCase])
     readers = simulate_readers(truth, choices=DEMO_CHOICES, n_readers=n_readers, seed=seed)
     diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=DEMO_CHOICES)}
     User = get_user_model()
-    now = timezone.now()
     time_rng = np.random.default_rng([seed, 3])
     for sim in readers:
         user = User.objects.create(username=f"sim-reader-{sim.index + 1:03d}", is_active=False)
@@ -239,7 +238,8 @@ def _simulate(study: Study, *, seed: int, n_readers: int, cases: list[DemoCase])
             )
             for k, case in enumerate(cases)
         )
-        Enrolment.objects.filter(pk=enrolment.pk).update(finished_at=now)
+        # after its consent and its answers (the time stamps in that order, as a reader's)
+        Enrolment.objects.filter(pk=enrolment.pk).update(finished_at=timezone.now())
 
 
 # Rows of other apps that protect the demo study or its cases from deletion: the demo

@@ -160,3 +160,30 @@ def test_the_admin_form_opens_nothing_and_takes_only_staff_as_admins(
     assert admin_client.post(url, {**form, "admins": [staff.pk]}).status_code == 302
     assert list(study.admins.all()) == [staff]
     assert AuditEvent.objects.get(action=A.STUDY_ADMIN_ADD).after == {"admin": "co-admin"}
+
+
+def test_a_study_past_its_closing_date_is_closed_everywhere_before_the_beat(admin_client, reader):
+    from cases.selectors import reader_study_entries
+
+    study = build_study(2)
+    ready_enrolment(study, reader)
+    Study.objects.filter(pk=study.pk).update(closes_at=timezone.now() - dt.timedelta(minutes=1))
+    (entry,) = reader_study_entries(user=reader)
+    assert entry.closed
+    # a new date would reopen it without a word: refused
+    later = (timezone.now() + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    page = admin_client.post(lifecycle(study), {"closes_at": later}, follow=True)
+    assert "is closed already" in page.content.decode()
+    study.refresh_from_db()
+    assert study.closes_at < timezone.now()
+
+
+def test_odd_query_strings_on_the_invitations_page_are_ignored(admin_client):
+    study = make_study(status=Study.Status.OPEN)
+    invitations_create(study=study, count=2)
+    url = reverse("admin:cases_study_invitations", args=[study.pk])
+    for new in ("1-9999999999", "²-3", "5-1", "x"):
+        response = admin_client.get(f"{url}?new={new}")
+        assert response.status_code == 200 and 'class="new"' not in response.content.decode()
+    progress = reverse("admin:inference_inferencerun_progress")
+    assert admin_client.get(f"{progress}?ids=²,1").json() == {"runs": []}

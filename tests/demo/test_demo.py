@@ -438,3 +438,17 @@ def test_make_demo_passes_its_options_through():
     assert dry_run("READERS=10", "RESET=1", "NO_MODELS=1", "DEMO_ARGS=--no-serve").endswith(
         "manage.py demo --readers 10 --reset --no-models --no-serve"
     )
+
+
+def test_simulated_readers_consent_answer_and_finish_in_that_order(tmp_path):
+    from django.db.models import Max
+
+    from cases.models import Enrolment
+
+    demo_build(seed=2, n_readers=3, per_class=1, data_dir=tmp_path)
+    simulated = Enrolment.objects.filter(reader__reader_profile__is_simulated=True).annotate(
+        last_answer=Max("answers__answered_at")
+    )
+    assert simulated.count() == 3
+    for enrolment in simulated:
+        assert enrolment.consented_at <= enrolment.last_answer <= enrolment.finished_at

@@ -66,13 +66,11 @@ from inference.models import InferenceRun, RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
 
 
-def _page(
-    request: HttpRequest, template: str, *, title: str, opts, status: int | None = None, **context
-) -> TemplateResponse:
+def _page(request: HttpRequest, template: str, *, title: str, opts, **context) -> TemplateResponse:
     """An admin page: the admin's own context (sidebar, user links), its title, and the
     options of the model whose part of the admin it belongs to."""
     context = {**admin.site.each_context(request), "title": title, "opts": opts, **context}
-    return TemplateResponse(request, template, context, status=status or 200)
+    return TemplateResponse(request, template, context)
 
 
 # --- a study: overview, readers, invitations, import, answers ---------------------------

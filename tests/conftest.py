@@ -144,3 +144,15 @@ def workers(tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def enqueued_reports(monkeypatch):
+    """Records the report ids the report task was enqueued with instead of sending them."""
+    from analysis.tasks import report_compute_task
+
+    calls = []
+    monkeypatch.setattr(
+        report_compute_task, "apply_async", lambda kwargs, **_: calls.append(kwargs["report_id"])
+    )
+    return calls

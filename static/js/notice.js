@@ -10,15 +10,18 @@
     return;
   }
   if (!notice || !notice.text) return;
+  const element = (tag, className) => {
+    const el = document.createElement(tag);
+    el.className = `${className} ${notice.level || ""}`;
+    el.setAttribute("role", "alert");
+    el.dataset.testid = "carried-notice";
+    el.textContent = notice.text;
+    return el;
+  };
   const show = () => {
     const status = document.getElementById("case-status"); // the case page's own place
     if (status) {
-      const p = document.createElement("p");
-      p.className = `notice ${notice.level || ""}`;
-      p.setAttribute("role", "alert");
-      p.dataset.testid = "carried-notice";
-      p.textContent = notice.text;
-      status.prepend(p);
+      status.prepend(element("p", "notice"));
       return;
     }
     const main = document.querySelector("main");
@@ -29,12 +32,7 @@
       list.className = "messages";
       main.prepend(list);
     }
-    const item = document.createElement("li");
-    item.className = `message ${notice.level || ""}`;
-    item.setAttribute("role", "alert");
-    item.dataset.testid = "carried-notice";
-    item.textContent = notice.text;
-    list.prepend(item);
+    list.prepend(element("li", "message"));
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", show);
   else show();

@@ -19,16 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def enqueued(monkeypatch):
-    """Records the report ids the task was enqueued with instead of sending them."""
-    calls = []
-    monkeypatch.setattr(
-        report_compute_task, "apply_async", lambda kwargs, **_: calls.append(kwargs["report_id"])
-    )
-    return calls
-
-
-@pytest.fixture
 def study():
     return build_db_study(slug="adm", n_readers=2, per_class=3, embeddings=False)
 
@@ -49,26 +39,30 @@ def add_answer(study):
 
 
 def test_request_enqueues_the_task_after_commit(
-    study, enqueued, django_capture_on_commit_callbacks
+    study, enqueued_reports, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         report = report_request(study=study, seed=0, n_bootstrap=20)
-    assert enqueued == [report.pk]
+    assert enqueued_reports == [report.pk]
     assert report.status == AnalysisReport.Status.QUEUED
     assert report.folder.startswith("reports/") and "adm" not in report.folder
 
 
-def test_same_data_gives_the_same_report(study, enqueued, django_capture_on_commit_callbacks):
+def test_same_data_gives_the_same_report(
+    study, enqueued_reports, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         first = report_request(study=study, seed=0, n_bootstrap=20)
         again = report_request(study=study, seed=0, n_bootstrap=20)
-    assert again.pk == first.pk and enqueued == [first.pk]  # queued: not enqueued twice
+    assert again.pk == first.pk and enqueued_reports == [
+        first.pk
+    ]  # queued: not enqueued_reports twice
     assert report_compute_task(report_id=first.pk) == "done"
     cached = report_request(study=study, seed=0, n_bootstrap=20)
     assert cached.pk == first.pk and cached.status == AnalysisReport.Status.DONE
 
 
-def test_new_answer_or_other_parameters_give_a_new_report(study, enqueued):
+def test_new_answer_or_other_parameters_give_a_new_report(study, enqueued_reports):
     first = report_request(study=study, seed=0, n_bootstrap=20)
     assert report_request(study=study, seed=1, n_bootstrap=20).pk != first.pk
     assert report_request(study=study, seed=0, n_bootstrap=30).pk != first.pk
@@ -132,7 +126,7 @@ def test_reader_profile_change_changes_the_fingerprint(study):
     assert report_fingerprint(study=study, seed=0, n_bootstrap=20)[0] == region
 
 
-def test_adjust_and_subgroup_are_parameters_of_the_report(study, enqueued):
+def test_adjust_and_subgroup_are_parameters_of_the_report(study, enqueued_reports):
     holm = report_request(study=study, seed=0, n_bootstrap=20)
     bonferroni = report_request(study=study, seed=0, n_bootstrap=20, adjust="bonferroni")
     bands = report_request(study=study, seed=0, n_bootstrap=20, subgroup="years:0,5")
@@ -142,7 +136,7 @@ def test_adjust_and_subgroup_are_parameters_of_the_report(study, enqueued):
         report_request(study=study, seed=0, n_bootstrap=20, adjust="sidak")
 
 
-def test_which_readers_count_is_a_parameter_of_the_report(study, enqueued):
+def test_which_readers_count_is_a_parameter_of_the_report(study, enqueued_reports):
     finished = report_request(study=study, seed=0, n_bootstrap=20)
     everyone = report_request(study=study, seed=0, n_bootstrap=20, readers="all")
     assert finished.fingerprint != everyone.fingerprint
@@ -167,7 +161,7 @@ def test_a_reader_finishing_changes_the_fingerprint(study):
     assert len({before, unfinished, again}) == 3  # no answer changed, the readers did
 
 
-def test_the_task_leaves_out_unfinished_readers_unless_asked(enqueued, settings):
+def test_the_task_leaves_out_unfinished_readers_unless_asked(enqueued_reports, settings):
     import json
 
     study = build_db_study(slug="adm-partial", n_readers=3, per_class=3, unfinished=1)
@@ -180,7 +174,7 @@ def test_the_task_leaves_out_unfinished_readers_unless_asked(enqueued, settings)
         assert not services.report_is_stale(report=report)
 
 
-def test_task_computes_a_report_by_subgroup_with_bonferroni(study, enqueued, settings):
+def test_task_computes_a_report_by_subgroup_with_bonferroni(study, enqueued_reports, settings):
     import json
 
     report = report_request(
@@ -194,7 +188,7 @@ def test_task_computes_a_report_by_subgroup_with_bonferroni(study, enqueued, set
     assert not services.report_is_stale(report=report)
 
 
-def test_failed_report_is_not_reused_and_force_recomputes(study, enqueued):
+def test_failed_report_is_not_reused_and_force_recomputes(study, enqueued_reports):
     failed = report_request(study=study, seed=0, n_bootstrap=20)
     AnalysisReport.objects.filter(pk=failed.pk).update(status="failed")
     retry = report_request(study=study, seed=0, n_bootstrap=20)
@@ -205,7 +199,9 @@ def test_failed_report_is_not_reused_and_force_recomputes(study, enqueued):
 # --- the task -----------------------------------------------------------------------------
 
 
-def test_task_computes_the_report_once(study, enqueued, monkeypatch, settings, client, admin_user):
+def test_task_computes_the_report_once(
+    study, enqueued_reports, monkeypatch, settings, client, admin_user
+):
     report = report_request(study=study, seed=2, n_bootstrap=20)
     assert report_compute_task(report_id=report.pk) == "done"
     report.refresh_from_db()
@@ -226,7 +222,7 @@ def test_task_computes_the_report_once(study, enqueued, monkeypatch, settings, c
     assert b"UNTRAINED" in b"".join(response.streaming_content)
 
 
-def test_task_records_why_a_report_failed(enqueued):
+def test_task_records_why_a_report_failed(enqueued_reports):
     from tests.factories import make_study
 
     empty = make_study(slug="empty")
@@ -324,7 +320,7 @@ def test_files_of_an_unfinished_or_missing_report_are_404(client, admin_user, do
 
 
 def test_admin_report_page_lists_the_files_and_computes(
-    client, admin_user, done_report, study, enqueued, django_capture_on_commit_callbacks
+    client, admin_user, done_report, study, enqueued_reports, django_capture_on_commit_callbacks
 ):
     client.force_login(admin_user)
     url = reverse("admin:analysis_study_report", args=[study.pk])
@@ -337,7 +333,7 @@ def test_admin_report_page_lists_the_files_and_computes(
     assert response.status_code == 302
     created = AnalysisReport.objects.get(study=study, seed=4)
     assert created.n_bootstrap == 25 and created.requested_by == admin_user
-    assert enqueued == [created.pk]
+    assert enqueued_reports == [created.pk]
     changelist = client.get(reverse("admin:analysis_analysisreport_changelist"))
     assert changelist.status_code == 200 and url in changelist.content.decode()
     detail = client.get(reverse("admin:analysis_analysisreport_change", args=[done_report.pk]))
@@ -345,7 +341,9 @@ def test_admin_report_page_lists_the_files_and_computes(
     assert detail.status_code == 200 and link in detail.content.decode()
 
 
-def test_admin_report_page_says_when_the_report_is_out_of_date(client, admin_user, study, enqueued):
+def test_admin_report_page_says_when_the_report_is_out_of_date(
+    client, admin_user, study, enqueued_reports
+):
     report = report_request(study=study, seed=0, n_bootstrap=20)
     assert report_compute_task(report_id=report.pk) == "done"
     client.force_login(admin_user)
@@ -361,7 +359,7 @@ def test_admin_report_page_says_when_the_report_is_out_of_date(client, admin_use
 
 
 def test_admin_report_form_takes_adjust_and_subgroup_and_rejects_a_bad_one(
-    client, admin_user, study, enqueued
+    client, admin_user, study, enqueued_reports
 ):
     client.force_login(admin_user)
     url = reverse("admin:analysis_study_report", args=[study.pk])
@@ -381,7 +379,7 @@ def test_admin_report_form_takes_adjust_and_subgroup_and_rejects_a_bad_one(
     assert AnalysisReport.objects.filter(study=study).count() == 1
 
 
-def test_admin_report_form_offers_which_readers_count(client, admin_user, study, enqueued):
+def test_admin_report_form_offers_which_readers_count(client, admin_user, study, enqueued_reports):
     client.force_login(admin_user)
     url = reverse("admin:analysis_study_report", args=[study.pk])
     page = client.get(url).content.decode()

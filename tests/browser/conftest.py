@@ -48,3 +48,20 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def admin_page(browser, live_server, admin_user):
+    """The superuser persona logged in to the admin, at a laptop's size (its clipboard
+    may be read and written)."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("input[name=username]", admin_user.username)
+    page.fill("input[name=password]", "pw-admin-123")  # the admin_user persona's
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    yield page
+    context.close()

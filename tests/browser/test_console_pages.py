@@ -12,23 +12,6 @@ from tests.factories import build_study
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
-PASSWORD = "pw-admin-123"
-
-
-@pytest.fixture
-def admin_page(browser, live_server, admin_user):
-    context = browser.new_context(viewport={"width": 1366, "height": 768})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("input[name=username]", admin_user.username)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
-    yield page
-    context.close()
-
 
 def test_invitations_appear_at_once_copy_and_revoke(admin_page, live_server):
     page = admin_page

@@ -8,8 +8,6 @@ import pytest
 from inference.models import InferenceRun, RegisteredModel
 from tests.factories import build_study
 
-PASSWORD = "pw-admin-123"
-
 
 def a_run(study, *, status="running", done=3, total=10) -> InferenceRun:
     model = RegisteredModel.objects.create(
@@ -26,31 +24,22 @@ def a_run(study, *, status="running", done=3, total=10) -> InferenceRun:
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_runs_list_refreshes_its_progress_by_itself(browser, live_server, admin_user):
+def test_the_runs_list_refreshes_its_progress_by_itself(admin_page, live_server):
+    page = admin_page
     study = build_study(1)
     run = a_run(study, done=2, total=8)
-    context = browser.new_context(viewport={"width": 1366, "height": 768})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/inference/inferencerun/")
-        page.fill("input[name=username]", admin_user.username)
-        page.fill("input[name=password]", PASSWORD)
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
-        cell = page.locator(f".live-run[data-run='{run.pk}']")
-        assert "2 / 8 cases" in cell.inner_text()
-        # the whole progress cell is on screen at a laptop's width
-        box = cell.bounding_box()
-        assert box["x"] + box["width"] <= 1366
-        page.evaluate("window.stillTheSamePage = true")
-        InferenceRun.objects.filter(pk=run.pk).update(done=8, status="done")
-        page.wait_for_function(
-            f"document.querySelector(\".live-run[data-run='{run.pk}'] .run-count\")"
-            ".innerText.startsWith('8 / 8')"
-        )
-        assert cell.locator(".run-status").inner_text() == "done"
-        assert cell.get_attribute("data-active") == ""  # it stops polling
-        assert page.evaluate("window.stillTheSamePage") is True
-    finally:
-        context.close()
+    page.goto(f"{live_server.url}/admin/inference/inferencerun/")
+    cell = page.locator(f".live-run[data-run='{run.pk}']")
+    assert "2 / 8 cases" in cell.inner_text()
+    # the whole progress cell is on screen at a laptop's width
+    box = cell.bounding_box()
+    assert box["x"] + box["width"] <= 1366
+    page.evaluate("window.stillTheSamePage = true")
+    InferenceRun.objects.filter(pk=run.pk).update(done=8, status="done")
+    page.wait_for_function(
+        f"document.querySelector(\".live-run[data-run='{run.pk}'] .run-count\")"
+        ".innerText.startsWith('8 / 8')"
+    )
+    assert cell.locator(".run-status").inner_text() == "done"
+    assert cell.get_attribute("data-active") == ""  # it stops polling
+    assert page.evaluate("window.stillTheSamePage") is True

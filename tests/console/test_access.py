@@ -130,13 +130,6 @@ def test_every_console_page_opens_its_study_through_the_one_door(
     assert kwargs.get("write", False) is writes
 
 
-@pytest.fixture
-def enqueued_reports(monkeypatch):
-    from analysis.tasks import report_compute_task
-
-    monkeypatch.setattr(report_compute_task, "apply_async", lambda *args, **kwargs: None)
-
-
 def test_the_run_page_offers_only_the_users_studies_through_the_door(
     client, world, other_study_admin, door_calls
 ):

@@ -47,20 +47,9 @@ def test_the_progress_json_answers_only_for_the_users_studies(client, study_admi
     assert client.get(f"{url}?ids={run.pk}").status_code == 302  # the admin's login
 
 
-@pytest.fixture
-def enqueued(monkeypatch):
-    from analysis.tasks import report_compute_task
-
-    calls = []
-    monkeypatch.setattr(
-        report_compute_task, "apply_async", lambda kwargs, **_: calls.append(kwargs["report_id"])
-    )
-    return calls
-
-
 @pytest.mark.django_db
 def test_a_report_records_each_step_and_the_json_follows_it(
-    client, admin_user, enqueued, django_capture_on_commit_callbacks, settings, tmp_path
+    client, admin_user, enqueued_reports, django_capture_on_commit_callbacks, settings, tmp_path
 ):
     from analysis.services import report_compute, report_request
     from tests.analysis.factories import build_db_study

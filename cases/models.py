@@ -5,9 +5,9 @@ Invariants live in the database: one answer per (enrolment, case), one image of 
 kind per case, study data protected from deletion while anything refers to it.
 
 Research data (answers and their history, consents; the audit trail and the predictions
-of a finished run live in their own apps) is never deleted or rewritten: the querysets
+live in their own apps) is never deleted or rewritten: the querysets
 and models below refuse it, and on PostgreSQL triggers refuse it in the database itself
-(migration 0007; inference 0003 and audit 0002 for the others). The one exception is a
+(migration 0007; inference 0003-0004 and audit 0002 for the others). The one exception is a
 synthetic study, erased whole by the demo's reset inside :func:`synthetic_study_erasure`.
 """
 

@@ -1,8 +1,9 @@
 """Registered CNNs, inference runs over a study, and one prediction per (model, case).
 
-The predictions of a finished run (done or failed) are research data: never deleted or
-changed (the queryset and the model refuse; on PostgreSQL a trigger, migration 0003), and
-a run with predictions is never deleted.
+A stored prediction is research data: never deleted or changed, whatever its run's
+status (a failed run that is resumed only adds the predictions it lacks). The queryset
+and the model refuse; on PostgreSQL a trigger (migrations 0003 and 0004); a run with
+predictions is never deleted.
 """
 
 from __future__ import annotations
@@ -98,33 +99,35 @@ class InferenceRun(models.Model):
         return self.status == self.Status.QUEUED and self.error.startswith(BROKER_DOWN_PREFIX)
 
 
-# A run that has finished, one way or the other: its predictions are final.
+# A run that has finished, one way or the other.
 FINISHED_RUN_STATUSES = (InferenceRun.Status.DONE, InferenceRun.Status.FAILED)
 _PREDICTIONS_KEPT = (
-    "the predictions of a finished inference run are research data: "
-    "they are never changed or deleted"
+    "the predictions of an inference run are research data: once stored they are never "
+    "changed or deleted (a resumed run only adds the missing ones)"
 )
 
 
 class PredictionQuerySet(models.QuerySet):
-    def _finished(self) -> models.QuerySet:
-        return self.filter(run__status__in=FINISHED_RUN_STATUSES)
+    def _stored(self) -> models.QuerySet:
+        """Every row is final once stored: its run's status does not make it editable
+        again (a failed run that is resumed is queued and running again)."""
+        return self.all()
 
     def update(self, **kwargs):
-        research_rows_refuse(self._finished(), study_path=None, message=_PREDICTIONS_KEPT)
+        research_rows_refuse(self._stored(), study_path=None, message=_PREDICTIONS_KEPT)
         return super().update(**kwargs)
 
     def bulk_update(self, objs, fields, batch_size=None):
         objs = list(objs)
         research_rows_refuse(
-            Prediction.objects.filter(pk__in=[o.pk for o in objs])._finished(),
+            Prediction.objects.filter(pk__in=[o.pk for o in objs])._stored(),
             study_path=None,
             message=_PREDICTIONS_KEPT,
         )
         return super().bulk_update(objs, fields, batch_size=batch_size)
 
     def delete(self):
-        research_rows_refuse(self._finished(), study_path="case__study", message=_PREDICTIONS_KEPT)
+        research_rows_refuse(self._stored(), study_path="case__study", message=_PREDICTIONS_KEPT)
         return super().delete()
 
 
@@ -182,7 +185,7 @@ class Prediction(models.Model):
     def save(self, *args, **kwargs):
         if self.pk is not None and not self._state.adding:
             research_rows_refuse(
-                Prediction.objects.filter(pk=self.pk)._finished(),
+                Prediction.objects.filter(pk=self.pk)._stored(),
                 study_path=None,
                 message=_PREDICTIONS_KEPT,
             )
@@ -190,7 +193,7 @@ class Prediction(models.Model):
 
     def delete(self, *args, **kwargs):
         research_rows_refuse(
-            Prediction.objects.filter(pk=self.pk)._finished(),
+            Prediction.objects.filter(pk=self.pk)._stored(),
             study_path="case__study",
             message=_PREDICTIONS_KEPT,
         )

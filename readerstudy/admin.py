@@ -43,8 +43,8 @@ class StudyScopedAdmin(admin.ModelAdmin):
 
 
 class ResearchDataAdmin:
-    """For the admin (or inline) of research data (answers and their history, the
-    predictions of finished runs): shown, never added, changed or deleted here, by anyone,
+    """For the admin (or inline) of research data (answers and their history, consents, audit
+    events, every stored prediction): shown, never added, changed or deleted here, by anyone,
     superusers included. The change form is a view-only page without a save or delete
     button, and the list has no "Delete selected" action. Mixed in before the ModelAdmin
     base; the models and, on PostgreSQL, the database refuse the same."""

@@ -1,5 +1,5 @@
-"""Research data (answers and their history, consents, audit events, the predictions of a
-finished run) is never deleted or changed: not in the admin (superusers included), not
+"""Research data (answers and their history, consents, audit events, every stored
+prediction) is never deleted or changed: not in the admin (superusers included), not
 through the models, and on PostgreSQL not even by raw SQL. The demo's reset of its
 synthetic study is the one erasure let through; a draft study without data can still be
 deleted."""
@@ -261,21 +261,48 @@ def test_a_consent_is_never_deleted(world):
     assert research_snapshot() == before
 
 
-def test_the_predictions_of_a_finished_run_are_never_changed_or_deleted(world):
-    prediction = world["prediction"]
-    for attempt in (
+def _prediction_attempts(prediction):
+    return (
         lambda: Prediction.objects.all().delete(),
         lambda: Prediction.objects.update(seconds=9),
         lambda: Prediction.objects.bulk_update([prediction], ["seconds"]),
         lambda: prediction.delete(),
         lambda: prediction.save(),
-    ):
-        with pytest.raises(ResearchDataError, match="finished inference run"):
+    )
+
+
+def test_the_predictions_of_a_finished_run_are_never_changed_or_deleted(world):
+    prediction = world["prediction"]
+    for attempt in _prediction_attempts(prediction):
+        with pytest.raises(ResearchDataError, match="never changed or deleted"):
             attempt()
     # A run with predictions cannot be deleted either (it would rewrite their run).
     with pytest.raises(ProtectedError):
         world["run"].delete()
     assert Prediction.objects.filter(run=world["run"]).count() == 3
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_resumed_failed_run_does_not_make_its_stored_predictions_editable(world, status):
+    """A failed run is resumed by going back to queued, then running: what it stored
+    before it failed stays as it was."""
+    model = RegisteredModel.objects.create(
+        name="resumed-cnn",
+        arch="efficientnet_b4_aux",
+        classes=["MN", "SK", "BCC"],
+        preprocessing={"input_size": 64},
+        weights_source="random",
+    )
+    run = InferenceRun.objects.create(
+        model=model, study=world["study"], status="failed", total=3, done=1
+    )
+    case = Case.objects.filter(study=world["study"]).order_by("pk").first()
+    stored = Prediction.objects.create(model=model, case=case, run=run, status="failed", error="x")
+    InferenceRun.objects.filter(pk=run.pk).update(status=status)
+    for attempt in _prediction_attempts(stored):
+        with pytest.raises(ResearchDataError, match="never changed or deleted"):
+            attempt()
+    assert Prediction.objects.get(pk=stored.pk).error == "x"
 
 
 def test_only_a_synthetic_study_can_be_erased(world):
@@ -396,10 +423,26 @@ def test_the_database_refuses_to_change_or_delete_the_predictions_of_a_finished_
     ]:
         refused(sql, params)
     assert research_snapshot() == before
-    # A run that has not finished moves on as the worker runs it.
+    # A run that has not finished moves on as the worker runs it, and a failed run
+    # may be resumed, but what either stored stays as it is.
     queued = InferenceRun.objects.create(model=world["model"], study=world["study"])
     sql = "UPDATE inference_inferencerun SET status = 'running' WHERE id = %s"
     assert execute(sql, [queued.pk]) == 1
+    running_row = Prediction.objects.create(
+        model=RegisteredModel.objects.create(
+            name="resumed-cnn",
+            arch="efficientnet_b4_aux",
+            classes=["MN", "SK", "BCC"],
+            preprocessing={"input_size": 64},
+            weights_source="random",
+        ),
+        case=prediction.case,
+        run=queued,
+        status="failed",
+        error="x",
+    )
+    refused("UPDATE inference_prediction SET error = 'y' WHERE id = %s", [running_row.pk])
+    refused("DELETE FROM inference_prediction WHERE id = %s", [running_row.pk])
 
 
 @pytest.mark.postgres_only

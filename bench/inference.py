@@ -5,17 +5,20 @@ dermoscopic JPEGs) in a temporary SQLite database and media folder, registers a 
 initialised ``efficientnet_b4_aux`` (the weights do not change the speed) and times
 ``inference_run_execute``: reading each case's dermoscopic JPEG, decoding, Shades of
 Gray, resizing, the forward pass, restricting to the choices and storing every
-prediction (probabilities, embedding) in the database. Against it, a bare timm
+prediction (probabilities, embedding) in the database; with Grad-CAM also the map of
+each top-1 (from the same forward pass: a gradient down to the last convolutional
+stage only), its overlay PNG and storing that. Against it, a bare timm
 ``efficientnet_b4`` forward on tensors already in memory (same batch size,
 channels-last, ``inference_mode``).
 
-A shared 2-core machine drifts by +-20 % within minutes, so the two are interleaved:
-bare, path, bare, path, ..., bare (``--rounds`` whole-path runs, each with a freshly
-registered model so that every case is predicted again). Each round's ratio divides
-its whole-path speed by the mean of the bare runs just before and after it; the
-result is the median of the rounds' ratios. Grad-CAM is a backward pass per image,
-separate work: it is timed once more at the end unless ``--no-gradcam``. The last
-line is ``ratio <median whole path without Grad-CAM / bare>``.
+A shared 2-core machine drifts by +-20 % within minutes, so the runs are interleaved:
+bare, path, bare, path with Grad-CAM, bare, path, bare, ... (``--rounds`` rounds of one
+whole-path run without and one with Grad-CAM, each with a freshly registered model so
+that every case is predicted again). Each whole-path run's ratio divides its speed by
+the mean of the bare runs just before and after it; each figure is the median of the
+rounds' ratios. ``--no-gradcam`` leaves the Grad-CAM runs out. The last two lines are
+``gradcam ratio <median whole path with Grad-CAM / bare>`` (unless ``--no-gradcam``)
+and ``ratio <median whole path without Grad-CAM / bare>``.
 
 Run from the repository root: ``python bench/inference.py [--img-size 380
 --batch-size 16 --cases 200 --rounds 3 --no-gradcam]``.
@@ -42,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="whole-path runs (median)")
-    parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM run")
+    parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM runs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     return parser.parse_args()
 
@@ -153,26 +156,26 @@ def main() -> None:
                       classes=len(DEMO_CHOICES))  # fmt: skip
         bare = [bare_forward(**kwargs)]
         print(f"bare forward (timm efficientnet_b4): {bare[0]:.2f} images/s")
-        ratios = []
+        ratios: dict[bool, list[float]] = {False: [], True: []}
+        kinds = (False,) if args.no_gradcam else (False, True)
         for k in range(args.rounds):
-            path = whole_path(study, name=f"bench-{k}", batch_size=args.batch_size,
-                              img_size=args.img_size, gradcam=False)  # fmt: skip
-            bare.append(bare_forward(**kwargs))
-            ratios.append(path / ((bare[-2] + bare[-1]) / 2))
-            print(
-                f"round {k + 1}: whole path without Grad-CAM {path:.2f} images/s, "
-                f"bare forward after it {bare[-1]:.2f} images/s, ratio {ratios[-1]:.2f}"
-            )
-        if not args.no_gradcam:
-            with_cam = whole_path(study, name="bench-cam", batch_size=args.batch_size,
-                                  img_size=args.img_size, gradcam=True)  # fmt: skip
-            print(
-                f"whole path with Grad-CAM: {with_cam:.2f} images/s "
-                f"(ratio to the median bare forward {with_cam / statistics.median(bare):.2f})"
-            )
+            for cam in kinds:
+                path = whole_path(study, name=f"bench-{k}-{'cam' if cam else 'plain'}",
+                                  batch_size=args.batch_size, img_size=args.img_size,
+                                  gradcam=cam)  # fmt: skip
+                bare.append(bare_forward(**kwargs))
+                ratios[cam].append(path / ((bare[-2] + bare[-1]) / 2))
+                print(
+                    f"round {k + 1}: whole path {'with' if cam else 'without'} Grad-CAM "
+                    f"{path:.2f} images/s, bare forward after it {bare[-1]:.2f} images/s, "
+                    f"ratio {ratios[cam][-1]:.2f}"
+                )
         print(f"median bare forward {statistics.median(bare):.2f} images/s; "
-              f"round ratios {' '.join(f'{r:.2f}' for r in ratios)}")  # fmt: skip
-        print(f"ratio {statistics.median(ratios):.2f}")
+              f"round ratios {' '.join(f'{r:.2f}' for r in ratios[False])}")  # fmt: skip
+        if not args.no_gradcam:
+            print(f"Grad-CAM round ratios {' '.join(f'{r:.2f}' for r in ratios[True])}")
+            print(f"gradcam ratio {statistics.median(ratios[True]):.2f}")
+        print(f"ratio {statistics.median(ratios[False]):.2f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Running a model over images: probabilities, restricted top-1, embeddings.
+"""Running a model over images: probabilities, restricted top-1, embeddings, Grad-CAM.
 
 A reader study asks for one of a subset of the model's classes (8 of 14 in Zhu et al.
 2021), so the model's answer is the argmax of its logits over those classes only, and
@@ -6,7 +6,9 @@ its probabilities over them are the softmax of the restricted logits.
 
 Decoding and preprocessing run in a thread pool that works on the next batches while
 the current one goes through the network (PIL decoding, resizing and torch release the
-GIL), so the whole path keeps up with a bare forward pass.
+GIL), so the whole path keeps up with a bare forward pass. The plain forward runs under
+``torch.inference_mode()``; with Grad-CAM the same single forward pass gives the maps
+too (:func:`inference.gradcam.forward_with_cam`: a gradient down to the CAM layer only).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from inference.gradcam import forward_with_cam
 from inference.nets import Net
 from inference.preprocessing import Preprocessing
 
@@ -75,6 +78,7 @@ class ImagePrediction:
     ``probabilities``: softmax of the logits over all model classes, in class order.
     ``top1`` and ``choice_probabilities``: restricted to the choices (all classes when
     none were given). ``embedding``: the pooled features before the classifier.
+    ``cam``: with Grad-CAM, the float32 (S, S) map in [0, 1] that explains ``top1``.
     """
 
     logits: np.ndarray
@@ -83,6 +87,7 @@ class ImagePrediction:
     choice_probabilities: dict[str, float]
     embedding: np.ndarray
     pixels: np.ndarray | None = None  # uint8 (S, S, 3) network input, with keep_pixels
+    cam: np.ndarray | None = None
 
 
 def load_image(source: ImageSource, *, draft_size: int | None = None) -> Image.Image:
@@ -229,12 +234,14 @@ def predict_images(
     num_workers: int | None = None,
     jpeg_draft: bool = False,
     device: str | torch.device | None = None,
+    with_gradcam: bool = False,
 ) -> list[ImagePrediction]:
     """Predict each image (PIL images, paths, bytes or file objects), in input order.
 
     Puts the model in eval mode and channels-last memory format on ``device`` (default:
     the device its weights are on). ``jpeg_draft`` decodes JPEGs at reduced scale (see
     :func:`load_image`); off by default so that results match a full decode.
+    ``with_gradcam``: see :func:`iter_predictions`.
     """
     return list(
         iter_predictions(
@@ -247,6 +254,7 @@ def predict_images(
             num_workers=num_workers,
             jpeg_draft=jpeg_draft,
             device=device,
+            with_gradcam=with_gradcam,
         )
     )
 
@@ -264,15 +272,17 @@ def iter_predictions(
     device: str | torch.device | None = None,
     on_error: str = "raise",
     keep_pixels: bool = False,
+    with_gradcam: bool = False,
 ) -> Iterator[ImagePrediction | ImageReadError]:
     """As :func:`predict_images`, one result at a time (for long lists).
 
     ``on_error="yield"``: an image that cannot be decoded yields its
     :class:`ImageReadError` at its position and the others go on ("raise", the default,
     raises it). ``keep_pixels``: each prediction carries the uint8 (S, S, 3) network
-    input before normalisation (for Grad-CAM and its overlay without decoding again).
-    Results are yielded outside ``torch.inference_mode()``, so the caller may use
-    autograd between them.
+    input before normalisation (for the Grad-CAM overlay without decoding again).
+    ``with_gradcam``: each prediction carries the Grad-CAM map of its ``top1``, from the
+    same forward pass. Results are yielded outside ``torch.inference_mode()``, so the
+    caller may use autograd between them.
     """
     if on_error not in ("raise", "yield"):
         raise ValueError(f"on_error must be 'raise' or 'yield', not {on_error!r}")
@@ -298,7 +308,14 @@ def iter_predictions(
         tensors = [item for item in chunk if not isinstance(item, ImageReadError)]
         results = iter(
             _predict_batch(
-                model, preprocessing, tensors, classes, choices, device, keep_pixels=keep_pixels
+                model,
+                preprocessing,
+                tensors,
+                classes,
+                choices,
+                device,
+                keep_pixels=keep_pixels,
+                with_gradcam=with_gradcam,
             )
             if tensors
             else []
@@ -318,17 +335,26 @@ def _predict_batch(
     device: torch.device,
     *,
     keep_pixels: bool,
+    with_gradcam: bool,
 ) -> list[ImagePrediction]:
     pixels = _collate(tensors, device.type == "cuda")
-    with torch.inference_mode():
-        x = preprocessing.normalize_batch(pixels.to(device, non_blocking=True))
-        out = model.forward_all(x)
-        logits = out.logits.float().cpu().numpy()
-        embeddings = out.embedding.float().cpu().numpy()
+    if with_gradcam:
+        with torch.no_grad():
+            x = preprocessing.normalize_batch(pixels.to(device, non_blocking=True))
+        index = {label: i for i, label in enumerate(classes)}
+        out, cams, _ = forward_with_cam(model, x, among=[index[c] for c in choices])
+        cams = cams.cpu().numpy()
+    else:
+        with torch.inference_mode():
+            x = preprocessing.normalize_batch(pixels.to(device, non_blocking=True))
+            out = model.forward_all(x)
+        cams = [None] * len(tensors)
+    logits = out.logits.float().cpu().numpy()
+    embeddings = out.embedding.float().cpu().numpy()
     probs = _softmax(logits.astype(np.float64))
     kept = pixels.numpy() if keep_pixels else [None] * len(tensors)
     results = []
-    for row, p, emb, px in zip(logits, probs, embeddings, kept, strict=True):
+    for row, p, emb, px, cam in zip(logits, probs, embeddings, kept, cams, strict=True):
         top1, choice_probs = restrict_to_choices(row, classes, choices)
         results.append(
             ImagePrediction(
@@ -338,6 +364,7 @@ def _predict_batch(
                 choice_probabilities=choice_probs,
                 embedding=emb.copy(),
                 pixels=px,
+                cam=cam,
             )
         )
     return results

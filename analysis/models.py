@@ -1,4 +1,5 @@
-"""A study's analysis report as computed in the background, with its files on disk."""
+"""A study's analysis report as computed in the background, with its files in the
+default storage (the media folder or a bucket)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import secrets
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import models
 from django.db.models import Q
 
 from cases.models import Study
+from readerstudy.storage import local_path
 
 
 def new_report_folder() -> str:
-    """A random folder under MEDIA_ROOT: its name says nothing about the study."""
+    """A random folder of the default storage: its name says nothing about the study."""
     return f"reports/{secrets.token_hex(12)}"
 
 
@@ -74,16 +78,23 @@ class AnalysisReport(models.Model):
 
     @property
     def path(self) -> Path:
-        """The report's folder on disk."""
-        return Path(settings.MEDIA_ROOT) / self.folder
+        """The report's folder on this machine, where the storage is the media folder;
+        object storage has no paths (``NotImplementedError``): use :meth:`file_open`."""
+        path = local_path(self.folder)
+        if path is None:
+            raise NotImplementedError("the report's files are in object storage")
+        return path
 
-    def file_path(self, name: str) -> Path | None:
-        """The path of a file this report wrote, or None for any other name."""
+    def file_open(self, name: str) -> File | None:
+        """A file this report wrote, open for reading from the storage; None for any
+        other name, or when the file is gone."""
         from analysis.report.files import is_report_file_name
 
         if self.status != self.Status.DONE or name not in self.files:
             return None
         if not is_report_file_name(name):
             return None
-        path = self.path / name
-        return path if path.is_file() else None
+        try:
+            return default_storage.open(f"{self.folder}/{name}", "rb")
+        except FileNotFoundError:
+            return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analysis.models import AnalysisReport
+from readerstudy.storage import folder_upload, local_path
 from readerstudy.tasks import send_on_commit, send_pending, task_named
 
 if TYPE_CHECKING:
@@ -245,6 +247,20 @@ def reports_send_pending() -> list[AnalysisReport]:
     )
 
 
+def _report_files_store(*, report: AnalysisReport, **options) -> list[str]:
+    """Write the report's files into its folder of the default storage; returns their
+    names. Into the media folder directly; for object storage, into a temporary folder
+    first and then uploaded in one step (complete or absent, see
+    :func:`readerstudy.storage.folder_upload`), before the report is marked done."""
+    folder = local_path(report.folder)
+    if folder is not None:
+        return study_report_write(study=report.study, out_dir=folder, **options).names()
+    with tempfile.TemporaryDirectory(prefix="readerstudy-report-") as tmp:
+        files = study_report_write(study=report.study, out_dir=Path(tmp), **options)
+        folder_upload(folder=report.folder, paths=files.paths())
+    return files.names()
+
+
 def report_compute(*, report_id: int) -> AnalysisReport:
     """Compute report ``report_id`` into its folder; a done report is returned as it is.
 
@@ -271,9 +287,7 @@ def report_compute(*, report_id: int) -> AnalysisReport:
     try:
         parameters = report_parameters(report)
         fingerprint, inputs = report_fingerprint(study=report.study, **parameters)
-        files = study_report_write(
-            study=report.study, out_dir=report.path, on_step=on_step, **parameters
-        )
+        names = _report_files_store(report=report, on_step=on_step, **parameters)
     except Exception as exc:
         from analysis.stats import InputError
 
@@ -286,7 +300,7 @@ def report_compute(*, report_id: int) -> AnalysisReport:
         return report
     report.fingerprint = fingerprint
     report.inputs = inputs
-    report.files = files.names()
+    report.files = names
     report.status = AnalysisReport.Status.DONE
     report.finished_at = timezone.now()
     report.save(update_fields=["fingerprint", "inputs", "files", "status", "finished_at"])

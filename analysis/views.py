@@ -1,5 +1,6 @@
 """Report files for staff. Thin: a file is found by report pk and one of the names the
-report wrote, never by a path from the request."""
+report wrote, never by a path from the request, and streamed from the storage (the
+media folder or a bucket: never a link to the bucket)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "html": "text/html; charset=utf-8",
     "png": "image/png",
+    "jpg": "image/jpeg",
     "svg": "image/svg+xml",
 }
-INLINE = {"html", "png", "svg"}
+INLINE = {"html", "png", "jpg", "svg"}
 
 
 @require_GET
@@ -28,12 +30,12 @@ def report_file(request: HttpRequest, pk: int, name: str) -> FileResponse:
     report = AnalysisReport.objects.filter(
         pk=pk, study__in=administered_studies(user=request.user)
     ).first()
-    path = report.file_path(name) if report is not None else None
     suffix = name.rpartition(".")[2]
-    if path is None or suffix not in CONTENT_TYPES:
+    stored = report.file_open(name) if report is not None and suffix in CONTENT_TYPES else None
+    if stored is None:
         raise Http404("No such report file.")
     response = FileResponse(
-        path.open("rb"),
+        stored,
         content_type=CONTENT_TYPES[suffix],
         as_attachment=suffix not in INLINE,
         filename=f"report-{report.pk}-{name}",

@@ -6,7 +6,9 @@ typo in a deployment fails at start-up instead of silently falling back to a def
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -187,3 +189,64 @@ def secret_key(
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
     return key
+
+
+# S3's rules for a bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting
+# and ending with a letter or digit.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def object_storage(*, environ: Mapping[str, str] | None = None) -> dict | None:
+    """The ``STORAGES["default"]`` entry for S3-compatible object storage when
+    ``READERSTUDY_S3_BUCKET`` is set, else None (files stay under the data dir).
+
+    ``AWS_S3_ENDPOINT_URL`` names a server other than Amazon's (MinIO, Ceph, a
+    hospital's appliance); ``AWS_S3_REGION_NAME`` and ``AWS_S3_ADDRESSING_STYLE`` pass
+    through; ``READERSTUDY_S3_PREFIX`` puts every key under a folder of the bucket. The
+    credentials are not settings: boto3 reads ``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY`` (or an instance role) from the environment itself; only
+    one of the two set is an error. Objects get the bucket's own access rules (no ACL
+    is sent, so none is made public) and are served only through the platform's views.
+    """
+    bucket = env_str("READERSTUDY_S3_BUCKET", "", environ=environ)
+    if not bucket:
+        return None
+    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+        raise ImproperlyConfigured(
+            f"READERSTUDY_S3_BUCKET={bucket!r} is not a bucket name: 3-63 lowercase "
+            "letters, digits, dots and hyphens, starting and ending with a letter or digit"
+        )
+    endpoint = env_url("AWS_S3_ENDPOINT_URL", "", schemes={"http", "https"}, environ=environ)
+    prefix = env_str("READERSTUDY_S3_PREFIX", "", environ=environ).strip("/")
+    if prefix and (not _KEY_PREFIX.fullmatch(prefix) or {".", ".."} & set(prefix.split("/"))):
+        raise ImproperlyConfigured(
+            f"READERSTUDY_S3_PREFIX={prefix!r}: use folder names of letters, digits, '.', "
+            "'_' and '-', separated by '/'"
+        )
+    style = env_choice(
+        "AWS_S3_ADDRESSING_STYLE", "auto", ("auto", "path", "virtual"), environ=environ
+    )
+    key_id = env_str("AWS_ACCESS_KEY_ID", "", environ=environ)
+    secret = env_str("AWS_SECRET_ACCESS_KEY", "", environ=environ)
+    if bool(key_id) != bool(secret):
+        raise ImproperlyConfigured(
+            "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (an instance role)"
+        )
+    if importlib.util.find_spec("storages") is None or importlib.util.find_spec("boto3") is None:
+        raise ImproperlyConfigured(
+            "READERSTUDY_S3_BUCKET is set but django-storages or boto3 is not installed: "
+            "pip install -e '.[s3]'"
+        )
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint or None,
+            "region_name": env_str("AWS_S3_REGION_NAME", "", environ=environ) or None,
+            "addressing_style": None if style == "auto" else style,
+            "location": prefix,
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }

@@ -17,10 +17,22 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = Path(DATA_DIR) / "media"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 CELERY_TASK_ALWAYS_EAGER = False
+# The settings' default storage: the media folder, unless READERSTUDY_S3_BUCKET is set
+# (a worker that tests/test_object_storage.py starts on its S3 server).
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": STORAGES["default"],  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Sessions through the file cache on PostgreSQL too where no CACHE_URL names a Redis:
+# the suite runs on one machine, and both passes then count the same queries for a
+# reader's requests (tests/cases/test_reader_queries.py).
+if "sessions" not in CACHES:  # noqa: F405
+    CACHES["sessions"] = {  # noqa: F405
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(Path(DATA_DIR) / "cache" / "sessions"),
+    }
+    SESSION_ENGINE = "audit.sessions"
 
 # A file, not SQLite's in-memory default, so that a Celery worker started by a test
 # (tests/inference/test_worker.py) opens the same test database.

@@ -147,6 +147,18 @@ def workers(tmp_path):
 
 
 @pytest.fixture
+def empty_filesystem_queue(settings):
+    """The filesystem transport's folder (under DATA_DIR, shared with the worker
+    subprocesses) emptied: earlier tests of this process may have left messages."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(settings.DATA_DIR) / "celery-broker" / "queue"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+
+@pytest.fixture
 def enqueued_reports(monkeypatch):
     """Records the report ids the report task was enqueued with instead of sending them."""
     from analysis.tasks import report_compute_task

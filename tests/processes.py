@@ -25,16 +25,21 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds; the worker imports torch and timm on a loaded machine
 
 # A worker like `celery -A readerstudy worker`, with a pause after each stored batch so
-# that a test can kill it between two batches.
+# that a test can kill it between two batches; with TEST_STORE_GATE, each batch also
+# waits until that file exists, so that a run stays in progress while a test looks.
 SLOW_WORKER = """
 import os, sys, time
 import django
 django.setup()
 import inference.services.execution as execution
 store, delay = execution._store, float(os.environ["TEST_STORE_DELAY"])
+gate = os.environ.get("TEST_STORE_GATE")
 def slow_store(**kwargs):
     created = store(**kwargs)
     time.sleep(delay)
+    deadline = time.monotonic() + 300
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.1)  # held until the test creates the file TEST_STORE_GATE names
     return created
 execution._store = slow_store
 from readerstudy.celery import app
@@ -61,9 +66,12 @@ def database_url() -> str:
 class Worker:
     """A Celery worker subprocess; its log goes to a file shown when a test fails."""
 
-    def __init__(self, log: Path, *, broker: str | None = None, queue: str = "celery",
+    def __init__(self, log: Path, *, broker: str | None = None, queue: str | None = None,
                  store_delay: float = 0.0, hostname: str | None = None, beat: bool = False,
-                 pool: str = "solo", env: dict[str, str] | None = None):  # fmt: skip
+                 pool: str = "solo", env: dict[str, str] | None = None,
+                 command: list[str] | None = None):  # fmt: skip
+        """``command``: run this command line instead of the one these options make
+        (e.g. the demo's worker), with the same environment."""
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "readerstudy.settings_test",
@@ -77,14 +85,16 @@ class Worker:
         if broker:
             env["CELERY_BROKER_URL"] = broker
         self.hostname = hostname or f"test-{uuid.uuid4().hex[:8]}@localhost"
+        # Every queue unless told (one worker does it all, as in the demo).
+        queue = queue or ",".join(settings.READERSTUDY_QUEUES)
         args = ["worker", "--pool", pool, "-c", "1", "--loglevel", "INFO", "-Q", queue,
                 "--hostname", self.hostname,
                 "--without-mingle", "--without-gossip", "--without-heartbeat"]  # fmt: skip
         if beat:
             args += ["--beat", "--schedule", str(log.with_suffix(".beat"))]
-        if store_delay:
+        if command is None and store_delay:
             command = [sys.executable, "-c", SLOW_WORKER, *args]
-        else:
+        elif command is None:
             command = [sys.executable, "-m", "celery", "-A", "readerstudy", *args]
         self.log = log
         with open(log, "ab") as out:  # the child keeps its own copy of the descriptor

@@ -14,7 +14,6 @@ message later finds the run done and does nothing.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import uuid
@@ -44,14 +43,6 @@ def _media_root(settings):
     return settings.MEDIA_ROOT
 
 
-@pytest.fixture
-def empty_filesystem_queue():
-    """Earlier tests of this process may have left messages in the broker folder."""
-    folder = Path(settings.DATA_DIR) / "celery-broker" / "queue"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-
-
 def tiny_setup(n: int = 5):
     study = make_inference_study(slug=f"w{uuid.uuid4().hex[:6]}", n=n)
     model = model_register(
@@ -78,7 +69,8 @@ def assert_one_ok_prediction_per_case(run: InferenceRun, study) -> None:
 
 def test_a_worker_runs_inference_through_the_filesystem_transport(workers, empty_filesystem_queue):
     study, model = tiny_setup()
-    worker = workers()
+    # It consumes the inference queue only, as on a GPU host: the run is routed there.
+    worker = workers(queue=settings.READERSTUDY_INFERENCE_QUEUE)
     run = inference_run_start(model=model, study=study, batch_size=2)  # sent on commit
     wait_for(lambda: run_status(run) == "done", worker, "the run to finish")
     assert_one_ok_prediction_per_case(run, study)
@@ -102,15 +94,15 @@ def redis_url() -> str:
 
 @pytest.fixture
 def redis_broker():
-    """The test Redis, its default queue emptied before and after: messages an earlier
-    test left, and what a worker sends itself (a resumed run), go there."""
+    """The test Redis, the project's queues emptied before and after: messages an
+    earlier test left, and what a worker sends itself (a resumed run), go there."""
     import redis
 
     url = redis_url()
     client = redis.Redis.from_url(url)
-    client.delete("celery")
+    client.delete(*settings.READERSTUDY_QUEUES)
     yield url
-    client.delete("celery")
+    client.delete(*settings.READERSTUDY_QUEUES)
 
 
 def send_through(url: str, run: InferenceRun, *, batch_size: int) -> None:

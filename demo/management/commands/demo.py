@@ -170,21 +170,7 @@ class Command(BaseCommand):
         """Run the web server and a worker as children; Ctrl-C stops both."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         commands = [
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "readerstudy",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                "demo@%h",
-                "--beat",  # embedded beat: sends what waited for the broker
-            ],
+            worker_command(),
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         ]
 
@@ -228,6 +214,28 @@ class Command(BaseCommand):
             if child.returncode not in expected:
                 self.stderr.write(f"{' '.join(child.args[:4])} exited with {child.returncode}")
         self.stdout.write("Stopped.")
+
+
+def worker_command() -> list[str]:
+    """The demo's Celery worker: the only one, so it consumes every queue (inference and
+    the light tasks), with the beat embedded (it sends what waited for the broker)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "readerstudy",
+        "worker",
+        "--pool",
+        "solo",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        "demo@%h",
+        "--queues",
+        ",".join(settings.READERSTUDY_QUEUES),
+        "--beat",
+    ]
 
 
 def _kill_groups(children: list[subprocess.Popen]) -> None:

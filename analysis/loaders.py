@@ -50,8 +50,13 @@ def study_tables(study, *, language: str = "en") -> Tables:
 
 
 def study_report_meta(study, *, title: str | None = None, gradcam_limit: int = 16) -> ReportMeta:
-    """The title, facts, embeddings and Grad-CAM overlays of ``study`` from the database."""
-    from inference.selectors import embeddings_frame, gradcam_predictions, models_for_study
+    """The title, facts, t-SNE points and Grad-CAM overlays of ``study`` from the
+    database. The points are those stored with each model's inference run, fitted and
+    stored on first use for runs done before they were (the report asks for them with
+    its seed); each overlay comes with the address of the view that serves it."""
+    from inference.selectors import gradcam_predictions, models_for_study
+    from inference.services.projection import has_embeddings
+    from readerstudy.storage import stored_image
 
     models = list(models_for_study(study=study).order_by("name"))
     details = {
@@ -69,12 +74,11 @@ def study_report_meta(study, *, title: str | None = None, gradcam_limit: int = 1
             for m in models
         ],
     }
-    embeddings = {}
+    projections = {}
     gradcams = []
     for m in models:
-        cases, matrix = embeddings_frame(study=study, model=m.name)
-        if len(cases) and matrix.size:
-            embeddings[m.name] = (cases, matrix)
+        if has_embeddings(study=study, model=m):
+            projections[m.name] = _stored_projection(study, m)
         for p in gradcam_predictions(study=study, model=m.name, limit=gradcam_limit):
             gradcams.append(
                 {
@@ -82,15 +86,40 @@ def study_report_meta(study, *, title: str | None = None, gradcam_limit: int = 1
                     "case": p.case.public_id,
                     "truth": p.case.diagnosis.code,
                     "answer": p.choice.code if p.choice else "",
-                    "path": p.gradcam.path,
+                    # its local path, or its bytes from object storage
+                    "image": stored_image(p.gradcam),
+                    "url": _gradcam_url(p.pk),
                 }
             )
     return ReportMeta(
         title=title or f"{study.title} — reader study analysis",
         details=details,
-        embeddings=embeddings,
+        projections=projections,
         gradcams=gradcams,
     )
+
+
+def _stored_projection(study, model):
+    """``seed -> (cases, points)``: the stored t-SNE points of ``model`` on ``study``
+    (:func:`inference.services.projection.tsne_projection_ensure`)."""
+
+    def project(seed: int):
+        from inference.services.projection import tsne_projection_ensure
+
+        found = tsne_projection_ensure(study=study, model=model, seed=seed)
+        return None if found is None else (found.cases, found.points)
+
+    return project
+
+
+def _gradcam_url(pk: int) -> str | None:
+    """The permission-checked address of a prediction's overlay (study admins only)."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("inference:gradcam", args=[pk])
+    except NoReverseMatch:  # a URLconf without the inference app
+        return None
 
 
 def study_data(

@@ -1,5 +1,6 @@
 """A study's analysis as files: CSV tables, summary.json, an Excel workbook, figures
-(PNG + SVG) and one self-contained HTML page to send to a co-author.
+(PNG + SVG; the Grad-CAM gallery as one JPEG) and one self-contained HTML page to send
+to a co-author.
 
 - ``files``: the names a report may write (what the download view accepts);
 - ``writer``: :func:`write_report` (tables + :class:`ReportMeta` -> files);

@@ -1,17 +1,20 @@
-"""Report figures with matplotlib (Agg backend): each ``*_figure`` function returns a
-Figure, and :func:`figure_jobs` lists the figures of a report with their captions.
+"""Report figures: each ``*_figure`` function draws a matplotlib Figure (Agg backend),
+:func:`gradcam_gallery` composes the Grad-CAM overlays into one raster grid with Pillow,
+and :func:`figure_jobs` lists the figures of a report with their captions.
 
 No Django here, and nothing is computed from raw data: every figure draws a table of
-:class:`~analysis.stats.AnalysisTables` (the embeddings and Grad-CAM overlays come with
-the report's meta). Colours come from matplotlib's default cycle and the ``viridis`` map
-(colour-blind safe); every figure is saved as PNG (for the HTML page) and SVG (for a
-manuscript) by :func:`save`.
+:class:`~analysis.stats.AnalysisTables` or what the report's meta brings (t-SNE points
+stored with the inference runs, Grad-CAM overlays). Colours come from matplotlib's
+default cycle and the ``viridis`` map (colour-blind safe). A matplotlib figure is laid
+out once (constrained layout; the ROC figures have a fixed one) and drawn once to each
+format by :func:`save`: PNG for the page, SVG for a manuscript, where a scatter of many
+points is rasterised. The gallery is a JPEG only: its thumbnails are photographs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +28,7 @@ from matplotlib.figure import Figure
 
 from analysis.report.files import figure_stem
 from analysis.stats import AnalysisTables
+from analysis.stats.projection import TSNE_MIN_POINTS, tsne_perplexity, tsne_points
 
 METHOD_LABELS = {
     "z_kappa": "adjusted z (kappa)",
@@ -33,14 +37,51 @@ METHOD_LABELS = {
     "mrmc_rrfc": "MRMC 1T-RRFC",
 }
 FOREST_METRICS = ("kappa", "sensitivity", "specificity", "accuracy")
+DPI = 150
+# A scatter with more markers than this is rasterised inside the SVG (at DPI): thousands
+# of vector markers make a file that is slow to write and to open, for no visible gain.
+RASTER_POINTS = 200
+# The Grad-CAM gallery: thumbnails of this many pixels, this many per row.
+THUMB_PX = 128
+GALLERY_COLUMNS = 8
+GALLERY_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class Area:
+    """A clickable rectangle of a figure's image on the page: ``box`` (left, top, right,
+    bottom) in the image's pixels, the address it opens and its text."""
+
+    box: tuple[int, int, int, int]
+    href: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a figure job wrote: its files (the first one is what the page shows) and the
+    areas of that image that link elsewhere (the gallery's thumbnails)."""
+
+    paths: list[Path]
+    areas: list[Area] = field(default_factory=list)
+    size: tuple[int, int] | None = None  # the page image's pixels, where it has areas
 
 
 def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.svg`` into ``out_dir``; closes the figure."""
+    """Write ``stem.png`` and ``stem.svg`` (both at :data:`DPI`, for the rasterised
+    parts of the SVG) into ``out_dir`` and close the figure. The layout is computed once,
+    then frozen: each format draws the figure once (``bbox_inches="tight"`` would draw it
+    twice per format)."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        # No engine at all: with one (even "none"), savefig draws the figure once more
+        # before drawing it to the file.
+        fig.set_layout_engine(None)
     paths = []
-    for suffix, kwargs in ((".png", {"dpi": 150}), (".svg", {})):
+    for suffix in (".png", ".svg"):
         path = Path(out_dir) / f"{stem}{suffix}"
-        fig.savefig(path, bbox_inches="tight", metadata=_metadata(suffix), **kwargs)
+        fig.savefig(path, dpi=DPI, metadata=_metadata(suffix))
         paths.append(path)
     plt.close(fig)
     return paths
@@ -66,7 +107,7 @@ def confusion_figure(confusion: pd.DataFrame, rater: str, choices: Sequence[str]
         fraction = np.where(rows > 0, table / rows, 0.0)
     c = len(choices)
     size = max(3.5, 0.55 * c + 1.5)
-    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    fig, ax = plt.subplots(figsize=(size + 0.8, size), layout="constrained")
     image = ax.imshow(fraction, cmap="viridis", vmin=0, vmax=1)
     for i in range(c):
         for j in range(c):
@@ -95,77 +136,153 @@ def _grid(n: int) -> tuple[int, int]:
     return int(np.ceil(n / cols)), cols
 
 
+def operating_points(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Each rater's (``rater``, ``rater_kind``, ``class``) sensitivity and specificity in
+    columns: the points of the ROC figures, pivoted once for all of them."""
+    table = per_class[per_class["metric"].isin(["sensitivity", "specificity"])]
+    return table.pivot_table(
+        index=["rater", "rater_kind", "class"], columns="metric", values="estimate"
+    ).reset_index()
+
+
+class RocCanvas:
+    """The ROC figures of a report's models, drawn on one figure: one panel per class
+    with each reader's operating point (1 - specificity, sensitivity) and the readers'
+    mean, the same for every model, and for the model drawn by :meth:`draw` its
+    one-vs-rest ROC curve (its AUC in the panel's title) and its own top-1 operating
+    point. ``points`` is :func:`operating_points`.
+
+    Why one figure: the panels, the readers and the labels are the same in every model's
+    figure, and building them is a third of a figure's time; the layout is fixed, in
+    inches, for the same reason (a layout engine would measure every label again). Axes
+    are shared and labelled on the outer panels only, with one legend: text is most of
+    what a figure of 8 panels takes to draw.
+    """
+
+    def __init__(
+        self,
+        curves: pd.DataFrame,
+        auc: pd.DataFrame,
+        points: pd.DataFrame,
+        choices: Sequence[str],
+    ) -> None:
+        self.curves, self.auc, self.points, self.choices = curves, auc, points, list(choices)
+        rows, cols = _grid(len(choices))
+        side, left, right, top, bottom, gap = 2.9, 0.6, 0.15, 0.6, 0.85, 0.3
+        # A panel with none below it labels its own x axis: room for it above the next row.
+        across = 0.75 if len(choices) % cols else 0.35
+        width = left + right + cols * side + (cols - 1) * gap
+        self.height = top + bottom + rows * side + (rows - 1) * across
+        self.fig = Figure(figsize=(width, self.height))
+        axes = self.fig.subplots(
+            rows,
+            cols,
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            gridspec_kw={
+                "left": left / width,
+                "right": 1 - right / width,
+                "top": 1 - top / self.height,
+                "bottom": bottom / self.height,
+                "wspace": gap / side,
+                "hspace": across / side,
+            },
+        ).ravel()
+        self.axes = axes[: len(choices)]
+        for ax in axes[len(choices) :]:
+            ax.axis("off")
+        empty = np.empty((0, 2))
+        self.lines, self.stars, self.handles = [], [], {}
+        for k, (ax, code) in enumerate(zip(self.axes, choices, strict=True)):
+            here = points[points["class"] == code]
+            readers = here[here["rater_kind"] == "reader"]
+            if len(readers):
+                self.handles["readers"] = ax.scatter(
+                    1 - readers["specificity"],
+                    readers["sensitivity"],
+                    s=12,
+                    color="C1",
+                    alpha=0.6,
+                    rasterized=len(readers) > RASTER_POINTS,
+                )
+            mean = here[here["rater_kind"] == "readers"]
+            if len(mean):
+                self.handles["readers' mean"] = ax.scatter(
+                    1 - mean["specificity"],
+                    mean["sensitivity"],
+                    s=60,
+                    marker="D",
+                    color="C3",
+                    edgecolor="black",
+                    zorder=3,
+                )
+            (line,) = ax.plot([], [], color="C0", lw=1.5)
+            star = ax.scatter(
+                empty[:, 0], empty[:, 1], s=60, marker="*", color="C0", edgecolor="black",
+                zorder=3,
+            )  # fmt: skip
+            self.lines.append(line)
+            self.stars.append(star)
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
+            # Tick labels on the panels with none below (subplots' sharex shows them on
+            # the last row only, and a short last row leaves panels above it bare).
+            below = k + cols < len(choices)
+            ax.tick_params(labelbottom=not below)
+            if not below:
+                ax.set_xlabel("1 - specificity", fontsize=8)
+            if k % cols:
+                ax.tick_params(labelleft=False)
+            else:
+                ax.set_ylabel("sensitivity", fontsize=8)
+        self.title = self.fig.suptitle("", y=1 - 0.12 / self.height)
+        self.legend = None
+
+    def draw(self, model: str) -> Figure:
+        """The figure with ``model``'s curves, AUCs and top-1 points (and no other's)."""
+        curves = self.curves[self.curves["model"] == model]
+        auc = self.auc[self.auc["model"] == model]
+        own = self.points[(self.points["rater_kind"] == "model") & (self.points["rater"] == model)]
+        for ax, line, star, code in zip(self.axes, self.lines, self.stars, self.choices,
+                                        strict=True):  # fmt: skip
+            curve = curves[curves["class"] == code]
+            line.set_data(curve["fpr"].to_numpy(), curve["tpr"].to_numpy())
+            point = own[own["class"] == code]
+            star.set_offsets(
+                np.column_stack([1 - point["specificity"], point["sensitivity"]])
+                if len(point)
+                else np.empty((0, 2))
+            )
+            row = auc[auc["class"] == code]
+            has_auc = len(row) and pd.notna(row["auc"].iloc[0])
+            ax.set_title(f"{code}: AUC {row['auc'].iloc[0]:.3f}" if has_auc else code,
+                         fontsize=10)  # fmt: skip
+        self.title.set_text(f"One-vs-rest ROC curves: {model}")
+        handles = {f"{model} ROC curve": self.lines[0], **self.handles}
+        handles[f"{model} top-1"] = self.stars[0]
+        if self.legend is not None:
+            self.legend.remove()
+        self.legend = self.fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.05 / self.height),
+            ncol=len(handles),
+            fontsize=8,
+        )
+        return self.fig
+
+
 def roc_figure(
     model: str,
     curves: pd.DataFrame,
     auc: pd.DataFrame,
-    per_class: pd.DataFrame,
+    points: pd.DataFrame,
     choices: Sequence[str],
 ) -> Figure:
-    """One panel per class: the model's one-vs-rest ROC curve (AUC in the legend), each
-    reader's operating point (1 - specificity, sensitivity), the readers' mean point and
-    the model's own top-1 operating point."""
-    rows, cols = _grid(len(choices))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-    wide = per_class[per_class["metric"].isin(["sensitivity", "specificity"])].pivot_table(
-        index=["rater", "rater_kind", "class"], columns="metric", values="estimate"
-    )
-    wide = wide.reset_index()
-    for ax, code in zip(axes.ravel(), choices, strict=False):
-        curve = curves[curves["class"] == code]
-        row = auc[(auc["model"] == model) & (auc["class"] == code)]
-        label = (
-            f"{model} (AUC {row['auc'].iloc[0]:.3f})"
-            if len(row) and pd.notna(row["auc"].iloc[0])
-            else model
-        )
-        if len(curve):
-            ax.plot(curve["fpr"], curve["tpr"], color="C0", lw=1.5, label=label)
-        points = wide[wide["class"] == code]
-        readers = points[points["rater_kind"] == "reader"]
-        if len(readers):
-            ax.scatter(
-                1 - readers["specificity"],
-                readers["sensitivity"],
-                s=12,
-                color="C1",
-                alpha=0.6,
-                label="readers",
-            )
-        mean = points[points["rater_kind"] == "readers"]
-        if len(mean):
-            ax.scatter(
-                1 - mean["specificity"],
-                mean["sensitivity"],
-                s=60,
-                marker="D",
-                color="C3",
-                edgecolor="black",
-                label="readers' mean",
-                zorder=3,
-            )
-        own = points[(points["rater_kind"] == "model") & (points["rater"] == model)]
-        if len(own):
-            ax.scatter(
-                1 - own["specificity"],
-                own["sensitivity"],
-                s=60,
-                marker="*",
-                color="C0",
-                edgecolor="black",
-                label=f"{model} top-1",
-                zorder=3,
-            )
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=code, aspect="equal")
-        ax.set_xlabel("1 - specificity", fontsize=8)
-        ax.set_ylabel("sensitivity", fontsize=8)
-        ax.legend(fontsize=6, loc="lower right")
-    for ax in axes.ravel()[len(choices) :]:
-        ax.axis("off")
-    fig.suptitle(f"One-vs-rest ROC curves: {model}")
-    fig.tight_layout()
-    return fig
+    """One model's ROC figure (:class:`RocCanvas`)."""
+    return RocCanvas(curves, auc, points, choices).draw(model)
 
 
 def forest_figure(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> Figure | None:
@@ -196,7 +313,12 @@ def forest_figure(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> Figure |
     )
     height = max(3.0, 0.28 * len(labels) + 1.2)
     fig, axes = plt.subplots(
-        1, len(metrics), figsize=(3.4 * len(metrics) + 1.5, height), sharey=True, squeeze=False
+        1,
+        len(metrics),
+        figsize=(3.4 * len(metrics) + 1.5, height + 0.6),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     for ax, metric in zip(axes[0], metrics, strict=True):
         part = table[table["metric"] == metric]
@@ -231,114 +353,179 @@ def forest_figure(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> Figure |
             if name not in names:
                 handles.append(handle)
                 names.append(name)
-    fig.legend(
-        handles,
-        names,
-        loc="upper center",
-        ncol=len(names),
-        fontsize=8,
-        bbox_to_anchor=(0.5, 1.0 + 0.25 / height),
-    )
-    fig.suptitle(f"CNN minus readers, {100 * (1 - alpha):.0f}% CIs", y=1.0 + 0.6 / height)
-    fig.tight_layout()
+    fig.suptitle(f"CNN minus readers, {100 * (1 - alpha):.0f}% CIs")
+    fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8)
     return fig
 
 
-def tsne_perplexity(n: int) -> float:
-    """30 (the usual default) where there are enough points, else (n - 1) / 3, at least 2:
-    scikit-learn requires perplexity < n."""
-    return float(min(30.0, max(2.0, (n - 1) / 3)))
-
-
 def tsne_figure(
-    model: str, cases: pd.DataFrame, matrix: np.ndarray, choices: Sequence[str], *, seed: int
+    model: str, cases: pd.DataFrame, points: np.ndarray, choices: Sequence[str]
 ) -> Figure | None:
-    """2-D t-SNE (scikit-learn, PCA initialisation, ``random_state=seed``, exact up to 500
-    points, Barnes-Hut above) of a model's
-    embeddings coloured by the reference diagnosis; ``None`` for fewer than 5 cases."""
-    from sklearn.manifold import TSNE
-
-    n = matrix.shape[0]
-    if n < 5:
+    """The 2-D t-SNE points of a model's embeddings (one row per case of ``cases``),
+    coloured by the reference diagnosis; ``None`` for fewer than 5 cases."""
+    n = len(points)
+    if n < TSNE_MIN_POINTS:
         return None
-    points = TSNE(
-        n_components=2,
-        perplexity=tsne_perplexity(n),
-        init="pca",
-        random_state=seed,
-        # Exact gradients are faster than Barnes-Hut's per-iteration overhead below ~500
-        # points (a 200-case study: ~4 s instead of ~7 s) and need no approximation.
-        method="exact" if n <= 500 else "barnes_hut",
-    ).fit_transform(np.asarray(matrix, dtype=np.float64))
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
     cmap = plt.get_cmap("tab20" if len(choices) > 10 else "tab10")
     truth = cases["truth"].to_numpy()
+    many = n > RASTER_POINTS
     for j, code in enumerate(choices):
         keep = truth == code
         if keep.any():
-            ax.scatter(points[keep, 0], points[keep, 1], s=12, color=cmap(j), label=code)
+            ax.scatter(
+                points[keep, 0], points[keep, 1], s=12, color=cmap(j), label=code, rasterized=many
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"t-SNE of {model}'s embeddings (n={n}, perplexity {tsne_perplexity(n):.0f})")
     ax.legend(fontsize=7, markerscale=1.5, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
     return fig
 
 
-def gradcam_figure(items: list[dict], *, columns: int = 4) -> Figure | None:
-    """A gallery of Grad-CAM overlays (dicts with ``path`` or ``image`` and model, case,
-    truth, answer); ``None`` when there are none or none can be read."""
+def _font(size: int):
+    """DejaVu Sans, the font of the other figures (matplotlib ships it), for Pillow."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def _fit(text: str, font, width: int) -> str:
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "\u2026") > width:
+        text = text[:-1]
+    return text + "\u2026"
+
+
+def _thumbnail(source) -> object | None:
+    """The overlay as an RGB thumbnail of at most THUMB_PX pixels a side; None when it
+    cannot be read."""
     from PIL import Image
 
-    images = []
-    for item in items:
-        try:
-            source = item.get("image") or item["path"]
-            with Image.open(source) as im:
-                images.append((item, np.asarray(im.convert("RGB"))))
-        except (OSError, KeyError, ValueError):
-            continue
-    if not images:
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+        with Image.open(source) as im:
+            im.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at a reduced size
+            thumb = im.convert("RGB")
+            thumb.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
+            return thumb
+    except (OSError, ValueError, TypeError):
         return None
-    cols = min(columns, len(images))
-    rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (item, pixels) in zip(axes.ravel(), images, strict=False):
-        ax.imshow(pixels)
-        mark = "" if item.get("truth") == item.get("answer") else " ✗"
-        ax.set_title(
-            f"{item.get('model', '')}\ntruth {item.get('truth', '?')}, "
-            f"said {item.get('answer', '?')}{mark}",
-            fontsize=7,
-        )
-    fig.suptitle("Grad-CAM saliency")
-    fig.tight_layout()
-    return fig
+
+
+def gradcam_gallery(items: list[dict], out_dir: Path, stem: str) -> Written | None:
+    """One JPEG grid of Grad-CAM thumbnails, ``<stem>.jpg``: a row of up to
+    :data:`GALLERY_COLUMNS` per model under the model's name, each with its case and
+    ``truth -> answer`` (✗ when wrong). ``items`` are dicts with ``image`` (a path or a
+    file object) or ``path``, and model, case, truth, answer, and optionally ``url`` (the
+    full overlay): each thumbnail with a ``url`` is a clickable :class:`Area` of the
+    page's image. ``None`` when none can be read."""
+    from PIL import Image, ImageDraw
+
+    read = []
+    for item in items:
+        source = item.get("image") or item.get("path")
+        thumb = _thumbnail(source) if source is not None else None
+        if thumb is not None:
+            read.append((item, thumb))
+    if not read:
+        return None
+    title_font, label_font, caption_font = _font(14), _font(12), _font(10)
+    pad, caption, heading, header = 6, 28, 20, 26
+    cell_w, cell_h = THUMB_PX + pad, THUMB_PX + caption + pad
+    models = list(dict.fromkeys(str(item.get("model", "")) for item, _ in read))
+    groups = {m: [(i, t) for i, t in read if str(i.get("model", "")) == m] for m in models}
+    rows = {m: -(-len(g) // GALLERY_COLUMNS) for m, g in groups.items()}
+    width = pad + GALLERY_COLUMNS * cell_w
+    height = header + sum(heading + rows[m] * cell_h for m in models) + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    title = "Grad-CAM saliency (\u2717: the answer was wrong)"
+    draw.text((pad, 5), title, font=title_font, fill="black")
+    areas = []
+    y = header
+    for model in models:
+        heading_text = _fit(model, label_font, width - 2 * pad)
+        draw.text((pad, y + 3), heading_text, font=label_font, fill="black")
+        y += heading
+        for k, (item, thumb) in enumerate(groups[model]):
+            left = pad + (k % GALLERY_COLUMNS) * cell_w
+            top = y + (k // GALLERY_COLUMNS) * cell_h
+            truth, answer = item.get("truth", "?"), item.get("answer", "?")
+            wrong = truth != answer
+            case = _fit(str(item.get("case", "")), caption_font, THUMB_PX)
+            said = f"{truth} \u2192 {answer}" + (" \u2717" if wrong else "")
+            said = _fit(said, caption_font, THUMB_PX)
+            draw.text((left, top), case, font=caption_font, fill="#444444")
+            draw.text((left, top + 13), said, font=caption_font,
+                      fill="#b00020" if wrong else "black")  # fmt: skip
+            image_top = top + caption
+            canvas.paste(thumb, (left, image_top))
+            if item.get("url"):
+                areas.append(
+                    Area(
+                        box=(left, image_top, left + thumb.width, image_top + thumb.height),
+                        href=str(item["url"]),
+                        title=f"{model} {item.get('case', '')}: truth {truth}, said {answer}",
+                    )
+                )
+        y += rows[model] * cell_h
+    path = Path(out_dir) / f"{stem}.jpg"
+    canvas.save(path, format="JPEG", quality=GALLERY_QUALITY, optimize=True)
+    return Written(paths=[path], areas=areas, size=canvas.size)
+
+
+Projection = Callable[[int], tuple[pd.DataFrame, np.ndarray] | None]
 
 
 @dataclass(frozen=True)
 class FigureJob:
-    """One figure of a report: its heading, file stem and caption, and how to draw it
-    (``draw`` returns None when there is nothing to draw)."""
+    """One figure of a report: its heading, file stem and caption, and how to write it
+    (``write(out_dir, stem)`` returns None when there is nothing to draw)."""
 
     title: str
     stem: str
     caption: str
-    draw: Callable[[], Figure | None]
+    write: Callable[[Path, str], Written | None]
+
+
+def _saved(draw: Callable[[], Figure | None]) -> Callable[[Path, str], Written | None]:
+    """A job's ``write`` for a matplotlib figure: draw it, then :func:`save` it."""
+
+    def write(out_dir: Path, stem: str) -> Written | None:
+        fig = draw()
+        return None if fig is None else Written(paths=save(fig, out_dir, stem))
+
+    return write
+
+
+def _fitted(cases: pd.DataFrame, matrix: np.ndarray) -> Projection:
+    """A projection that fits the t-SNE now, for embeddings that come without stored
+    points (a report from files, the benchmark)."""
+
+    def project(seed: int):
+        if matrix.shape[0] < TSNE_MIN_POINTS:
+            return None
+        return cases, tsne_points(matrix, seed=seed)
+
+    return project
 
 
 def figure_jobs(
     tables: AnalysisTables,
     *,
     embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] | None = None,
+    projections: dict[str, Projection] | None = None,
     gradcams: list[dict] | None = None,
 ) -> list[FigureJob]:
     """Every figure of a report, in page order: a confusion matrix per rater, ROC curves
     per model (from ``tables.roc``), the forest plot of the comparisons, a t-SNE per
-    model with embeddings and the Grad-CAM gallery. Figures show all readers; the
-    subgroups are in the tables."""
+    model (``projections``: ``{model: seed -> (cases, n x 2 points)}``, stored points;
+    ``embeddings``: ``{model: (cases, n x d)}``, fitted here) and the Grad-CAM gallery.
+    Figures show all readers; the subgroups are in the tables."""
     tables = tables.for_subgroup()
     summary = tables.summary
     choices = summary.choices
@@ -351,22 +538,27 @@ def figure_jobs(
                 f"Confusion matrix: {title}",
                 figure_stem("confusion", rater),
                 "Rows: reference diagnosis; columns: answer; colour: fraction of the row.",
-                lambda rater=rater: confusion_figure(tables.confusion, rater, choices),
+                _saved(lambda rater=rater: confusion_figure(tables.confusion, rater, choices)),
             )
         )
     if len(tables.auc):
+        canvas: list[RocCanvas] = []  # built by the first ROC figure, for all of them
+
+        def roc(model: str) -> Figure:
+            if not canvas:
+                points = operating_points(tables.per_class)
+                canvas.append(RocCanvas(tables.roc, tables.auc, points, choices))
+            return canvas[0].draw(model)
+
         for model in summary.models:
-            curves = tables.roc[tables.roc["model"] == model]
             jobs.append(
                 FigureJob(
                     f"ROC curves: {model}",
                     figure_stem("roc", model),
-                    "One-vs-rest ROC curve of the model per class; dots: each reader's "
-                    "(1 - specificity, sensitivity); diamond: the readers' mean; star: the "
-                    "model's top-1 answer.",
-                    lambda model=model, curves=curves: roc_figure(
-                        model, curves, tables.auc, tables.per_class, choices
-                    ),
+                    "One-vs-rest ROC curve of the model per class (its AUC above each "
+                    "panel); dots: each reader's (1 - specificity, sensitivity); diamond: "
+                    "the readers' mean; star: the model's top-1 answer.",
+                    _saved(lambda model=model: roc(model)),
                 )
             )
     if len(tables.comparisons):
@@ -376,27 +568,38 @@ def figure_jobs(
                 "forest",
                 "Differences model - readers with their confidence intervals, by method; "
                 "per-class rows are not adjusted for multiplicity here (see p_adjusted).",
-                lambda: forest_figure(tables.comparisons, alpha=float(summary.alpha)),
+                _saved(lambda: forest_figure(tables.comparisons, alpha=float(summary.alpha))),
             )
         )
-    for model, (cases, matrix) in (embeddings or {}).items():
+    sources = {m: _fitted(cases, matrix) for m, (cases, matrix) in (embeddings or {}).items()}
+    sources.update(projections or {})
+    for model, project in sources.items():
+
+        def draw(model=model, project=project):
+            found = project(int(summary.seed))
+            return None if found is None else tsne_figure(model, *found, choices)
+
         jobs.append(
             FigureJob(
                 f"t-SNE of the embeddings: {model}",
                 figure_stem("tsne", model),
                 "Last hidden layer, two-dimensional t-SNE, coloured by the reference diagnosis.",
-                lambda model=model, cases=cases, matrix=matrix: tsne_figure(
-                    model, cases, matrix, choices, seed=int(summary.seed)
-                ),
+                _saved(draw),
             )
         )
     if gradcams:
+        linked = any(item.get("url") for item in gradcams)
         jobs.append(
             FigureJob(
                 "Grad-CAM saliency",
                 "gradcam",
-                "Regions that drove the model's top-1 answer (✗: the answer was wrong).",
-                lambda: gradcam_figure(gradcams),
+                "Regions that drove the model's top-1 answer (\u2717: the answer was wrong)."
+                + (
+                    " Each thumbnail opens its full overlay on the platform (study admins)."
+                    if linked
+                    else ""
+                ),
+                lambda out_dir, stem: gradcam_gallery(gradcams, out_dir, stem),
             )
         )
     return jobs

@@ -1,4 +1,5 @@
-"""The files a report may contain: fixed table names and ``<kind>_<safe name>`` figures.
+"""The files a report may contain: fixed table names, ``<kind>_<safe name>`` figures
+(PNG and SVG) and the Grad-CAM gallery (``gradcam.jpg``).
 
 :func:`is_report_file_name` is what the download view accepts (never a path from a
 request); :class:`ReportFiles` lists what one report wrote.
@@ -24,6 +25,9 @@ TABLES = (
 )
 REPORT_FILES = (*(f"{t}.csv" for t in TABLES), "summary.json", "report.xlsx", "report.html")
 FIGURE_KINDS = ("confusion", "roc", "forest", "tsne", "gradcam")
+# The suffixes of each kind's files (else PNG and SVG): the gallery is a grid of
+# photographs, a JPEG; reports written before it was still list gradcam.png and .svg.
+FIGURE_SUFFIXES = {"gradcam": ("jpg", "png", "svg")}
 
 
 def safe_name(text: str) -> str:
@@ -37,15 +41,16 @@ def figure_stem(kind: str, name: str | None = None) -> str:
 
 
 def is_report_file_name(name: str) -> bool:
-    """Whether ``name`` is a name a report could have written (a fixed table name, or
-    ``<kind>_<safe name>.png|svg``): a plain file name, never a path."""
+    """Whether ``name`` is a name a report could have written (a fixed table name,
+    ``<kind>_<safe name>.png|svg`` or the gallery's ``gradcam.jpg``): a plain file name,
+    never a path."""
     if name in REPORT_FILES:
         return True
     stem, _, suffix = name.rpartition(".")
     kind = stem.split("_", 1)[0]
     return (
-        suffix in ("png", "svg")
-        and kind in FIGURE_KINDS
+        kind in FIGURE_KINDS
+        and suffix in FIGURE_SUFFIXES.get(kind, ("png", "svg"))
         and safe_name(stem) == stem
         and "/" not in name
     )
@@ -54,8 +59,8 @@ def is_report_file_name(name: str) -> bool:
 @dataclass(frozen=True)
 class ReportFiles:
     """The files one report wrote (absolute paths), and the seconds each step took:
-    ``csv``, ``workbook``, ``figures <kind>`` (summed over the figures of that kind, PNG
-    and SVG), ``html`` (summary.json and the page)."""
+    ``csv``, ``workbook``, ``figures <kind>`` (summed over the figures of that kind, all
+    their formats), ``html`` (summary.json and the page)."""
 
     out_dir: Path
     tables: dict[str, Path]

@@ -1,30 +1,47 @@
-"""The self-contained report page: one Django template, figures embedded as base64 PNG."""
+"""The self-contained report page: one Django template, figures embedded as base64
+(each figure's PNG; the Grad-CAM gallery's small JPEG, whose thumbnails link to the full
+overlays through an image map)."""
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from analysis.report.figures import Area
 from analysis.report.wording import page_sections, report_notes
 from analysis.stats import AnalysisTables
+
+MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg"}
 
 
 @dataclass(frozen=True)
 class DrawnFigure:
-    """A figure written to disk (PNG and SVG) with its heading and caption."""
+    """A figure written to disk with its heading and caption: ``paths`` (the first is
+    the image the page shows: a PNG, or the gallery's JPEG; an SVG beside it is the
+    vector version), the ``areas`` of that image that link elsewhere and its ``size`` in
+    pixels (needed where there are areas: an image map does not scale)."""
 
     title: str
     stem: str
     paths: list[Path]
     caption: str = ""
+    areas: list[Area] = field(default_factory=list)
+    size: tuple[int, int] | None = None
 
-    def png_base64(self) -> str:
-        png = next(p for p in self.paths if p.suffix == ".png")
-        return base64.b64encode(png.read_bytes()).decode("ascii")
+    @property
+    def image(self) -> Path:
+        return self.paths[0]
+
+    def data_uri(self) -> str:
+        data = base64.b64encode(self.image.read_bytes()).decode("ascii")
+        return f"data:{MIME_TYPES[self.image.suffix]};base64,{data}"
+
+    def vector_name(self) -> str | None:
+        return next((p.name for p in self.paths if p.suffix == ".svg"), None)
 
 
 def render_html(
@@ -37,7 +54,8 @@ def render_html(
     generated: str,
     figures: list[DrawnFigure],
 ) -> str:
-    """The report page (no external requests: figures as base64 PNG, inline styles)."""
+    """The report page (no external requests: figures as data URIs, inline styles; the
+    gallery's thumbnails link to the platform's overlay view)."""
     sections = [{**s, "html": mark_safe(s["html"])} for s in page_sections(tables)]
     summary = tables.summary
     context = {
@@ -50,7 +68,18 @@ def render_html(
         "confidence": round(100 * (1 - float(summary.alpha))),
         "sections": sections,
         "figures": [
-            {"title": f.title, "caption": f.caption, "png": f.png_base64(), "stem": f.stem}
+            {
+                "title": f.title,
+                "caption": f.caption,
+                "src": mark_safe(f.data_uri()),  # base64: nothing to escape
+                "stem": f.stem,
+                "vector": f.vector_name(),
+                "size": f.size if f.areas else None,
+                "areas": [
+                    {"coords": ",".join(str(v) for v in a.box), "href": a.href, "title": a.title}
+                    for a in f.areas
+                ],
+            }
             for f in figures
         ],
         "versions": versions,

@@ -11,6 +11,7 @@ Modules take tidy DataFrames / numpy arrays and return dataclasses or tidy DataF
 - ``mrmc``: Obuchowski-Rockette MRMC analysis and single-treatment AI versus readers;
 - ``compare``: CNN versus readers (adjusted z-test of kappas, bootstrap, MRMC);
 - ``agreement``: agreement among readers and of models with readers;
+- ``projection``: the two-dimensional t-SNE of embeddings (the report's plots);
 - ``pipeline``: :func:`analyze_tables`, every table of a study and its
   :class:`AnalysisSummary` in one call.
 """

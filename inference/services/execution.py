@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from cases.models import Case, CaseImage, Diagnosis
 from inference.checkpoints import CheckpointError, apply_weights, load_checkpoint
-from inference.gradcam import gradcam, overlay_png
+from inference.gradcam import overlay_png
 from inference.models import InferenceRun, Prediction, RegisteredModel
 from inference.nets import Net, build_model
 from inference.predict import ImagePrediction, ImageReadError, iter_predictions
@@ -37,10 +37,6 @@ from inference.services.errors import InferenceError
 from inference.services.runs import DEFAULT_BATCH_SIZE, run_is_fresh, study_choices_check
 
 logger = logging.getLogger(__name__)
-
-# Grad-CAM keeps every activation for the backward pass: a few images at a time bound
-# the memory (about 0.3 GB per 380 px image for EfficientNet-b4).
-GRADCAM_CHUNK = 4
 
 
 def model_load(*, model: RegisteredModel) -> tuple[Net, Preprocessing]:
@@ -87,19 +83,12 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def _gradcam_pngs(
-    net: Net, preprocessing: Preprocessing, results: list, classes: list[str]
-) -> list[bytes | None]:
-    """A Grad-CAM overlay for each successful result, explaining its restricted top-1."""
-    pngs: list[bytes | None] = [None] * len(results)
-    ok = [i for i, r in enumerate(results) if isinstance(r, ImagePrediction)]
-    for part in _chunks(ok, GRADCAM_CHUNK):
-        pixels = torch.from_numpy(np.stack([results[i].pixels for i in part]))
-        x = preprocessing.normalize_batch(pixels).contiguous(memory_format=torch.channels_last)
-        cams, _ = gradcam(net, x, class_index=[classes.index(results[i].top1) for i in part])
-        for i, cam in zip(part, cams, strict=True):
-            pngs[i] = overlay_png(results[i].pixels, cam)
-    return pngs
+def _gradcam_pngs(results: list) -> list[bytes | None]:
+    """The Grad-CAM overlay of each successful result (its map explains its restricted
+    top-1 and came from the prediction's own forward pass)."""
+    return [
+        overlay_png(r.pixels, r.cam) if isinstance(r, ImagePrediction) else None for r in results
+    ]
 
 
 def _store(
@@ -228,7 +217,21 @@ def inference_run_execute(
         if not expected:
             raise
     run.refresh_from_db()
+    if run.status == InferenceRun.Status.DONE:
+        _tsne_store(run)
     return run
+
+
+def _tsne_store(run: InferenceRun) -> None:
+    """Store the t-SNE points of the finished run's embeddings for the reports; a
+    failure leaves the run done (the first report fits and stores them instead)."""
+    from inference.services.projection import tsne_projection_store
+
+    try:
+        tsne_projection_store(run=run)
+        run.refresh_from_db(fields=["tsne"])
+    except Exception:
+        logger.exception("could not store the t-SNE points of inference run %s", run.pk)
 
 
 def _execute(
@@ -271,15 +274,12 @@ def _execute(
             num_workers=num_workers,
             on_error="yield",
             keep_pixels=with_gradcam,
+            with_gradcam=with_gradcam,
         )
         for cases in _chunks(pending, batch_size):
             started = time.perf_counter()
             results = [next(stream) for _ in cases]
-            pngs = (
-                _gradcam_pngs(net, preprocessing, results, model.classes)
-                if with_gradcam
-                else [None] * len(cases)
-            )
+            pngs = _gradcam_pngs(results) if with_gradcam else [None] * len(cases)
             seconds = (time.perf_counter() - started) / len(cases)
             _store(run=run, cases=cases, results=results, pngs=pngs, seconds=seconds,
                    diagnoses=diagnoses)  # fmt: skip

@@ -66,17 +66,20 @@ def test_analyze_on_the_demo_study_writes_every_table_figure_and_the_page(settin
         f"roc_{model}",
         "forest",
         f"tsne_{model}",
-        "gradcam",
     ):
         expected |= {f"{stem}.png", f"{stem}.svg"}
+    expected.add("gradcam.jpg")  # the gallery: one JPEG of thumbnails
     assert expected <= names, sorted(expected - names)
     assert f"{len(names)} files written" in text.getvalue()
     html = (out / "report.html").read_text(encoding="utf-8")
-    # Self-contained: every src/href is a data: URI or an in-page anchor, no scripts.
-    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html, flags=re.IGNORECASE)
-    assert links and all(link.startswith(("data:", "#")) for link in links), [
-        link[:40] for link in links if not link.startswith(("data:", "#"))
-    ]
+    # Self-contained: every src is a data: URI, every href an in-page anchor or, for the
+    # gallery's thumbnails, the permission-checked view of a full overlay; no scripts.
+    sources = re.findall(r"""\ssrc\s*=\s*["']([^"']*)""", html, flags=re.IGNORECASE)
+    assert sources and all(s.startswith("data:") for s in sources), [s[:40] for s in sources]
+    links = re.findall(r"""href\s*=\s*["']([^"']*)""", html, flags=re.IGNORECASE)
+    overlay = re.compile(r"/inference/predictions/\d+/gradcam\.png")
+    assert all(link.startswith("#") or overlay.fullmatch(link) for link in links), links
+    assert any(overlay.fullmatch(link) for link in links)
     assert "<script" not in html.lower() and "@import" not in html and "url(" not in html
     assert "Synthetic study" in html and f"Model “{model}” is UNTRAINED" in html
     assert html.count("data:image/png;base64,") == len([n for n in names if n.endswith(".png")])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import re
 from html import unescape
 
 import numpy as np
@@ -52,6 +54,7 @@ def written(tmp_path_factory):
                 "truth": "MN",
                 "answer": "SK",
                 "path": str(path),
+                "url": f"/inference/predictions/{k + 1}/gradcam.png",
             }
         )
     files = write_report(
@@ -100,7 +103,7 @@ def test_per_class_has_each_reader_the_readers_group_and_each_model(written):
     assert set(per_class["class"]) == {*CHOICES, "all"}
 
 
-def test_figures_exist_as_png_and_svg(written):
+def test_figures_exist_as_png_and_svg_and_the_gallery_as_one_jpeg(written):
     files, _ = written
     stems = {p.stem for p in files.figures}
     assert {
@@ -113,9 +116,11 @@ def test_figures_exist_as_png_and_svg(written):
         "tsne_cnn-0",
         "gradcam",
     } <= stems
-    for stem in stems:
+    for stem in stems - {"gradcam"}:
         assert (files.out_dir / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (files.out_dir / f"{stem}.svg").read_bytes()[:2000]
+    assert [p.name for p in files.figures if p.stem == "gradcam"] == ["gradcam.jpg"]
+    assert (files.out_dir / "gradcam.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     for path in files.paths():
         assert is_report_file_name(path.name), path.name
     kinds = {"confusion", "roc", "forest", "tsne", "gradcam"}
@@ -129,7 +134,9 @@ def test_html_is_self_contained_and_flags_untrained_and_synthetic(written):
     assert "Synthetic &lt;study&gt; &amp; report" in html  # the title is escaped
     assert "UNTRAINED" in html and "cnn-0" in html
     assert "Synthetic study" in html
-    assert html.count("data:image/png;base64,") == len(files.figures) // 2
+    pngs = [p for p in files.figures if p.suffix == ".png"]
+    assert html.count("data:image/png;base64,") == len(pngs) == len(files.figures) // 2
+    assert html.count("data:image/jpeg;base64,") == 1  # the gallery
     assert 'src="http' not in html and "<script" not in html
     for phrase in (
         "Fleiss\u2013Cohen\u2013Everitt",
@@ -388,3 +395,90 @@ def test_a_class_without_positives_is_named_in_a_warning_on_the_page(tmp_path):
     assert "Warning: class(es) EAD have no positive case" in html
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["classes_without_positives"] == ["EAD"]
+
+
+# --- the figures' cost: one gallery image, one draw per format, a bounded page -----------
+
+
+def test_the_gallery_is_one_jpeg_whose_thumbnails_link_to_their_overlays(written):
+    files, _ = written
+    assert [p.name for p in files.figures if p.stem == "gradcam"] == ["gradcam.jpg"]
+    with Image.open(files.out_dir / "gradcam.jpg") as grid:
+        size = grid.size
+    html = files.html.read_text()
+    figure = html.split('id="fig-gradcam"')[1].split("</figure>")[0]
+    assert figure.count("<img") == 1 and figure.count("data:image/jpeg;base64,") == 1
+    assert f'width="{size[0]}" height="{size[1]}" usemap="#map-gradcam"' in figure
+    areas = re.findall(
+        r'<area shape="rect" coords="(\d+),(\d+),(\d+),(\d+)" href="([^"]+)"', figure
+    )
+    assert [href for *_, href in areas] == [
+        f"/inference/predictions/{k}/gradcam.png" for k in (1, 2, 3)
+    ]
+    boxes = [tuple(int(v) for v in box) for *box, _ in areas]
+    for left, top, right, bottom in boxes:  # inside the image, thumbnail-sized, apart
+        assert 0 <= left < right <= size[0] and 0 <= top < bottom <= size[1]
+        assert right - left <= figures.THUMB_PX and bottom - top <= figures.THUMB_PX
+    assert all(a[2] <= b[0] for a, b in itertools.pairwise(boxes))
+
+
+def test_a_gallery_without_addresses_has_no_links(tmp_path):
+    path = tmp_path / "cam.png"
+    path.write_bytes(png_bytes(0))
+    items = [{"model": "m", "case": "c1", "truth": "MN", "answer": "MN", "image": path}]
+    drawn = figures.gradcam_gallery(items, tmp_path, "gradcam")
+    assert drawn.paths == [tmp_path / "gradcam.jpg"] and drawn.areas == []
+    assert figures.gradcam_gallery([{"model": "m", "path": str(tmp_path / "gone.png")}],
+                                   tmp_path, "none") is None  # fmt: skip
+
+
+def test_each_figure_is_drawn_once_per_format(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    draws = []
+    real = Figure.draw
+
+    def counted(self, renderer):
+        draws.append(type(renderer).__name__)
+        return real(self, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counted)
+    answers, predictions = synthetic_tables(n_readers=4, n_cases=12)
+    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
+    files = write_report(tables, tmp_path, ReportMeta(title="Draws"))
+    drawn = [p for p in files.figures if p.suffix in (".png", ".svg")]
+    assert len(drawn) == 2 * 6  # 3 confusion matrices, 2 ROC figures, the forest plot
+    assert len(draws) == len(drawn)
+
+
+def test_many_points_are_rasterised_inside_the_svg(tmp_path):
+    rng = np.random.default_rng(0)
+    n = figures.RASTER_POINTS + 50
+    cases = pd.DataFrame({"case": [f"c{k}" for k in range(n)], "truth": ["MN", "SK"] * (n // 2)})
+    fig = figures.tsne_figure("m", cases, rng.normal(size=(n, 2)), ["MN", "SK"])
+    figures.save(fig, tmp_path, "many")
+    svg = (tmp_path / "many.svg").read_text()
+    # one raster image, not a <use> per marker (the few <use> left are the text's glyphs)
+    assert "<image" in svg and svg.count("<use") < n // 2
+
+
+def test_the_page_of_a_moderate_study_stays_small(tmp_path):
+    """40 readers x 80 cases x 2 models with t-SNE plots and a gallery of 32 incompressible
+    224 px overlays: the page embeds a gallery of thumbnails, not the overlays."""
+    answers, predictions = synthetic_tables(n_readers=40, n_cases=80, n_models=2)
+    tables = analyze_tables(answers, predictions, CHOICES, n_bootstrap=10)
+    rng = np.random.default_rng(2)
+    cams, embeddings = [], {}
+    for model, part in predictions.groupby("model"):
+        cases = part[["case", "truth"]].reset_index(drop=True)
+        embeddings[model] = (cases, rng.normal(size=(len(cases), 16)))
+        for row in part.head(16).itertuples():
+            path = tmp_path / f"{model}-{row.case}.png"
+            Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(path)
+            cams.append({"model": model, "case": row.case, "truth": row.truth,
+                         "answer": row.answer, "path": str(path)})  # fmt: skip
+    meta = ReportMeta(title="Moderate", embeddings=embeddings, gradcams=cams)
+    files = write_report(tables, tmp_path / "report", meta)
+    assert {"gradcam", "tsne_cnn-0", "tsne_cnn-1"} <= {p.stem for p in files.figures}
+    assert (files.out_dir / "gradcam.jpg").stat().st_size < 500_000
+    assert files.html.stat().st_size < 2_500_000

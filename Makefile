@@ -68,9 +68,11 @@ test-postgres: $(STAMP)
 production: $(STAMP)
 	bin/production
 
-# A whole reference-size study (280 readers x 200 cases) replayed by locust against
-# gunicorn, PostgreSQL, Redis and a Celery worker: counts every answer, prints the
-# latencies. Smaller: make loadtest LOADTEST_ARGS="--readers 40 --cases 50".
+# The reference-size study (200 cases) under locust against gunicorn, PostgreSQL, Redis
+# and a Celery worker: the stack's start, saturation (280 readers answering 20 cases
+# each without a pause) against the /health/ ceiling, and a realistic peak (280 readers,
+# 8 s per case, 20 cases each); counts every answer, prints the latencies and the goals.
+# Smaller: make loadtest LOADTEST_ARGS="--readers 40 --peak-readers 40".
 LOADTEST_ARGS ?=
 loadtest: $(STAMP)
 	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install --quiet -e '.[dev]'

@@ -1,24 +1,35 @@
-"""Replay a whole reader study against the production-shaped stack; lose no answer.
+"""Load the production-shaped stack with a reader study; lose no answer.
 
 Creates a fresh PostgreSQL database (``--database``, dropped first if it exists) and
 flushes one Redis database, migrates, and seeds through the platform's own code: a study
 of ``--cases`` generated cases imported by the real importer (the demo's synthetic
-images, the demo's options: shuffled order, both images, confidence asked) and
-``--readers`` accounts ``loadreader-NNN``, enrolled with consent and a complete profile,
-so their first page is a case. Then it starts the stack with ``bin/production``
-(gunicorn with ``--web-processes`` processes and one Celery worker) and runs locust
-(``bench/locustfile.py``) twice on it: ``Health``, the bare JSON view ``/health/``, for
-``--ceiling-seconds`` with as many users (the ceiling), then ``Reader``: every reader
-logs in and answers every case (case page, both images, submit) without pausing, until
-the last one is done. Finally it stops the stack and checks that the answers in the
-database, the submissions the server acknowledged and readers x cases are one number,
-that every reader finished and that locust saw no failure.
+images, the demo's options: shuffled order, both images, confidence asked) and two
+groups of accounts ``loadreader-NNN`` and ``peakreader-NNN``, enrolled with consent and
+a complete profile, so that their first page is a case. Then it starts the stack with
+``bin/production`` (gunicorn with ``--web-processes`` processes, one Celery worker,
+Redis as the broker and the session cache), timing its start, and runs locust
+(``bench/locustfile.py``) three times on it:
 
-Prints the machine, throughput and p50/p95/p99 latencies per kind of request next to the
-ceiling; the last line is ``answers <stored>/<expected> errors <n> lost <n> seconds
-<study wall time>``. Exits non-zero when a check fails. Locust's logs and results and the
-stack's log are kept in ``--out``. Run from the repository root:
-``python bench/loadtest.py [--readers 280 --cases 200 --web-processes 3]``.
+1. the ceiling: ``Health``, the bare JSON view ``/health/``, for ``--ceiling-seconds``
+   with as many users as ``--readers``;
+2. saturation: ``--readers`` readers log in, then all at once answer
+   ``--saturation-cases`` cases each (case page, both images, submit) without pausing;
+   the study's requests per second while every one of them is answering, as a share of
+   the ceiling;
+3. a realistic peak: ``--peak-readers`` readers arrive at ``--peak-spawn-rate`` a
+   second, log in and answer ``--peak-cases`` cases each, looking at each case for
+   ``--think-seconds`` on average before submitting; the latencies of the case page and
+   the submit.
+
+Finally it stops the stack and checks, per run, that the answers in the database, the
+submissions the server acknowledged and readers x cases are one number, and that
+locust saw no failure. Prints the machine, each run's latencies, and the goals: the
+stack up in under 30 s, saturation at 0.35 of the ceiling or more, the peak's p95 for
+the case page and the submit under 250 ms, no error, no lost answer. The last line is
+``answers <stored>/<expected> errors <n> lost <n> seconds <wall time of the runs>``.
+Exits non-zero when a check fails (a goal not met is reported, not a failure). Locust's
+logs and results and the stack's log are kept in ``--out``. Run from the repository
+root: ``python bench/loadtest.py [--readers 280 --peak-readers 280 --web-processes 3]``.
 """
 
 from __future__ import annotations
@@ -48,18 +59,42 @@ sys.path.insert(0, str(ROOT))
 STUDY_SLUG = "load"
 KINDS = ("case page", "image", "submit", "login", "login page", "done page")
 # Variables of the platform itself: the stack gets only the ones set here.
-OWN_PREFIXES = ("DJANGO_", "DATABASE_URL", "CELERY_", "READERSTUDY_", "WEB_CONCURRENCY", "BIND")
+OWN_PREFIXES = (
+    "DJANGO_",
+    "DATABASE_URL",
+    "CELERY_",
+    "CACHE_URL",
+    "READERSTUDY_",
+    "WEB_CONCURRENCY",
+    "BIND",
+)
+# The goals (issue 13): the stack up in under START_GOAL seconds; while readers answer
+# without pausing, the study's requests per second at SATURATION_GOAL of the /health/
+# ceiling or more; at the realistic peak, the p95 of the case page and of the submit
+# under PEAK_P95_GOAL ms.
+START_GOAL, SATURATION_GOAL, PEAK_P95_GOAL = 30.0, 0.35, 250.0
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readers", type=int, default=280)
-    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--readers", type=int, default=280, help="saturation: readers")
+    parser.add_argument("--saturation-cases", type=int, default=20, help="each, no pause")
+    parser.add_argument("--peak-readers", type=int, default=280, help="the peak: readers")
+    parser.add_argument("--peak-cases", type=int, default=20, help="the peak: cases each")
+    parser.add_argument(
+        "--think-seconds", type=float, default=8, help="the peak: seconds on a case, mean"
+    )
+    parser.add_argument(
+        "--peak-spawn-rate", type=float, default=5, help="the peak: readers arriving a second"
+    )
+    parser.add_argument("--cases", type=int, default=200, help="cases in the study")
     parser.add_argument("--web-processes", type=int, default=3, help="gunicorn processes")
-    parser.add_argument("--spawn-rate", type=float, default=10, help="readers starting per second")
+    parser.add_argument(
+        "--spawn-rate", type=float, default=10, help="saturation: readers logging in a second"
+    )
     parser.add_argument("--ceiling-seconds", type=int, default=20, help="the /health/ run")
     parser.add_argument(
-        "--time-limit", type=int, default=3600, help="seconds before the study run is stopped"
+        "--time-limit", type=int, default=1800, help="seconds before a run is stopped"
     )
     parser.add_argument(
         "--pg-url",
@@ -106,9 +141,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def seed(*, n_cases: int, n_readers: int, password: str, data_dir: Path) -> list[str]:
-    """Migrate, import the study, open it, and create the enrolled readers; return their
-    user names."""
+def seed(*, n_cases: int, groups: dict[str, int], password: str, data_dir: Path) -> dict:
+    """Migrate, import the study, open it, and create the enrolled readers: ``groups``
+    maps a user name prefix to how many; return their user names by prefix."""
     import django
 
     django.setup()
@@ -132,8 +167,8 @@ def seed(*, n_cases: int, n_readers: int, password: str, data_dir: Path) -> list
     study.save(update_fields=["status"])
     # One hash for all: hashing is deliberately slow, and the logins still pay it in full.
     hashed = make_password(password)
-    names = [f"loadreader-{i + 1:03d}" for i in range(n_readers)]
-    for i, name in enumerate(names):
+    names = {prefix: [f"{prefix}-{i + 1:03d}" for i in range(n)] for prefix, n in groups.items()}
+    for i, name in enumerate(name for group in names.values() for name in group):
         user = get_user_model().objects.create(username=name, password=hashed)
         profile_save(user=user, level="attending", years_in_dermatology=8)
         enrolment_create(study=study, reader=user, seed=i, consent=True)
@@ -200,10 +235,13 @@ def run_locust(
     out: Path,
     env: dict[str, str],
     running: list[subprocess.Popen],
+    name: str | None = None,
+    plan: Path | None = None,
 ) -> LocustRun:
-    """Run locust headless until it quits (all readers done, or after ``seconds``); its
-    log goes to ``out/<class>.log``, its counts and statistics to ``out/<class>.json``."""
-    name = user_class.lower()
+    """Run locust headless until it quits (all readers done, or after ``seconds``), the
+    readers following ``plan``; its log goes to ``out/<name>.log`` (``name``: the user
+    class's by default), its counts and statistics to ``out/<name>.json``."""
+    name = name or user_class.lower()
     result_file = out / f"{name}.json"
     result_file.unlink(missing_ok=True)
     command = [
@@ -217,7 +255,8 @@ def run_locust(
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**env, "LOADTEST_RESULT": str(result_file)},
+            env={**env, "LOADTEST_RESULT": str(result_file)}
+            | ({"LOADTEST_PLAN": str(plan)} if plan else {}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -237,17 +276,32 @@ def stats_line(label: str, entry: dict[str, float] | None) -> str:
     )
 
 
-def count_answers() -> tuple[int, int]:
-    """Answers stored for the study, and readers whose enrolment is finished."""
-    from cases.models import Answer, Enrolment
+def count_answers(prefix: str) -> tuple[int, list[int]]:
+    """Answers stored by the readers whose user names start with ``prefix``, and how
+    many each of them has (their counts, sorted)."""
+    from django.db.models import Count
 
-    stored = Answer.objects.filter(enrolment__study__slug=STUDY_SLUG).count()
-    finished = Enrolment.objects.filter(
-        study__slug=STUDY_SLUG,
-        finished_at__isnull=False,
-        reader__username__startswith="loadreader-",
-    ).count()
-    return stored, finished
+    from cases.models import Enrolment
+
+    counts = sorted(
+        Enrolment.objects.filter(study__slug=STUDY_SLUG, reader__username__startswith=prefix)
+        .annotate(n=Count("answers"))
+        .values_list("n", flat=True)
+    )
+    return sum(counts), counts
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One run of readers: the group of accounts and what each does."""
+
+    name: str  # "saturation" or "peak"
+    prefix: str  # the accounts' user name prefix
+    readers: int
+    cases: int  # answered by each reader
+    think: float  # seconds on a case before submitting (mean)
+    spawn_rate: float
+    together: bool  # answering starts once all are logged in
 
 
 def main() -> int:
@@ -255,9 +309,29 @@ def main() -> int:
     # A SIGTERM (a CI timeout) unwinds like Ctrl-C, through the finally that stops the stack.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    saturation = Phase(
+        name="saturation",
+        prefix="loadreader",
+        readers=args.readers,
+        cases=min(args.saturation_cases, args.cases),
+        think=0.0,
+        spawn_rate=args.spawn_rate,
+        together=True,
+    )
+    peak = Phase(
+        name="peak",
+        prefix="peakreader",
+        readers=args.peak_readers,
+        cases=min(args.peak_cases, args.cases),
+        think=args.think_seconds,
+        spawn_rate=args.peak_spawn_rate,
+        together=False,
+    )
+    phases = [phase for phase in (saturation, peak) if phase.readers > 0]
     stack: subprocess.Popen | None = None
     running: list[subprocess.Popen] = []
+    runs: dict[str, LocustRun] = {}
     with tempfile.TemporaryDirectory(prefix="readerstudy-load-") as tmp:
         data_dir = Path(tmp)
         database_url, pg_version = fresh_database(args.pg_url, args.database)
@@ -276,6 +350,8 @@ def main() -> int:
                 "DJANGO_SECURE": "0",  # plain HTTP on loopback
                 "DATABASE_URL": database_url,
                 "CELERY_BROKER_URL": args.redis_url,
+                # Sessions read from Redis (backed by the database), as in production.
+                "CACHE_URL": args.redis_url,
                 "READERSTUDY_DATA_DIR": str(data_dir),
                 "WEB_CONCURRENCY": str(args.web_processes),
                 "CELERY_WORKERS": "1",
@@ -287,110 +363,230 @@ def main() -> int:
         os.environ.update(env)
         started = time.perf_counter()
         password = secrets.token_urlsafe(12)
-        readers = seed(
-            n_cases=args.cases, n_readers=args.readers, password=password, data_dir=data_dir
+        names = seed(
+            n_cases=args.cases,
+            groups={phase.prefix: phase.readers for phase in phases},
+            password=password,
+            data_dir=data_dir,
         )
         print(
-            f"seeded {args.cases} cases and {args.readers} readers in "
+            f"seeded {args.cases} cases and {sum(p.readers for p in phases)} readers in "
             f"{time.perf_counter() - started:.1f} s (PostgreSQL {pg_version}, "
             f"database {args.database})",
             flush=True,
         )
-        plan = data_dir / "plan.json"
-        plan.write_text(json.dumps({"study": STUDY_SLUG, "password": password, "readers": readers}))
-        locust = partial(
-            run_locust,
-            users=args.readers,
-            host=host,
-            out=args.out,
-            running=running,
-            env={**env, "LOADTEST_PLAN": str(plan)},
-        )
+        locust = partial(run_locust, host=host, out=args.out, running=running, env=env)
         try:
             started = time.perf_counter()
             stack = start_stack(env, args.out / "stack.log")
             wait_healthy(f"{host}/health/", stack)
+            start_seconds = time.perf_counter() - started
             print(
-                f"stack up in {time.perf_counter() - started:.1f} s: {args.web_processes} web "
-                "processes, 1 Celery worker",
+                f"stack up in {start_seconds:.1f} s: {args.web_processes} web processes, "
+                "1 Celery worker",
                 flush=True,
             )
-            ceiling = locust("Health", spawn_rate=args.readers, seconds=args.ceiling_seconds)
-            print(f"ceiling: {args.ceiling_seconds} s of /health/", flush=True)
-            study = locust("Reader", spawn_rate=args.spawn_rate, seconds=args.time_limit)
+            env["LOADTEST_STACK_PGID"] = str(stack.pid)  # its own session: pgid = pid
+            ceiling = partial(
+                ceiling_run,
+                locust,
+                users=args.readers or args.peak_readers,
+                seconds=args.ceiling_seconds,
+                pgid=stack.pid,
+            )
+            runs["ceiling"] = ceiling(name="health")
+            for phase in phases:
+                plan = data_dir / f"plan-{phase.name}.json"
+                plan.write_text(
+                    json.dumps(
+                        {
+                            "study": STUDY_SLUG,
+                            "password": password,
+                            "readers": names[phase.prefix],
+                            "cases": phase.cases,
+                            "think": phase.think,
+                            "together": phase.together,
+                        }
+                    )
+                )
+                runs[phase.name] = locust(
+                    "Reader",
+                    users=phase.readers,
+                    spawn_rate=phase.spawn_rate,
+                    seconds=args.time_limit,
+                    name=phase.name,
+                    plan=plan,
+                )
+                print(f"{phase.name}: done in {runs[phase.name].seconds:.1f} s", flush=True)
+                if phase.name == "saturation":  # the ceiling again, right after
+                    runs["ceiling after"] = ceiling(name="health-after")
         finally:
             for process in running:
                 stop(process, grace=15)
             stack_code = stop(stack, grace=60)
-        stored, finished = count_answers()
+        stored = {phase.name: count_answers(f"{phase.prefix}-") for phase in phases}
     return report(
-        args, ceiling=ceiling, study=study, stack_code=stack_code, stored=stored, finished=finished
+        args,
+        phases=phases,
+        runs=runs,
+        stack_code=stack_code,
+        start_seconds=start_seconds,
+        stored=stored,
     )
+
+
+def stack_cpu_seconds(pgid: int) -> float:
+    """User and system CPU seconds of the live processes in process group ``pgid``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[2]) == pgid:  # the fields after "pid (comm)": state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def ceiling_run(locust, *, users: int, seconds: int, pgid: int, name: str) -> LocustRun:
+    """``Health`` for ``seconds``; its result gets the stack's CPU seconds meanwhile."""
+    before = stack_cpu_seconds(pgid)
+    run = locust("Health", users=users, spawn_rate=users, seconds=seconds, name=name)
+    run.result["stack_cpu_seconds"] = stack_cpu_seconds(pgid) - before
+    print(f"ceiling: {seconds} s of /health/", flush=True)
+    return run
+
+
+def _seconds(run: LocustRun) -> float:
+    """From the first login to the last answer, else the whole locust process."""
+    if run.result.get("started_at") and run.result.get("ended_at"):
+        return run.result["ended_at"] - run.result["started_at"]
+    return run.seconds
+
+
+def _goal(met: bool) -> str:
+    return "met" if met else "NOT met"
 
 
 def report(
     args: argparse.Namespace,
     *,
-    ceiling: LocustRun,
-    study: LocustRun,
+    phases: list[Phase],
+    runs: dict[str, LocustRun],
     stack_code: int | None,
-    stored: int,
-    finished: int,
+    start_seconds: float,
+    stored: dict[str, tuple[int, list[int]]],
 ) -> int:
-    """Print the figures and the checks; return the exit status."""
-    expected = args.readers * args.cases
-    acknowledged = study.result.get("acknowledged", 0)
-    if study.result.get("started_at") and study.result.get("ended_at"):
-        seconds = study.result["ended_at"] - study.result["started_at"]
-    else:
-        seconds = study.seconds
-    stats, ceiling_stats = study.result["stats"], ceiling.result["stats"]
+    """Print the figures, the goals and the checks; return the exit status."""
+    ceilings = [runs[name] for name in ("ceiling", "ceiling after") if name in runs]
+    # The mean of the runs before and after saturation: the machine's other work varies.
+    rates = [run.result["stats"].get("all", {}).get("per_second", 0.0) for run in ceilings]
+    ceiling_rate = sum(rates) / len(rates)
+    health_cpu = sum(run.result.get("stack_cpu_seconds", 0.0) for run in ceilings) / max(
+        sum(run.result["stats"].get("all", {}).get("requests", 0) for run in ceilings), 1
+    )
     errors = sum(
         run.result["stats"].get("all", {}).get("failures", 0) + run.result.get("exceptions", 0)
-        for run in (ceiling, study)
+        for run in runs.values()
     )
-    problems = [
-        f"{what} exited with {code}"
-        for what, code in (
-            ("locust (ceiling)", ceiling.code),
-            ("locust (study)", study.code),
-            ("the stack", stack_code),
-        )
-        if code != 0
+    exits = {f"locust ({name})": run.code for name, run in runs.items()}
+    exits["the stack"] = stack_code
+    problems = [f"{what} exited with {code}" for what, code in exits.items() if code != 0]
+    totals = {"expected": 0, "stored": 0, "lost": 0}
+    goals = [
+        f"start: stack up in {start_seconds:.1f} s; goal < {START_GOAL:g} s: "
+        f"{_goal(start_seconds < START_GOAL)}"
     ]
-    if not stored == acknowledged == expected:
-        problems.append(
-            f"answers stored {stored}, acknowledged {acknowledged}, expected {expected}"
+    header = f"{'':<18}{'requests':>10}{'failed':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+    for phase in phases:
+        run = runs[phase.name]
+        stats = run.result["stats"]
+        expected = phase.readers * phase.cases
+        acknowledged = run.result.get("acknowledged", 0)
+        answers, per_reader = stored[phase.name]
+        lost = max(acknowledged - answers, 0)
+        totals["expected"] += expected
+        totals["stored"] += answers
+        totals["lost"] += lost
+        if not answers == acknowledged == expected:
+            problems.append(
+                f"{phase.name}: answers stored {answers}, acknowledged {acknowledged}, "
+                f"expected {expected}"
+            )
+        if per_reader and (per_reader[0], per_reader[-1]) != (phase.cases, phase.cases):
+            problems.append(
+                f"{phase.name}: readers stored {per_reader[0]} to {per_reader[-1]} answers, "
+                f"expected {phase.cases} each"
+            )
+        seconds = _seconds(run)
+        pause = f"{phase.think:g} s per case" if phase.think else "no pause"
+        start = "all at once after logging in" if phase.together else "as they arrive"
+        print(
+            f"\n{phase.name}: {phase.readers} readers x {phase.cases} cases, {pause}, "
+            f"logging in at {phase.spawn_rate:g}/s, answering {start}; "
+            f"{args.web_processes} web processes"
         )
-    if finished != args.readers:
-        problems.append(f"{finished} of {args.readers} readers finished")
-
-    print(
-        f"\nstudy: {args.readers} readers x {args.cases} cases, {args.web_processes} web "
-        f"processes, readers starting at {args.spawn_rate:g}/s, no pause between requests"
-    )
-    print(
-        f"{'':<18}{'requests':>10}{'failed':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'req/s':>10}"
-    )
-    for kind in KINDS:
-        print(stats_line(kind, stats.get(kind)))
-    if "unusable page" in stats:
-        print(stats_line("unusable page", stats["unusable page"]))
-    print(stats_line("all (study)", stats.get("all")))
-    print(stats_line("health (ceiling)", ceiling_stats.get("health")))
-    requests = stats.get("all", {}).get("requests", 0)
-    print(
-        f"throughput: {acknowledged / seconds:.1f} answers/s, {requests / seconds:.1f} "
-        f"requests/s over {seconds:.1f} s from the first login to the last answer "
-        f"(ceiling: {ceiling_stats.get('all', {}).get('per_second', 0):.1f} requests/s)"
-    )
-    if "CPU usage" in (args.out / "reader.log").read_text():
-        print("note: locust warned that its own CPU was saturated (see reader.log)")
+        print(f"{header}{'req/s':>10}")
+        for kind in (*KINDS, "unusable page"):
+            if kind in stats or kind != "unusable page":
+                print(stats_line(kind, stats.get(kind)))
+        print(stats_line("all", stats.get("all")))
+        print(
+            f"{acknowledged / seconds:.1f} answers/s over {seconds:.1f} s from the first "
+            "login to the last answer"
+        )
+        if "CPU usage" in (args.out / f"{phase.name}.log").read_text():
+            print("note: locust warned that its own CPU was saturated (see its log)")
+        if phase.name == "saturation":
+            window = run.result.get("window")
+            if window:
+                rate = window["requests"] / window["seconds"]
+                share = rate / ceiling_rate if ceiling_rate else 0.0
+                goals.append(
+                    f"saturation: {rate:.1f} requests/s of the study ({window['requests']} "
+                    f"in {window['seconds']:.1f} s while all {phase.readers} readers "
+                    f"answered) = {share:.2f} of the /health/ ceiling ({ceiling_rate:.1f} "
+                    f"requests/s, the mean of {' and '.join(f'{r:.1f}' for r in rates)}); "
+                    f"goal >= {SATURATION_GOAL:g}: {_goal(share >= SATURATION_GOAL)}"
+                )
+                study_cpu = window["stack_cpu_seconds"] / max(window["requests"], 1)
+                print(
+                    f"CPU of the stack's processes (gunicorn, Celery; not PostgreSQL) per "
+                    f"request while all answered: {study_cpu * 1e3:.2f} ms, against "
+                    f"{health_cpu * 1e3:.2f} ms per /health/ request "
+                    f"({study_cpu / health_cpu if health_cpu else 0:.1f}x); locust "
+                    f"{window['locust_cpu_seconds'] / max(window['requests'], 1) * 1e3:.2f} ms"
+                )
+            else:
+                goals.append("saturation: no window with every reader answering")
+        if phase.name == "peak":
+            p95 = {
+                kind: stats.get(kind, {}).get("p95", float("inf"))
+                for kind in ("case page", "submit")
+            }
+            goals.append(
+                f"peak: {phase.readers} readers x {phase.cases} cases, {phase.think:g} s per "
+                f"case: p95 case page {p95['case page']:.0f} ms, submit {p95['submit']:.0f} "
+                f"ms; goal < {PEAK_P95_GOAL:g} ms: "
+                f"{_goal(max(p95.values()) < PEAK_P95_GOAL)}"
+            )
+    users = args.readers or args.peak_readers
+    print(f"\nceiling: /health/, {users} users, {args.ceiling_seconds} s, before and after")
+    print(f"{header}{'req/s':>10}")
+    for run in ceilings:
+        print(stats_line("health", run.result["stats"].get("health")))
+    clean = errors == 0 and totals["lost"] == 0
+    goals.append(f"errors {errors}, lost answers {totals['lost']}; goal 0 and 0: {_goal(clean)}")
+    print("\ngoals:")
+    for goal in goals:
+        print(f"  {goal}")
     for problem in problems:
         print(f"FAILED: {problem}")
+    seconds = sum(_seconds(runs[phase.name]) for phase in phases)
     print(
-        f"answers {stored}/{expected} errors {errors} lost {max(acknowledged - stored, 0)} "
-        f"seconds {seconds:.1f}"
+        f"answers {totals['stored']}/{totals['expected']} errors {errors} "
+        f"lost {totals['lost']} seconds {seconds:.1f}"
     )
     return 1 if problems or errors else 0
 

@@ -1,15 +1,25 @@
-"""Locust users for ``bench/loadtest.py``: readers taking a whole study, and the ceiling.
+"""Locust users for ``bench/loadtest.py``: readers answering a study, and the ceiling.
 
 ``Reader`` does what a dermatologist's browser does: log in, then for every case GET the
-case page, GET its two images and POST the answer (a random choice, and a confidence
-when the form asks for one), until the submit redirects to the done page. Each
-simulated user takes the next account of the plan file named by ``LOADTEST_PLAN``
-(JSON: ``study``, ``password``, ``readers``), so there must be as many users as
+case page, GET its two images, read the case for a while and POST the answer (a random
+choice, and a confidence when the form asks for one), until it has answered its cases
+or the submit redirects to the done page. Each simulated user takes the next account of
+the plan file named by ``LOADTEST_PLAN`` (JSON: ``study``, ``password``, ``readers``,
+and ``cases``: how many cases each reader answers, 0 for all of them; ``think``: the
+seconds a reader looks at a case before submitting, on average, each case drawn
+between 0.75 and 1.25 times that; ``together``: whether the readers start answering
+only once every one of them has logged in), so there must be as many users as
 accounts. Every answer the server acknowledges (a 302 to the next case or to done) is
 counted; at the end the counts and the statistics per kind of request go to the JSON
 file named by ``LOADTEST_RESULT``, which the driver compares with the database. Any
 other response is a failure in locust's statistics and ends that reader, as it would
 leave a real reader stuck. When every reader has stopped, locust quits.
+
+With ``together``, the result also has ``window``: the study's requests (case pages,
+images, submits) completed while every reader was answering, from the moment the last
+one logged in to the moment the first one was done, that window's length, and the CPU
+seconds that the stack's processes (the process group ``LOADTEST_STACK_PGID``: gunicorn,
+Celery; not PostgreSQL) and this locust process used in it.
 
 ``Health`` hits the bare JSON view ``/health/`` as fast as it can: the ceiling of the
 same stack in the same run. Pick the class on the command line:
@@ -29,11 +39,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import gevent
+import gevent.event
 from locust import FastHttpUser, constant, events, task
 from locust.contrib.fasthttp import FastResponse
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.stats import StatsEntry
+
+from bench.loadtest import stack_cpu_seconds
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CASE = re.compile(r'name="case" value="([^"]+)"')
@@ -41,10 +54,39 @@ CHOICE = re.compile(r'name="answer" value="([^"]+)"')
 CONFIDENCE = re.compile(r'name="confidence" value="([^"]+)"')
 IMAGE = re.compile(r'<img src="(/images/[^"]+)"')
 
-PLAN: dict = json.loads(Path(os.environ["LOADTEST_PLAN"]).read_text())
+# The readers' plan (none for the ceiling's run).
+PLAN: dict = (
+    json.loads(Path(os.environ["LOADTEST_PLAN"]).read_text())
+    if "LOADTEST_PLAN" in os.environ
+    else {}
+)
 _accounts = itertools.count()
 # What the driver checks against the database; written when locust quits.
-RESULT = {"acknowledged": 0, "finished": 0, "stopped": 0, "started_at": None, "ended_at": None}
+RESULT = {
+    "acknowledged": 0,
+    "finished": 0,
+    "stopped": 0,
+    "started_at": None,
+    "ended_at": None,
+    "all_answering_at": None,  # the last reader logged in (``together``)
+    "first_done_at": None,  # the first reader answered its cases
+}
+STUDY_REQUESTS = {"case page", "image", "submit"}
+_logins_over = 0  # readers past their login, whether it worked or not
+_all_logged_in = gevent.event.Event()
+_study_requests_done: list[float] = []  # when each of the study's requests completed
+_cpu_at: dict[str, tuple[float, float]] = {}  # (stack, locust) CPU seconds at a moment
+
+
+def _mark_cpu(moment: str) -> None:
+    pgid = int(os.environ.get("LOADTEST_STACK_PGID", "0"))
+    _cpu_at[moment] = (stack_cpu_seconds(pgid) if pgid else 0.0, time.process_time())
+
+
+@events.request.add_listener
+def _tally(name: str, exception: object = None, **_kwargs: object) -> None:
+    if name in STUDY_REQUESTS and exception is None:
+        _study_requests_done.append(time.time())
 
 
 class Reader(FastHttpUser):
@@ -62,19 +104,30 @@ class Reader(FastHttpUser):
         RESULT["started_at"] = RESULT["started_at"] or time.time()
         self.case_url = f"/studies/{PLAN['study']}/case/"
         self.done_url = f"/studies/{PLAN['study']}/done/"
-        page = self._request("GET", f"/accounts/login/?next={self.case_url}", name="login page")
-        self._request(
-            "POST",
-            "/accounts/login/",
-            name="login",
-            data={
-                "username": PLAN["readers"][self.index],
-                "password": PLAN["password"],
-                "csrfmiddlewaretoken": _field(CSRF, page),
-                "next": self.case_url,
-            },
-            expect=_redirect_to(self.case_url),
-        )
+        self.answered = 0
+        try:
+            page = self._request("GET", f"/accounts/login/?next={self.case_url}", name="login page")
+            self._request(
+                "POST",
+                "/accounts/login/",
+                name="login",
+                data={
+                    "username": PLAN["readers"][self.index],
+                    "password": PLAN["password"],
+                    "csrfmiddlewaretoken": _field(CSRF, page),
+                    "next": self.case_url,
+                },
+                expect=_redirect_to(self.case_url),
+            )
+        finally:
+            global _logins_over
+            _logins_over += 1
+            if _logins_over == len(PLAN["readers"]):
+                RESULT["all_answering_at"] = time.time()
+                _mark_cpu("start")
+                _all_logged_in.set()
+        if PLAN.get("together"):
+            _all_logged_in.wait()
 
     @task
     def answer_one_case(self) -> None:
@@ -96,6 +149,8 @@ class Reader(FastHttpUser):
         levels = CONFIDENCE.findall(body)
         if levels:
             form["confidence"] = random.choice(levels)
+        if PLAN.get("think"):
+            gevent.sleep(PLAN["think"] * random.uniform(0.75, 1.25))  # reading the case
         submitted = self._request(
             "POST",
             self.case_url,
@@ -104,10 +159,16 @@ class Reader(FastHttpUser):
             expect=_redirect_to(self.case_url, self.done_url),
         )
         RESULT["acknowledged"] += 1
-        if submitted.headers["Location"] == self.done_url:
+        self.answered += 1
+        done = submitted.headers["Location"] == self.done_url
+        if done:
             self._request("GET", self.done_url, name="done page")
             RESULT["finished"] += 1
+        if done or self.answered == PLAN.get("cases"):
             RESULT["ended_at"] = time.time()
+            if RESULT["first_done_at"] is None:
+                RESULT["first_done_at"] = RESULT["ended_at"]
+                _mark_cpu("end")
             raise StopUser()
 
     def on_stop(self) -> None:
@@ -218,4 +279,17 @@ def _write_result(environment: Environment, **_kwargs: object) -> None:
         exceptions = sum(row["count"] for row in runner.exceptions.values()) if runner else 0
         stats = {entry.name: _summary(entry) for entry in environment.stats.entries.values()}
         stats["all"] = _summary(environment.stats.total)
-        Path(path).write_text(json.dumps({**RESULT, "exceptions": exceptions, "stats": stats}))
+        window = None
+        start, end = RESULT["all_answering_at"], RESULT["first_done_at"]
+        if PLAN.get("together") and start and end and end > start:
+            inside = sum(start <= at <= end for at in _study_requests_done)
+            (stack_0, locust_0), (stack_1, locust_1) = _cpu_at["start"], _cpu_at["end"]
+            window = {
+                "requests": inside,
+                "seconds": end - start,
+                "stack_cpu_seconds": stack_1 - stack_0,
+                "locust_cpu_seconds": locust_1 - locust_0,
+            }
+        Path(path).write_text(
+            json.dumps({**RESULT, "exceptions": exceptions, "stats": stats, "window": window})
+        )

@@ -154,10 +154,13 @@ class ReaderStudies(generics.ListAPIView):
         return selectors.enrolments_for_reader(user=self.request.user)
 
 
-def _next_screen(request, enrolment: Enrolment, *, prefetch: bool) -> dict:
-    """The reader's next screen as ``NextOut`` data; serves its case (starts its clock)."""
+def _next_screen(
+    request, enrolment: Enrolment, *, prefetch: bool, answered: frozenset[int] | None = None
+) -> dict:
+    """The reader's next screen as ``NextOut`` data; serves its case (starts its clock).
+    ``answered``: the reader's answered cases, where the caller has them."""
     screen = selectors.case_screen(
-        enrolment=enrolment, language=get_language(), with_prefetch=prefetch
+        enrolment=enrolment, language=get_language(), with_prefetch=prefetch, answered=answered
     )
     case_out = None
     if screen.case is not None:
@@ -240,21 +243,29 @@ class ReaderAnswer(APIView):
         },
     )
     def post(self, request, slug: str):
-        enrolment = _enrolment(request, slug)
         data = AnswerIn(data=request.data)
         data.is_valid(raise_exception=True)
         services.answer_fields_check(sent=request.data, allowed=AnswerIn().fields)
-        result = services.answer_submit(
-            enrolment=enrolment,
-            case_public_id=data.validated_data["case"],
-            diagnosis_code=data.validated_data["answer"],
-            confidence=data.validated_data.get("confidence"),
-            revise=data.validated_data["revise"],
-        )
+        answer = data.validated_data
+        try:
+            # The service finds the reader's enrolment as it locks it: one statement.
+            result = services.answer_submit(
+                reader=request.user,
+                study_slug=slug,
+                case_public_id=answer["case"],
+                diagnosis_code=answer["answer"],
+                confidence=answer.get("confidence"),
+                revise=answer["revise"],
+                serve_next=answer["next"],
+            )
+        except Enrolment.DoesNotExist:  # not this reader's study: as any unknown address
+            raise Http404 from None
         body = AnswerOut(result).data
-        if data.validated_data["next"]:
-            enrolment.refresh_from_db()
-            body["next"] = _next_screen(request, enrolment, prefetch=True)
+        if answer["next"]:
+            # The enrolment as the answer left it (the next case served already).
+            body["next"] = _next_screen(
+                request, result.enrolment, prefetch=True, answered=result.answered
+            )
         return Response(
             body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )

@@ -169,6 +169,7 @@ def profile(request: HttpRequest, slug: str) -> HttpResponse:
         services.profile_save(
             user=request.user, **{name: form.cleaned_data[name] for name in form.fields}
         )
+        enrolment = _enrolment_or_404(request, slug)  # with the profile as saved
         unfillable = selectors.missing_profile_fields(enrolment=enrolment)
         if not unfillable:
             return _redirect_to_step(enrolment)
@@ -193,7 +194,12 @@ def profile(request: HttpRequest, slug: str) -> HttpResponse:
 def case_page(request: HttpRequest, slug: str, number: int | None = None) -> HttpResponse:
     """One case: GET shows it (the next unanswered one), POST submits the answer."""
     enrolment = _enrolment_or_404(request, slug)
-    step = selectors.reader_step(enrolment=enrolment)
+    # A page reads the answered cases once, for the step and the screen; a submit reads
+    # them under its lock instead (and again only to show a refusal).
+    answered = (
+        None if request.method == "POST" else selectors.answered_case_ids(enrolment=enrolment)
+    )
+    step = selectors.reader_step(enrolment=enrolment, answered=answered)
     if not selectors.may_open_case(step=step, number=number):
         return _redirect_to_step(enrolment, step)
     error, status = None, 200
@@ -222,7 +228,7 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
                 return redirect("cases:done" if result.finished else "cases:case", slug=slug)
     # Nothing changed if the answer was refused: the step computed above still holds.
     screen = selectors.case_screen(
-        enrolment=enrolment, number=number, language=get_language(), step=step
+        enrolment=enrolment, number=number, language=get_language(), step=step, answered=answered
     )
     if screen.case is None:
         if number is not None:

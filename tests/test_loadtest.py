@@ -1,5 +1,6 @@
 """The load test's driver, at a tiny scale: the whole path (fresh database, seeding,
-bin/production, locust, counting) works and finds no lost answer."""
+bin/production, the ceiling, saturation and the peak under locust, counting) works,
+reports its goals and finds no lost answer."""
 
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ def test_a_tiny_study_under_load_loses_no_answer(tmp_path):
         str(ROOT / "bench" / "loadtest.py"),
         "--readers", "4",
         "--cases", "6",
+        "--saturation-cases", "6",  # the whole study: these readers finish it
+        "--peak-readers", "3",
+        "--peak-cases", "2",
+        "--think-seconds", "0.2",
+        "--peak-spawn-rate", "3",
         "--web-processes", "2",
         "--spawn-rate", "4",
         "--ceiling-seconds", "3",
@@ -76,5 +82,10 @@ def test_a_tiny_study_under_load_loses_no_answer(tmp_path):
         output, _ = process.communicate(timeout=90)
         pytest.fail(f"the load test did not finish in time:\n{output}")
     assert process.returncode == 0, output
-    last = output.strip().splitlines()[-1]
-    assert re.fullmatch(r"answers 24/24 errors 0 lost 0 seconds [0-9.]+", last), output
+    lines = output.strip().splitlines()
+    # 4 readers x 6 cases without a pause, then 3 readers x 2 cases
+    assert re.fullmatch(r"answers 30/30 errors 0 lost 0 seconds [0-9.]+", lines[-1]), output
+    goals = "\n".join(lines[lines.index("goals:") :])
+    assert re.search(r"start: stack up in [0-9.]+ s; goal < 30 s: (met|NOT met)", goals), output
+    assert re.search(r"saturation: [0-9.]+ requests/s .* = [0-9.]+ of the /health/", goals)
+    assert re.search(r"peak: 3 readers x 2 cases, 0.2 s per case: p95 case page \d+ ms", goals)

@@ -52,6 +52,12 @@ def _grants(user, permissions: tuple[str, ...]) -> bool:
     return not permissions or any(user.has_perm(p) for p in permissions)
 
 
+def may_use(user, rights: Rights, *, write: bool = False) -> bool:
+    """Whether ``user`` may read (``write``: and write) the part of the console that
+    ``rights`` guards; for a page that links to it."""
+    return _grants(user, rights.read) and (not write or _grants(user, rights.write))
+
+
 def _may_write(user, rights: Rights, *, write: bool) -> bool:
     """Whether ``user`` may write; raises :class:`Refused` when they may not read, or
     not write where ``write`` asks for it."""

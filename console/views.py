@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analysis.models import AnalysisReport
+from analysis.selectors import latest_done_report, study_reports
 from analysis.services import report_is_stale, report_parameters, report_request
 from audit.models import AuditEvent
 from audit.services import audit_log
@@ -54,7 +55,13 @@ from cases.services import (
     study_open,
     study_open_refusals,
 )
-from console.access import REPORT_PAGES, RUN_PAGES, studies_for_staff, study_for_staff
+from console.access import (
+    REPORT_PAGES,
+    RUN_PAGES,
+    may_use,
+    studies_for_staff,
+    study_for_staff,
+)
 from console.forms import (
     CaseImportForm,
     InvitationCreateForm,
@@ -63,6 +70,7 @@ from console.forms import (
 )
 from inference.forms import ModelRegisterForm, RunStartForm
 from inference.models import InferenceRun, RegisteredModel
+from inference.selectors import study_runs
 from inference.services import InferenceError, inference_run_start, model_register
 
 
@@ -81,15 +89,42 @@ def study_overview_page(request: HttpRequest, pk: int) -> HttpResponse:
     chart), the median seconds per case and the projected completion date."""
     study, _ = study_for_staff(request, pk=pk)
     dashboard = study_dashboard(study=study)
+    overview = study_overview(study=study)
     return _page(
         request,
         "admin/cases/study/overview.html",
         title=f"Overview: {study.title}",
         opts=Study._meta,
         study=study,
-        overview=study_overview(study=study),
+        overview=overview,
         dashboard=dashboard,
         chart=answers_chart(dashboard.days, timezone_name=dashboard.timezone),
+        steps=study_steps(request, study=study),
+    )
+
+
+@dataclass(frozen=True)
+class StudySteps:
+    """What the dashboard's "Running the study" panel shows: every task of a study,
+    from importing its cases to exporting its results, each linked to its own page
+    (only those the user may open), so that no step needs a generic admin list."""
+
+    runs: list
+    reports: list
+    latest_report: AnalysisReport | None
+    may_run: bool
+    may_report: bool
+
+
+def study_steps(request: HttpRequest, *, study: Study) -> StudySteps:
+    reports = study_reports(study=study, limit=3)
+    latest = next((r for r in reports if r.status == AnalysisReport.Status.DONE), None)
+    return StudySteps(
+        runs=study_runs(study=study, limit=8),
+        reports=reports,
+        latest_report=latest or latest_done_report(study=study),
+        may_run=may_use(request.user, RUN_PAGES, write=True),
+        may_report=may_use(request.user, REPORT_PAGES),
     )
 
 
@@ -391,14 +426,10 @@ def study_report_page(request: HttpRequest, study_id: int) -> HttpResponse:
         )
         messages.success(request, f"Report {report.pk} {state}.")
         return HttpResponseRedirect(request.path)
-    reports = list(study.analysis_reports.order_by("-created_at", "-pk")[:10])
+    reports = study_reports(study=study)
     latest_done = next((r for r in reports if r.status == AnalysisReport.Status.DONE), None)
     if latest_done is None:
-        latest_done = (
-            study.analysis_reports.filter(status=AnalysisReport.Status.DONE)
-            .order_by("-created_at", "-pk")
-            .first()
-        )
+        latest_done = latest_done_report(study=study)
     return _page(
         request,
         "analysis/admin/study_report.html",
@@ -446,22 +477,29 @@ def inference_run_start_with_message(
 
 
 def inference_run_start_page(request: HttpRequest) -> HttpResponse:
-    """Pick a study and a model; starts (or returns the active) run."""
+    """Pick a study (``?study=`` picks it in advance, as the study's dashboard does) and
+    a model; starts (or returns the active) run, then shows the study's dashboard, where
+    the run's progress follows by itself."""
     studies = studies_for_staff(request, write=True, rights=RUN_PAGES)
-    form = RunStartForm(request.POST or None)
+    initial = {}
+    if _digits(request.GET.get("study", "")):
+        initial["study"] = studies.filter(pk=int(request.GET["study"])).first()
+    form = RunStartForm(request.POST or None, initial=initial)
     form.fields["study"].queryset = studies.order_by("title")
     if request.method == "POST" and form.is_valid():
+        study = form.cleaned_data["study"]
         run = inference_run_start_with_message(
-            request, model=form.cleaned_data["model"], study=form.cleaned_data["study"]
+            request, model=form.cleaned_data["model"], study=study
         )
         if run is not None:
-            return HttpResponseRedirect(reverse("admin:inference_inferencerun_changelist"))
+            return HttpResponseRedirect(reverse("admin:cases_study_overview", args=[study.pk]))
     return _page(
         request,
         "inference/admin/run_start.html",
         title="Run inference",
         opts=InferenceRun._meta,
         form=form,
+        study=initial.get("study"),
     )
 
 

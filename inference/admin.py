@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -127,23 +128,9 @@ class InferenceRunAdmin(ReadOnlyMixin, StudyScopedAdmin):
 
     @admin.display(description="status and progress")
     def progress(self, run: InferenceRun) -> str:
-        processed = run.done + run.failed
-        active = run.status in (InferenceRun.Status.QUEUED, InferenceRun.Status.RUNNING)
-        return format_html(
-            '<span class="live-run" data-run="{}" data-active="{}" data-url="{}">'
-            '<strong class="run-status">{}</strong> '
-            '<progress value="{}" max="{}" aria-label="cases processed"></progress> '
-            '<span class="run-count">{} / {} cases{}</span></span>',
-            run.pk,
-            "1" if active else "",
-            reverse("admin:inference_inferencerun_progress"),
-            run.status,
-            processed,
-            max(run.total, 1),
-            processed,
-            run.total,
-            f", {run.failed} failed" if run.failed else "",
-        )
+        # The same markup as on the study's dashboard; static/js/live-progress.js
+        # refreshes it.
+        return render_to_string("inference/admin/_run_progress.html", {"run": run})
 
     @admin.display(description="error")
     def short_error(self, run: InferenceRun) -> str:

@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Q
 from analysis.stats.columns import PREDICTION_COLUMNS, prob_column
 from cases.feedback import accuracy_summary
 from cases.models import Study
-from inference.models import Prediction, RegisteredModel
+from inference.models import InferenceRun, Prediction, RegisteredModel
 
 
 def models_for_study(*, study: Study):
@@ -147,4 +147,14 @@ def predictions_state(*, study: Study) -> PredictionsState:
         n_embeddings=counts["embeddings"],
         rows=list(rows),
         models=sorted(models),
+    )
+
+
+def study_runs(*, study: Study, limit: int = 10) -> list:
+    """The newest inference runs on ``study`` (newest first), with their models, for the
+    study's dashboard."""
+    return list(
+        InferenceRun.objects.filter(study=study)
+        .select_related("model")
+        .order_by("-created_at", "-pk")[:limit]
     )

@@ -9,16 +9,18 @@
   function activeRuns() {
     return Array.from(document.querySelectorAll(".live-run[data-active='1']"));
   }
-  async function refresh() {
-    const runs = activeRuns();
-    if (!runs.length) return;
-    const url = `${runs[0].dataset.url}?ids=${runs.map((el) => el.dataset.run).join(",")}`;
+  // A page may show runs and reports side by side (the study's dashboard): one request
+  // per JSON address, each for the ids that it answers.
+  async function refreshFrom(url, elements) {
+    const byId = new Map(elements.map((el) => [el.dataset.run, el]));
     try {
-      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      const response = await fetch(`${url}?ids=${Array.from(byId.keys()).join(",")}`, {
+        headers: { Accept: "application/json" }, credentials: "same-origin",
+      });
       if (response.ok) {
         const data = await response.json();
         for (const run of data.runs) {
-          const el = document.querySelector(`.live-run[data-run='${run.id}']`);
+          const el = byId.get(String(run.id));
           if (!el) continue;
           el.querySelector(".run-status").textContent = run.status;
           const bar = el.querySelector("progress");
@@ -45,6 +47,14 @@
     } catch (error) {
       // the next round tries again
     }
+  }
+  async function refresh() {
+    const groups = new Map();
+    for (const el of activeRuns()) {
+      if (!groups.has(el.dataset.url)) groups.set(el.dataset.url, []);
+      groups.get(el.dataset.url).push(el);
+    }
+    await Promise.all(Array.from(groups, ([url, elements]) => refreshFrom(url, elements)));
     if (activeRuns().length) setTimeout(refresh, PERIOD_MS);
   }
   const start = () => { if (activeRuns().length) setTimeout(refresh, PERIOD_MS); };

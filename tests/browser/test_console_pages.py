@@ -52,7 +52,7 @@ def test_a_draft_opened_and_closed_through_its_confirmations(admin_page, live_se
         page.get_by_test_id("confirm-open").click()
     assert "is open" in page.locator("ul.messagelist").inner_text()
     assert page.get_by_test_id("lifecycle").inner_text().startswith("Status: Open")
-    page.get_by_role("link", name="Close the study or set a closing date…").click()
+    page.get_by_role("link", name="Close or set a closing date…").click()
     page.wait_for_url(f"**/admin/cases/study/{study.pk}/lifecycle/")
     with page.expect_navigation():
         page.get_by_test_id("confirm-close").click()

@@ -201,3 +201,30 @@ def test_superuser_may_reset_any_reader(admin_client, world, reader):
     assert response.status_code == 302
     reader.refresh_from_db()
     assert reader.check_password(NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("from_proxy", [False, True])
+def test_lockouts_count_the_address_the_audit_trail_records(client, reader, settings, from_proxy):
+    """Behind the trusted proxy, failures from one reader's address do not lock out the
+    same user name from another address that comes through the same proxy; without a
+    proxy, X-Forwarded-For is whatever the client sent and is ignored."""
+    settings.READERSTUDY_CLIENT_ADDRESS_FROM_PROXY = from_proxy
+    settings.AXES_FAILURE_LIMIT = 3
+    via_proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    for _ in range(3):
+        client.post(
+            reverse("login"),
+            {"username": "reader", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR="198.51.100.7",
+            **via_proxy,
+        )
+    attempt = AccessAttempt.objects.get(username="reader")
+    assert attempt.ip_address == ("198.51.100.7" if from_proxy else "10.0.0.2")
+    response = client.post(
+        reverse("login"),
+        {"username": "reader", "password": "pw-reader-123"},
+        HTTP_X_FORWARDED_FOR="203.0.113.9",
+        **via_proxy,
+    )
+    logged_in = response.status_code == 302 and "_auth_user_id" in client.session
+    assert logged_in is from_proxy

@@ -38,6 +38,7 @@ from cases.models import (
     Enrolment,
     Invitation,
     ReaderProfile,
+    ReadingCondition,
     Study,
     StudyChoice,
 )
@@ -75,6 +76,7 @@ def _collect(study: Study) -> dict[str, list[Model]]:
         "cases.readerprofile": ReaderProfile.objects.filter(user__in=readers),
         "cases.study": Study.objects.filter(pk=study.pk),
         "cases.studychoice": StudyChoice.objects.filter(study=study),
+        "cases.readingcondition": ReadingCondition.objects.filter(study=study),
         "cases.case": Case.objects.filter(study=study),
         "cases.caseimage": CaseImage.objects.filter(case__study=study),
         "cases.invitation": Invitation.objects.filter(study=study),
@@ -279,6 +281,12 @@ def _conflicts(manifest: dict, records: list[dict]) -> list[str]:
     return problems
 
 
+def _default_condition(enrolment_id: int) -> ReadingCondition:
+    """For a backup made before reading conditions (its answers name none): the study's
+    default condition, as migration cases 0010 gave every study, made once."""
+    return ReadingCondition.default_for(Study.objects.get(enrolments=enrolment_id))
+
+
 def backup_restore(*, source: Path | str, actor_name: str = "system") -> RestoreResult:
     """Restore a backup into this instance; all or nothing."""
     manifest, records, files = _read(source)
@@ -292,6 +300,8 @@ def backup_restore(*, source: Path | str, actor_name: str = "system") -> Restore
     try:
         with transaction.atomic():
             for obj in serializers.deserialize("python", records, handle_forward_references=True):
+                if isinstance(obj.object, Answer) and obj.object.condition_id is None:
+                    obj.object.condition = _default_condition(obj.object.enrolment_id)
                 obj.save()
             for name, content in sorted(files.items()):
                 saved = default_storage.save(name, ContentFile(content))

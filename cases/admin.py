@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -24,6 +25,7 @@ from cases.models import (
     Enrolment,
     Invitation,
     ReaderProfile,
+    ReadingCondition,
     Study,
     StudyChoice,
 )
@@ -117,6 +119,65 @@ class StudyChoiceForm(forms.ModelForm):
         return cleaned
 
 
+CONDITION_FIELDS = [
+    "position",
+    "code",
+    "label",
+    "label_zh",
+    "shows_dermoscopic",
+    "shows_clinical",
+    "shows_metadata",
+    "shows_cnn",
+    "shows_gradcam",
+]
+
+
+class ReadingConditionInline(admin.TabularInline):
+    """The study's reading conditions: set while it is a draft; from opening on, what
+    each condition showed is what its answers were given with, so they are fixed."""
+
+    model = ReadingCondition
+    extra = 0
+    ordering = ["position"]
+    fields = CONDITION_FIELDS
+
+    def _fixed(self, obj) -> bool:
+        return obj is not None and obj.status != Study.Status.DRAFT
+
+    def get_readonly_fields(self, request, obj=None):
+        return CONDITION_FIELDS if self._fixed(obj) else []
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return not self._fixed(obj) and super().has_add_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return not self._fixed(obj) and super().has_delete_permission(request, obj)
+
+
+@admin.register(ReadingCondition)
+class ReadingConditionAdmin(StudyScopedAdmin):
+    """Every study's conditions, to look up; they are set on the study's own form."""
+
+    list_display = ["study", "position", "code", "label", "shows_clinical", "shows_cnn"]
+    list_filter = ["study", "shows_cnn", "shows_clinical", "shows_metadata"]
+    search_fields = ["study__slug", "code", "label", "label_zh"]
+    readonly_fields = ["study", *CONDITION_FIELDS]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Only with its draft study (which the Study admin deletes with its conditions).
+        return (
+            obj is not None
+            and obj.study.status == Study.Status.DRAFT
+            and super().has_delete_permission(request, obj)
+        )
+
+
 @admin.register(StudyChoice)
 class StudyChoiceAdmin(StudyScopedAdmin):
     form = StudyChoiceForm
@@ -145,11 +206,28 @@ class StudyChoiceAdmin(StudyScopedAdmin):
 class StudyAdmin(StudyScopedAdmin):
     study_path = None
     form = StudyForm
-    list_display = ["title", "slug", "status", "case_count", "is_synthetic", "created_at"]
+    list_display = [
+        "title",
+        "slug",
+        "status",
+        "case_count",
+        "is_synthetic",
+        "created_at",
+        "overview_link",
+    ]
     list_filter = ["status", "is_synthetic", "shuffle_cases", "show_feedback"]
     search_fields = ["title", "slug", "description"]
     prepopulated_fields = {"slug": ["title"]}
-    inlines = [StudyChoiceInline]
+    inlines = [StudyChoiceInline, ReadingConditionInline]
+
+    def get_inlines(self, request, obj):
+        # A new study gets its default condition as it is saved (cases.signals); its
+        # conditions are then set on its change form.
+        inlines = super().get_inlines(request, obj)
+        return (
+            inlines if obj is not None else [i for i in inlines if i is not ReadingConditionInline]
+        )
+
     readonly_fields = ["links"]
     fieldsets = [
         (
@@ -224,6 +302,19 @@ class StudyAdmin(StudyScopedAdmin):
     @admin.display(description="cases")
     def case_count(self, study: Study) -> int:
         return study.cases.count()
+
+    @admin.display(description="dashboard")
+    def overview_link(self, study: Study) -> str:
+        return format_html(
+            '<a href="{}">Overview</a>', reverse("admin:cases_study_overview", args=[study.pk])
+        )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # A new study's next steps (import, invitations, open) start from its overview.
+        if "_addanother" in request.POST or "_continue" in request.POST or "_popup" in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        messages.success(request, f"Study “{obj.title}” added. Import its cases next.")
+        return HttpResponseRedirect(reverse("admin:cases_study_overview", args=[obj.pk]))
 
     @admin.display(description="tools")
     def links(self, study: Study) -> str:

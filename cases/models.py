@@ -148,6 +148,11 @@ class Study(models.Model):
         OPEN = "open", _("Open")
         CLOSED = "closed", _("Closed")
 
+    class Design(models.TextChoices):
+        SINGLE = "single", "one condition"
+        SEQUENTIAL = "sequential", "sequential per case: unaided, then with the CNN's support"
+        CROSSOVER = "crossover", "crossover: every case in each condition, sessions apart"
+
     title = models.CharField(max_length=200)
     title_zh = models.CharField(
         "title (Chinese)",
@@ -207,6 +212,18 @@ class Study(models.Model):
         blank=True,
         help_text="Optional: the study closes itself at this time; no answer is taken "
         "after it. Empty: it stays open until an admin closes it.",
+    )
+    design = models.CharField(
+        max_length=12,
+        choices=Design.choices,
+        default=Design.SINGLE,
+        help_text="How the study's reading conditions are ordered (see Reading conditions).",
+    )
+    washout_days = models.PositiveSmallIntegerField(
+        "washout (days)",
+        null=True,
+        blank=True,
+        help_text="Crossover only: days between a reader's sessions, enforced by the server.",
     )
     admins = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
@@ -296,6 +313,83 @@ class Study(models.Model):
         return list(
             self.study_choices.order_by("position").values_list("diagnosis__code", flat=True)
         )
+
+
+class ReadingCondition(models.Model):
+    """What a reader sees while answering: the images, the case's metadata and, in a
+    condition that shows it, the CNN's support (its model and how much of its output:
+    ``inference.models.ConditionSupport``). Every answer belongs to one condition; a
+    study of one condition (the default, "unaided") is today's reader study.
+
+    A condition with answers is never deleted (Answer.condition is PROTECT) and is fixed
+    once its study opens (the admin shows it read-only). A draft study without answers
+    may be deleted with its conditions (CASCADE, as its choices).
+    """
+
+    DEFAULT_CODE = "unaided"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
+    code = models.SlugField(
+        max_length=32, help_text="Short name in exports and tables: unaided, aided, level1..."
+    )
+    position = models.PositiveSmallIntegerField(
+        help_text="Order in the study: in a sequential design, the unaided condition first."
+    )
+    label = models.CharField(max_length=120, blank=True)
+    label_zh = models.CharField("label (Chinese)", max_length=120, blank=True)
+    shows_dermoscopic = models.BooleanField("shows the dermoscopic image", default=True)
+    shows_clinical = models.BooleanField("shows the clinical photo", default=True)
+    shows_metadata = models.BooleanField("shows age, sex and site", default=False)
+    shows_cnn = models.BooleanField(
+        "shows the CNN's support",
+        default=False,
+        help_text="Its top-k probabilities and predicted class (the model is set under "
+        "Condition supports).",
+    )
+    shows_gradcam = models.BooleanField(
+        "shows the CNN's Grad-CAM", default=False, help_text="Only with the CNN's support."
+    )
+
+    class Meta:
+        ordering = ["study", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "code"], name="condition_code_unique"),
+            models.UniqueConstraint(fields=["study", "position"], name="condition_position_unique"),
+            models.CheckConstraint(
+                condition=Q(shows_dermoscopic=True) | Q(shows_clinical=True),
+                name="condition_shows_an_image",
+                violation_error_message="A condition shows at least one of the images.",
+            ),
+            models.CheckConstraint(
+                condition=Q(shows_gradcam=False) | Q(shows_cnn=True),
+                name="condition_gradcam_with_cnn",
+                violation_error_message="The Grad-CAM is shown only with the CNN's support.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}: {self.code}"
+
+    @classmethod
+    def default_for(cls, study: Study) -> ReadingCondition:
+        """The study's default condition (stored, or made now): what a one-condition
+        study shows, the dermoscopic image and the clinical photo where it shows that."""
+        condition, _ = cls.objects.get_or_create(
+            study=study,
+            code=cls.DEFAULT_CODE,
+            defaults={
+                "position": 1,
+                "label": "Unaided",
+                "label_zh": "独立阅片",
+                "shows_clinical": study.show_clinical_image,
+            },
+        )
+        return condition
+
+    def label_for(self, language: str | None) -> str:
+        if language and language.lower().startswith("zh") and self.label_zh:
+            return self.label_zh
+        return self.label or self.code
 
 
 class StudyChoice(models.Model):
@@ -548,6 +642,9 @@ class Answer(models.Model):
 
     enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="answers")
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="answers")
+    condition = models.ForeignKey(
+        ReadingCondition, on_delete=models.PROTECT, related_name="answers"
+    )
     diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT, related_name="+")
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     seconds = models.FloatField(help_text="Server-measured time from serving to answer.")
@@ -559,7 +656,9 @@ class Answer(models.Model):
     class Meta:
         ordering = ["enrolment", "answered_at"]
         constraints = [
-            models.UniqueConstraint(fields=["enrolment", "case"], name="one_answer_per_case"),
+            models.UniqueConstraint(
+                fields=["enrolment", "case", "condition"], name="one_answer_per_case_condition"
+            ),
             models.CheckConstraint(
                 condition=Q(confidence__isnull=True) | Q(confidence__gte=1, confidence__lte=5),
                 name="confidence_1_to_5",
@@ -569,6 +668,18 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.enrolment.reader_code} {self.case.public_id}"
+
+    def save(self, *args, **kwargs):
+        if self.condition_id is None and self._state.adding:
+            # Where none is named (a one-condition study's answer, written outside
+            # answer_submit), the study's first condition.
+            self.condition_id = (
+                ReadingCondition.objects.filter(study__enrolments=self.enrolment_id)
+                .order_by("position")
+                .values_list("pk", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         research_rows_refuse(

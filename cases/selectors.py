@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,6 +31,7 @@ from cases.models import (
     Enrolment,
     Invitation,
     ReaderProfile,
+    ReadingCondition,
     Study,
 )
 
@@ -67,21 +69,30 @@ def image_for_user(*, user: AbstractBaseUser | AnonymousUser, public_id: str) ->
     it (a clinical photo only where the study shows clinical photos)."""
     if not user.is_authenticated or not user.is_active:
         return None
-    images = CaseImage.objects.select_related("case__study").filter(public_id=public_id)
+    images = CaseImage.objects.filter(public_id=public_id).order_by()  # one at most
     shown_to_readers = ~Q(kind=CaseImage.Kind.CLINICAL) | Q(case__study__show_clinical_image=True)
-    return images.filter(
-        Q(case__study__in=administered_studies(user=user))
-        | (Q(case__study__enrolments__reader=user) & shown_to_readers)
-    ).first()
+    as_reader = Q(case__study__enrolments__reader=user) & shown_to_readers
+    if not is_study_staff(user):
+        # A reader's image (every request for one): the view needs nothing of its case.
+        return images.filter(as_reader).first()
+    return (
+        images.filter(Q(case__study__in=administered_studies(user=user)) | as_reader)
+        .select_related("case__study")
+        .first()
+    )
 
 
 def reader_images(*, case: Case) -> list[CaseImage]:
     """The images of ``case`` that its study shows to readers (no clinical photo where
     the study hides it)."""
+    return _shown_to_readers(case.images.all(), study=case.study)
+
+
+def _shown_to_readers(images: Iterable[CaseImage], *, study: Study) -> list[CaseImage]:
     return [
         image
-        for image in case.images.all()
-        if image.kind != CaseImage.Kind.CLINICAL or case.study.show_clinical_image
+        for image in images
+        if image.kind != CaseImage.Kind.CLINICAL or study.show_clinical_image
     ]
 
 
@@ -143,7 +154,7 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
 
     Columns ``analysis.stats.columns.ANSWERS_TABLE_COLUMNS``: ``reader`` (the
     pseudonymous reader code), ``case`` (public id), ``truth`` and ``answer`` (diagnosis
-    codes), ``truth_name`` and ``answer_name`` (in ``language``), the reader's profile
+    codes), ``condition`` (the reading condition's code), ``truth_name`` and ``answer_name`` (in ``language``), the reader's profile
     fields renamed to ``READER_COLUMNS`` ("" for text and None otherwise without a
     profile), ``finished`` (whether the reader had finished the study), ``confidence``,
     ``seconds`` and ``answered_at`` (UTC, ISO 8601). This is what the admin's CSV export
@@ -162,8 +173,10 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
     )
     answers = (
         Answer.objects.filter(enrolment__study=study)
-        .select_related("enrolment__reader__reader_profile", "case__diagnosis", "diagnosis")
-        .order_by("enrolment__reader_code", "case__position")
+        .select_related(
+            "enrolment__reader__reader_profile", "case__diagnosis", "diagnosis", "condition"
+        )
+        .order_by("enrolment__reader_code", "condition__position", "case__position")
     )
     if finished_only:
         answers = answers.filter(enrolment__finished_at__isnull=False)
@@ -176,6 +189,7 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
                 a.case.public_id,
                 a.case.diagnosis.code,
                 a.diagnosis.code,
+                a.condition.code,
                 a.case.diagnosis.name_for(language),
                 a.diagnosis.name_for(language),
                 *(tuple(getattr(profile, name) for name in fields) if profile else no_profile),
@@ -230,14 +244,25 @@ def answers_state(*, study: Study) -> AnswersState:
 READER_VISIBLE_STATUSES = (Study.Status.OPEN, Study.Status.CLOSED)
 
 
-def enrolment_for_reader(*, user, slug: str) -> Enrolment | None:
-    """The user's own enrolment in the study ``slug`` (never anyone else's); None for a
-    study they are not enrolled in or one that is still a draft."""
+def reader_enrolments(*, user, slug: str) -> QuerySet[Enrolment]:
+    """The user's own enrolment in the study ``slug`` (never anyone else's), as a query:
+    empty for a study they are not enrolled in, one that is still a draft, or a visitor
+    who is not logged in."""
     if not user.is_authenticated:
-        return None
+        return Enrolment.objects.none()
+    return Enrolment.objects.filter(
+        reader=user, study__slug=slug, study__status__in=READER_VISIBLE_STATUSES
+    )
+
+
+def enrolment_for_reader(*, user, slug: str) -> Enrolment | None:
+    """The user's own enrolment in the study ``slug`` (``reader_enrolments``), or None.
+    One query, with the study, the reader and their profile (``missing_profile_fields``
+    reads it from there: after saving the profile, read the enrolment again)."""
     return (
-        Enrolment.objects.select_related("study", "reader")
-        .filter(reader=user, study__slug=slug, study__status__in=READER_VISIBLE_STATUSES)
+        reader_enrolments(user=user, slug=slug)
+        .select_related("study", "reader__reader_profile")
+        .order_by()
         .first()
     )
 
@@ -260,15 +285,18 @@ def enrolments_for_reader(*, user) -> QuerySet[Enrolment]:
     if not user.is_authenticated:
         return Enrolment.objects.none()
     return (
-        Enrolment.objects.select_related("study")
+        Enrolment.objects.select_related("study", "reader__reader_profile")
         .filter(reader=user, study__status__in=READER_VISIBLE_STATUSES)
         .annotate(n_answers=Count("answers"))
     )
 
 
 def missing_profile_fields(*, enrolment: Enrolment) -> list[str]:
-    """Required profile fields (per study) that the reader has not filled yet."""
-    profile = ReaderProfile.objects.filter(user=enrolment.reader).first()
+    """Required profile fields (per study) that the reader has not filled yet. The
+    profile comes with the enrolment where its query joined it (``enrolment_for_reader``),
+    else from one query."""
+    # A reverse one-to-one: None without a profile (its DoesNotExist is an AttributeError).
+    profile = getattr(enrolment.reader, "reader_profile", None)
     required = enrolment.study.required_profile_fields
     if not isinstance(required, list):  # Study.clean refuses this; a raw DB edit may not
         return [str(required)]
@@ -302,9 +330,19 @@ class Step(StrEnum):
     DONE = "done"
 
 
-def reader_step(*, enrolment: Enrolment) -> Step:
+def answered_case_ids(*, enrolment: Enrolment) -> frozenset[int]:
+    """The primary keys of the cases the reader has answered. One query; the callers
+    below take it as ``answered`` where they have it, instead of counting again."""
+    # order_by(): the model's ordering (enrolment, then the enrolment's own) only joins.
+    return frozenset(
+        Answer.objects.filter(enrolment=enrolment).order_by().values_list("case_id", flat=True)
+    )
+
+
+def reader_step(*, enrolment: Enrolment, answered: Set[int] | None = None) -> Step:
     """Where the reader is (see ``Step``). The first that applies: done once finished,
-    then consent, profile, closed (a study no longer open), review, case."""
+    then consent, profile, closed (a study no longer open), review, case. ``answered``:
+    the reader's ``answered_case_ids``, where the caller has them."""
     if enrolment.finished_at is not None:
         return Step.DONE
     if needs_consent(enrolment=enrolment):
@@ -316,8 +354,12 @@ def reader_step(*, enrolment: Enrolment) -> Step:
     # Only a study that allows changes has a review step (elsewhere the last answer
     # finishes), so only there is this count worth a query on every case page.
     if enrolment.study.allow_answer_changes and enrolment.case_order:
-        answered = Answer.objects.filter(enrolment=enrolment).count()
-        if answered >= len(enrolment.case_order):
+        n_answered = (
+            len(answered)
+            if answered is not None
+            else Answer.objects.filter(enrolment=enrolment).count()
+        )
+        if n_answered >= len(enrolment.case_order):
             return Step.REVIEW
     return Step.CASE
 
@@ -346,55 +388,57 @@ def reader_answers(*, enrolment: Enrolment, language: str = "en") -> list[dict]:
     ]
 
 
-def reader_progress(*, enrolment: Enrolment) -> dict[str, int | bool]:
-    answered = Answer.objects.filter(enrolment=enrolment).count()
+def reader_progress(
+    *, enrolment: Enrolment, answered: Set[int] | None = None
+) -> dict[str, int | bool]:
+    """``answered`` and ``total`` cases, and whether the reader has finished.
+    ``answered``: the reader's ``answered_case_ids``, where the caller has them."""
+    n_answered = (
+        len(answered)
+        if answered is not None
+        else Answer.objects.filter(enrolment=enrolment).count()
+    )
     return {
-        "answered": answered,
+        "answered": n_answered,
         "total": len(enrolment.case_order),
         "finished": enrolment.finished_at is not None,
     }
 
 
-def next_case_id(*, enrolment: Enrolment, answered: set[int] | None = None) -> int | None:
+def next_case_id(*, enrolment: Enrolment, answered: Set[int] | None = None) -> int | None:
     """The first case of the reader's order that has no answer, or None when done.
-    ``answered``: the primary keys of the answered cases, where the caller has them."""
+    ``answered``: the reader's ``answered_case_ids``, where the caller has them."""
     if answered is None:
-        answered = set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
+        answered = answered_case_ids(enrolment=enrolment)
     return next((pk for pk in enrolment.case_order if pk not in answered), None)
 
 
-def case_for_reader(*, enrolment: Enrolment, number: int | None = None) -> Case | None:
-    """The case a reader may see: the next unanswered one, or (only where the study
-    allows changes and the reader has not finished) an answered one by its 1-based
-    ``number`` in the reader's order."""
-    answered = set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
+def case_id_for_reader(
+    *, enrolment: Enrolment, number: int | None = None, answered: Set[int] | None = None
+) -> int | None:
+    """The primary key of the case a reader may see: the next unanswered one, or (only
+    where the study allows changes and the reader has not finished) an answered one by
+    its 1-based ``number`` in the reader's order; None where there is none."""
+    if answered is None:
+        answered = answered_case_ids(enrolment=enrolment)
     if number is None:
-        pk = next_case_id(enrolment=enrolment, answered=answered)
-    else:
-        if not (enrolment.study.allow_answer_changes and enrolment.finished_at is None):
-            return None
-        if not 1 <= number <= len(enrolment.case_order):
-            return None
-        pk = enrolment.case_order[number - 1]
-        if pk not in answered:
-            return None
-    if pk is None:
+        return next_case_id(enrolment=enrolment, answered=answered)
+    if not (enrolment.study.allow_answer_changes and enrolment.finished_at is None):
         return None
-    return Case.objects.prefetch_related("images").get(pk=pk)
+    if not 1 <= number <= len(enrolment.case_order):
+        return None
+    pk = enrolment.case_order[number - 1]
+    return pk if pk in answered else None
 
 
 def case_number(*, enrolment: Enrolment, case: Case) -> int:
     return enrolment.case_order.index(case.pk) + 1
 
 
-def following_case(*, enrolment: Enrolment, case: Case) -> Case | None:
-    """The case after ``case`` in the reader's order, for prefetching its images."""
-    index = enrolment.case_order.index(case.pk)
-    if index + 1 >= len(enrolment.case_order):
-        return None
-    return (
-        Case.objects.prefetch_related("images").filter(pk=enrolment.case_order[index + 1]).first()
-    )
+def following_case_id(*, enrolment: Enrolment, case_id: int) -> int | None:
+    """The case after ``case_id`` in the reader's order (its images are loaded ahead)."""
+    index = enrolment.case_order.index(case_id)
+    return enrolment.case_order[index + 1] if index + 1 < len(enrolment.case_order) else None
 
 
 @dataclass(frozen=True)
@@ -406,13 +450,38 @@ class Choice:
     key: str  # the key that picks it on the case page: 1 to 9, then A, B, C...
 
 
+# The choices of studies that readers see, by (study pk, created_at): (when read,
+# diagnoses). Such a study's choices are fixed (``services.study_choice_refusal``), so a
+# page or an answer need not read them again; the minute bounds how long an edited
+# diagnosis name takes to show. created_at tells a new study from a removed one that had
+# the same key (SQLite may reuse it).
+_CHOICES_SECONDS = 60.0
+_choices_read: dict[tuple[int, dt.datetime], tuple[float, tuple[Diagnosis, ...]]] = {}
+
+
+def study_diagnoses(*, study: Study) -> tuple[Diagnosis, ...]:
+    """The study's choices as diagnoses, in display order. A draft's (its admins may
+    still change them) are read each time; those of a study readers see are kept in
+    this process for a minute (one query a minute instead of one a page)."""
+    key = (study.pk, study.created_at)
+    now = time.monotonic()
+    if study.status != Study.Status.DRAFT:
+        kept = _choices_read.get(key)
+        if kept is not None and now - kept[0] < _CHOICES_SECONDS:
+            return kept[1]
+    diagnoses = tuple(
+        c.diagnosis for c in study.study_choices.select_related("diagnosis").order_by("position")
+    )
+    if study.status != Study.Status.DRAFT:
+        _choices_read[key] = (now, diagnoses)
+    return diagnoses
+
+
 def answer_choices(*, study: Study, language: str = "en") -> list[Choice]:
     """The study's choices in display order."""
     return [
-        Choice(code=c.diagnosis.code, name=c.diagnosis.name_for(language), key=choice_key(index))
-        for index, c in enumerate(
-            study.study_choices.select_related("diagnosis").order_by("position")
-        )
+        Choice(code=d.code, name=d.name_for(language), key=choice_key(index))
+        for index, d in enumerate(study_diagnoses(study=study))
     ]
 
 
@@ -423,11 +492,23 @@ def choice_key(index: int) -> str:
     return keys[index] if index < len(keys) else ""
 
 
-def _image_urls(case: Case) -> dict[str, str]:
+def _image_urls(images: Iterable[CaseImage], study: Study) -> dict[str, str]:
     return {
         image.kind: reverse("cases:image", args=[image.public_id, "web"])
-        for image in reader_images(case=case)
+        for image in _shown_to_readers(images, study=study)
     }
+
+
+def _cases_with_images(pks: list[int]) -> dict[int, tuple[Case, list[CaseImage]]]:
+    """The cases ``pks`` with their images, by primary key: one query, from the images
+    with their cases (one more for a case without any image, which no open study has)."""
+    found: dict[int, tuple[Case, list[CaseImage]]] = {}
+    images = CaseImage.objects.filter(case_id__in=pks).select_related("case")
+    for image in images.order_by("case_id", "kind"):  # the model's order joins the case
+        found.setdefault(image.case_id, (image.case, []))[1].append(image)
+    if missing := [pk for pk in pks if pk not in found]:
+        found.update((case.pk, (case, [])) for case in Case.objects.filter(pk__in=missing))
+    return found
 
 
 @dataclass(frozen=True)
@@ -455,25 +536,32 @@ def case_screen(
     language: str = "en",
     step: Step | None = None,
     with_prefetch: bool = True,
+    answered: Set[int] | None = None,
 ) -> CaseScreen:
     """The reader's next case, or (``number``) an answered case they may revise, with
     everything shown beside it. ``case`` is None where no case opens (see
-    ``may_open_case``). ``step``: the reader's step where the caller has it already.
-    ``with_prefetch=False`` leaves ``prefetch`` empty (the API does not send it), saving
-    the following case's queries. Reading only: serving the case (which starts its
-    clock) is ``case_serve``'s job."""
-    step = reader_step(enrolment=enrolment) if step is None else step
+    ``may_open_case``). ``step`` and ``answered`` (``answered_case_ids``): where the
+    caller has them already. ``with_prefetch=False`` leaves ``prefetch`` empty (the API
+    sends it only when asked). Two queries (the answered cases where not given; the case
+    and the one after it with their images) and one more for a revised case's answer.
+    Reading only: serving the case (which starts its clock) is ``case_serve``'s job."""
+    if answered is None:
+        answered = answered_case_ids(enrolment=enrolment)
+    step = reader_step(enrolment=enrolment, answered=answered) if step is None else step
     study = enrolment.study
-    case = (
-        case_for_reader(enrolment=enrolment, number=number)
+    case, images, prefetch, previous_answer = None, {}, {}, None
+    pk = (
+        case_id_for_reader(enrolment=enrolment, number=number, answered=answered)
         if may_open_case(step=step, number=number)
         else None
     )
-    images, prefetch, previous_answer = {}, {}, None
-    if case is not None:
-        images = _image_urls(case)
-        following = following_case(enrolment=enrolment, case=case) if with_prefetch else None
-        prefetch = _image_urls(following) if following else {}
+    if pk is not None:
+        after = following_case_id(enrolment=enrolment, case_id=pk) if with_prefetch else None
+        # The case and the one after it with their images, in one query.
+        shown = _cases_with_images([pk] if after is None else [pk, after])
+        case, case_images = shown[pk]
+        images = _image_urls(case_images, study)
+        prefetch = _image_urls(shown[after][1], study) if after is not None else {}
         if number is not None:
             previous_answer = (
                 case.answers.filter(enrolment=enrolment)
@@ -489,7 +577,7 @@ def case_screen(
         choices=answer_choices(study=study, language=language),
         ask_confidence=study.ask_confidence,
         show_clinical_image=study.show_clinical_image,
-        progress=reader_progress(enrolment=enrolment),
+        progress=reader_progress(enrolment=enrolment, answered=answered),
         revising=case is not None and number is not None,
         previous_answer=previous_answer,
     )
@@ -1054,3 +1142,38 @@ def study_dashboard(*, study: Study, now: dt.datetime | None = None) -> StudyDas
             links=links["n_links"], uses=links["n_uses"], places_left=links["n_left"]
         ),
     )
+
+
+def studies_index(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Study]:
+    """The studies ``user`` administers, for the admin's home page: open ones first,
+    then drafts, then closed, newest first within each, with ``n_cases``, ``n_readers``
+    and ``n_finished`` (enrolments, simulated readers included)."""
+
+    def count(model, **filters):
+        rows = model.objects.filter(study=OuterRef("pk"), **filters).values("study")
+        return Coalesce(models.Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), Value(0))
+
+    rank = models.Case(
+        models.When(status=Study.Status.OPEN, then=0),
+        models.When(status=Study.Status.DRAFT, then=1),
+        default=2,
+        output_field=models.IntegerField(),
+    )
+    return (
+        administered_studies(user=user)
+        .annotate(
+            n_cases=count(Case),
+            n_readers=count(Enrolment),
+            n_finished=count(Enrolment, finished_at__isnull=False),
+            rank=rank,
+        )
+        .order_by("rank", "-created_at", "pk")
+    )
+
+
+def first_condition_id(study: str = "study") -> models.Subquery:
+    """The key of the study's first reading condition (by position), as a subquery on
+    the row whose study is at ``study``: the condition every answer of a one-condition
+    study belongs to, read in the statement that reads that row."""
+    conditions = ReadingCondition.objects.filter(study=OuterRef(study)).order_by("position")
+    return models.Subquery(conditions.values("pk")[:1])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -27,6 +27,7 @@ from cases.models import (
     Enrolment,
     Invitation,
     ReaderProfile,
+    ReadingCondition,
     Study,
     StudyChoice,
 )
@@ -44,9 +45,12 @@ def study_create(
     title: str,
     choices: Sequence[str],
     description: str = "",
+    conditions: Sequence[dict] | None = None,
     **options: object,
 ) -> Study:
-    """Create a draft study with ``choices`` (diagnosis codes, in display order)."""
+    """Create a draft study with ``choices`` (diagnosis codes, in display order) and
+    its reading ``conditions`` (each the fields of a ReadingCondition; None: the default
+    condition only, cases.signals)."""
     known = {d.code.lower(): d for d in Diagnosis.objects.all()}
     unknown = [code for code in choices if code.lower() not in known]
     if unknown:
@@ -63,6 +67,12 @@ def study_create(
         StudyChoice(study=study, diagnosis=diagnosis, position=position)
         for position, diagnosis in enumerate(diagnoses, start=1)
     )
+    if conditions:
+        study.conditions.all().delete()  # the default one, which nothing uses yet
+        for fields in conditions:
+            condition = ReadingCondition(study=study, **fields)
+            condition.full_clean()
+            condition.save()
     return study
 
 
@@ -195,46 +205,73 @@ def study_open_refusals(*, study: Study) -> list[str]:
     return reasons
 
 
-def study_open(*, study: Study, actor: AbstractBaseUser) -> Study:
-    """Open a draft study to readers (its cases and choices are fixed from then on),
-    audited. ``StudyError`` naming every reason when it cannot open."""
+def _study_status_change(
+    *,
+    study: Study,
+    status: str,
+    refusal: Callable[[Study], str | None],
+    action: str,
+    actor: AbstractBaseUser | None,
+    after: Callable[[Study], dict],
+) -> Study:
+    """Move ``study`` to ``status`` under its row lock, audited in the same transaction.
+    ``refusal`` (of the locked row) says why it may not (``StudyError``), None if it
+    may; ``after`` adds to the audit event's *after* beside the status."""
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study.pk)
-        reasons = study_open_refusals(study=study)
-        if reasons:
-            raise StudyError(f"{study.title} cannot open: " + "; ".join(reasons))
-        study.status = Study.Status.OPEN
+        reason = refusal(study)
+        if reason:
+            raise StudyError(reason)
+        before = study.status
+        study.status = status
         study.save(update_fields=["status", "updated_at"])
         audit_log(
-            action=AuditEvent.Action.STUDY_OPEN,
+            action=action,
             actor=actor,
             study=study.slug,
             obj=study,
-            before={"status": "draft"},
-            after={"status": "open", "closes_at": study.closes_at},
+            before={"status": before},
+            after={"status": status, **after(study)},
         )
     return study
+
+
+def study_open(*, study: Study, actor: AbstractBaseUser) -> Study:
+    """Open a draft study to readers (its cases and choices are fixed from then on),
+    audited. ``StudyError`` naming every reason when it cannot open."""
+
+    def refusal(locked: Study) -> str | None:
+        reasons = study_open_refusals(study=locked)
+        return f"{locked.title} cannot open: " + "; ".join(reasons) if reasons else None
+
+    return _study_status_change(
+        study=study,
+        status=Study.Status.OPEN,
+        refusal=refusal,
+        action=AuditEvent.Action.STUDY_OPEN,
+        actor=actor,
+        after=lambda locked: {"closes_at": locked.closes_at},
+    )
 
 
 def study_close(*, study: Study, actor: AbstractBaseUser | None, reason: str = "") -> Study:
     """Close an open study: no new reader, no answer from now on; what was answered
     stays, and finished readers keep their results. Audited (``actor`` None: the
     closing date). ``StudyError`` unless the study is open."""
-    with transaction.atomic():
-        study = Study.objects.select_for_update().get(pk=study.pk)
-        if study.status != Study.Status.OPEN:
-            raise StudyError(f"{study.title} is {study.get_status_display().lower()}, not open")
-        study.status = Study.Status.CLOSED
-        study.save(update_fields=["status", "updated_at"])
-        audit_log(
-            action=AuditEvent.Action.STUDY_CLOSE,
-            actor=actor,
-            study=study.slug,
-            obj=study,
-            before={"status": "open"},
-            after={"status": "closed", "reason": reason or "closed by an admin"},
-        )
-    return study
+
+    def refusal(locked: Study) -> str | None:
+        if locked.status == Study.Status.OPEN:
+            return None
+        return f"{locked.title} is {locked.get_status_display().lower()}, not open"
+
+    return _study_status_change(
+        study=study,
+        status=Study.Status.CLOSED,
+        refusal=refusal,
+        action=AuditEvent.Action.STUDY_CLOSE,
+        actor=actor,
+        after=lambda locked: {"reason": reason or "closed by an admin"},
+    )
 
 
 def study_closing_date_set(*, study: Study, closes_at, actor: AbstractBaseUser) -> Study:
@@ -438,23 +475,23 @@ def answer_fields_check(*, sent: Iterable[str], allowed: Iterable[str]) -> None:
 
 @dataclass(frozen=True)
 class SubmitResult:
+    """The stored answer; whether this call created or changed it, and finished the
+    study; the enrolment as read and written under the lock, and its answered cases
+    (``selectors.answered_case_ids``) afterwards, for the next screen."""
+
     answer: Answer
     created: bool
     changed: bool
     finished: bool
-
-
-def _answered_ids(enrolment: Enrolment) -> set[int]:
-    return set(Answer.objects.filter(enrolment=enrolment).values_list("case_id", flat=True))
+    enrolment: Enrolment
+    answered: frozenset[int]
 
 
 def answer_choice_check(*, study: Study, diagnosis_code: str) -> Diagnosis:
     """The study's diagnosis for ``diagnosis_code``; ``AnswerRejected`` (400) for a code
     that is not one of the study's choices. With ``confidence_check``, the one check of
     an answer's values: the answer form and ``answer_submit`` both call them."""
-    choices = {
-        c.diagnosis.code: c.diagnosis for c in study.study_choices.select_related("diagnosis")
-    }
+    choices = {d.code: d for d in selectors.study_diagnoses(study=study)}
     diagnosis = choices.get(diagnosis_code)
     if diagnosis is None:
         raise AnswerRejected(
@@ -520,14 +557,16 @@ def _seconds_on_case(enrolment: Enrolment) -> float:
     return round(min(max(elapsed, 0.0), cap), 3)
 
 
-@transaction.atomic
 def answer_submit(
     *,
-    enrolment: Enrolment,
+    enrolment: Enrolment | None = None,
+    reader: AbstractBaseUser | None = None,
+    study_slug: str | None = None,
     case_public_id: str,
     diagnosis_code: str,
     confidence: int | None = None,
     revise: bool = True,
+    serve_next: bool = False,
 ) -> SubmitResult:
     """Record the reader's answer for a case.
 
@@ -541,34 +580,87 @@ def answer_submit(
     ``revise=False`` (the case page answering its next case): an answered case is never
     changed; a different answer is refused with ``answered_elsewhere`` (409), since the
     case was answered in another tab or on another device, and the stored answer stands.
+    ``serve_next`` (the API's ``next``): the write that stores the answer also serves
+    the case after it, starting its clock (``case_serve``).
+
+    The enrolment: ``enrolment``, or where None the ``reader``'s in the study
+    ``study_slug`` (``selectors.reader_enrolments``), found as it is locked, in one
+    statement; ``Enrolment.DoesNotExist`` where there is none.
     """
+    submission = {
+        "found": (
+            Enrolment.objects.filter(pk=enrolment.pk)
+            if enrolment is not None
+            else selectors.reader_enrolments(user=reader, slug=study_slug)
+        ),
+        "case_public_id": case_public_id,
+        "diagnosis_code": diagnosis_code,
+        "confidence": confidence,
+        "revise": revise,
+        "serve_next": serve_next,
+    }
+    try:
+        return _answer_submit(**submission)
+    except IntegrityError:
+        # One answer per case (the database's constraint): under the row lock only a
+        # writer that bypasses this service can store it first. The transaction was
+        # rolled back whole; once more, the stored answer is found and decides.
+        return _answer_submit(**submission)
+
+
+@transaction.atomic
+def _answer_submit(
+    *,
+    found: QuerySet[Enrolment],
+    case_public_id: str,
+    diagnosis_code: str,
+    confidence: int | None,
+    revise: bool,
+    serve_next: bool,
+) -> SubmitResult:
     # Row lock: two tabs of one reader are serialised here (PostgreSQL; SQLite
-    # serialises every writer anyway).
+    # serialises every writer anyway). The enrolment is read again under it, with what
+    # the checks need: the study, the profile (the step) and the case it served (the one
+    # normally answered).
     enrolment = (
-        Enrolment.objects.select_for_update().select_related("study", "reader").get(pk=enrolment.pk)
+        found.select_for_update(of=("self",))
+        .select_related("study", "reader__reader_profile", "served_case")
+        .annotate(answer_condition_id=selectors.first_condition_id())
+        .get()
     )
     study = enrolment.study
-    refusal = _refusal_at(step=selectors.reader_step(enrolment=enrolment), enrolment=enrolment)
+    answered = selectors.answered_case_ids(enrolment=enrolment)
+    step = selectors.reader_step(enrolment=enrolment, answered=answered)
+    refusal = _refusal_at(step=step, enrolment=enrolment)
     if refusal is not None:
         raise refusal
     diagnosis = answer_choice_check(study=study, diagnosis_code=diagnosis_code)
     confidence_check(study=study, confidence=confidence)
-    case = Case.objects.filter(public_id=case_public_id, pk__in=enrolment.case_order).first()
-    if case is None:
+    case = enrolment.served_case
+    if case is None or case.public_id != case_public_id:
+        case = Case.objects.filter(public_id=case_public_id, study_id=enrolment.study_id).first()
+    if case is None or case.pk not in enrolment.case_order:
         raise AnswerRejected(
             _("This case is not part of your study."),
             code="unknown_case",
             status=404,
             field="case",
         )
-    existing = Answer.objects.filter(enrolment=enrolment, case=case).first()
-    if existing is not None:
+    if case.pk in answered:
+        existing = Answer.objects.select_related("case", "diagnosis").get(
+            enrolment=enrolment, case=case
+        )
         same = existing.diagnosis_id == diagnosis.pk and (
             confidence is None or existing.confidence == confidence
         )
         if same:
             return SubmitResult(
-                existing, created=False, changed=False, finished=enrolment.finished_at is not None
+                existing,
+                created=False,
+                changed=False,
+                finished=enrolment.finished_at is not None,
+                enrolment=enrolment,
+                answered=answered,
             )
         if not revise:
             raise AnswerRejected(
@@ -613,8 +705,14 @@ def answer_submit(
                 "confidence": existing.confidence,
             },
         )
-        return SubmitResult(existing, created=False, changed=True, finished=False)
-    answered = _answered_ids(enrolment)
+        return SubmitResult(
+            existing,
+            created=False,
+            changed=True,
+            finished=False,
+            enrolment=enrolment,
+            answered=answered,
+        )
     if selectors.next_case_id(enrolment=enrolment, answered=answered) != case.pk:
         raise AnswerRejected(_("This is not your next case."), code="not_next_case")
     if enrolment.served_case_id != case.pk or enrolment.served_at is None:
@@ -623,19 +721,16 @@ def answer_submit(
             _("This case has not been served to you yet: request your next case first."),
             code="case_not_served",
         )
-    try:
-        with transaction.atomic():
-            answer = Answer.objects.create(
-                enrolment=enrolment,
-                case=case,
-                diagnosis=diagnosis,
-                confidence=confidence,
-                seconds=_seconds_on_case(enrolment),
-            )
-    except IntegrityError:
-        # A concurrent submission won the race: the stored answer stands.
-        answer = Answer.objects.get(enrolment=enrolment, case=case)
-        return SubmitResult(answer, created=False, changed=False, finished=False)
+    # No savepoint: under the row lock no other submission can store this answer first
+    # (see answer_submit for one that bypasses the service).
+    answer = Answer.objects.create(
+        enrolment=enrolment,
+        case=case,
+        condition_id=enrolment.answer_condition_id,
+        diagnosis=diagnosis,
+        confidence=confidence,
+        seconds=_seconds_on_case(enrolment),
+    )
     audit_log(
         action=AuditEvent.Action.ANSWER_SUBMIT,
         actor=enrolment.reader,
@@ -648,14 +743,28 @@ def answer_submit(
             "seconds": answer.seconds,
         },
     )
+    answered = answered | {case.pk}
     # Where changes are allowed the reader reviews their answers and confirms
     # finishing (enrolment_finish); otherwise the last answer finishes the study.
-    finished = len(answered) + 1 >= len(enrolment.case_order) and not study.allow_answer_changes
-    updates = {"served_case": None, "served_at": None}
+    finished = len(answered) >= len(enrolment.case_order) and not study.allow_answer_changes
+    now = timezone.now()
+    updates = {"served_case_id": None, "served_at": None}
+    following = selectors.next_case_id(enrolment=enrolment, answered=answered)
     if finished:
-        updates["finished_at"] = timezone.now()
+        updates["finished_at"] = now
+    elif serve_next and following is not None:
+        updates.update(served_case_id=following, served_at=now)
     Enrolment.objects.filter(pk=enrolment.pk).update(**updates)
-    return SubmitResult(answer, created=True, changed=False, finished=finished)
+    for name, value in updates.items():
+        setattr(enrolment, name, value)
+    return SubmitResult(
+        answer,
+        created=True,
+        changed=False,
+        finished=finished,
+        enrolment=enrolment,
+        answered=answered,
+    )
 
 
 @transaction.atomic

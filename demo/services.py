@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -44,6 +43,7 @@ from cases.models import (
 from cases.services import enrolment_create
 from demo.images import DEMO_CHOICES, make_case_images
 from demo.readers import simulate_readers
+from readerstudy.storage import folder_delete
 
 DEMO_SLUG = "demo"
 CASES_PER_CLASS = 25
@@ -201,6 +201,7 @@ def _ensure_user(username: str, *, staff: bool, known: dict[str, str]) -> str:
 
 def _simulate(study: Study, *, seed: int, n_readers: int, cases: list[DemoCase]) -> None:
     by_id = {c.source_id: c for c in study.cases.all()}
+    condition = study.conditions.order_by("position").first()  # a one-condition study
     truth = [c.code for c in cases]
     readers = simulate_readers(truth, choices=DEMO_CHOICES, n_readers=n_readers, seed=seed)
     diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=DEMO_CHOICES)}
@@ -232,6 +233,7 @@ def _simulate(study: Study, *, seed: int, n_readers: int, cases: list[DemoCase])
             Answer(
                 enrolment=enrolment,
                 case=by_id[case.case_id],
+                condition=condition,
                 diagnosis=diagnoses[str(sim.answers[k])],
                 seconds=float(seconds[k]),
                 confidence=int(confidence[k]),
@@ -276,7 +278,7 @@ def demo_reset(*, slug: str = DEMO_SLUG) -> bool:
                     if f.get_internal_type() == "FileField"
                 ]
                 if label == "analysis.AnalysisReport":
-                    folders.append(row.path)
+                    folders.append(row.folder)
             rows.delete()
         AnswerChange.objects.filter(answer__enrolment__study=study).delete()
         Answer.objects.filter(enrolment__study=study).delete()
@@ -294,17 +296,17 @@ def demo_reset(*, slug: str = DEMO_SLUG) -> bool:
         files += [f for image in images for f in (image.original, image.web, image.thumbnail)]
         CaseImage.objects.filter(case__study=study).delete()
         study.cases.all().delete()
-        study.delete()
+        study.delete()  # its choices and conditions with it
         transaction.on_commit(lambda: _delete_files(files, folders))
     return True
 
 
-def _delete_files(files: list, folders: list[Path]) -> None:
+def _delete_files(files: list, folders: list[str]) -> None:
     for file in files:
         if file:  # an optional file field left empty
             file.storage.delete(file.name)
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        folder_delete(folder)
 
 
 def demo_build(

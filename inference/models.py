@@ -86,12 +86,31 @@ class InferenceRun(models.Model):
     worker = models.CharField(
         max_length=200, blank=True, help_text="The Celery worker (node name) running it."
     )
+    # Derived from the predictions, never edited by hand (editable=False keeps it off the
+    # admin's forms); written by inference.services.projection.
+    tsne = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="t-SNE points of the model's embeddings on the study, stored when the run "
+        "is done (or by the first report after) so that reports reuse them: one entry per "
+        "seed and set of predictions.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.model.name} on {self.study.slug} ({self.status})"
+
+    @property
+    def processed(self) -> int:
+        """Cases done so far, with a prediction or a failure."""
+        return self.done + self.failed
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
     @property
     def waits_for_broker(self) -> bool:

@@ -23,6 +23,7 @@ from readerstudy.env import (
     env_list,
     env_path,
     env_url,
+    object_storage,
     secret_key,
 )
 
@@ -100,14 +101,17 @@ DATABASE_URL = env_url(
     schemes={"sqlite", "postgres", "postgresql", "pgsql"},
 )
 # Persistent connections, checked before reuse: after a database restart the first
-# request on each worker reconnects instead of failing on a dead connection.
+# request on each worker reconnects instead of failing on a dead connection. SQLite too:
+# opening the file and running the PRAGMAs below cost a fifth of an answer's CPU. Django
+# keeps a connection per thread, so a threaded server shares none; between requests a
+# connection holds no transaction open, so it never holds up a WAL checkpoint. (The
+# demo's runserver closes each request's connection itself: there this changes nothing.)
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs a web server and a worker on one file: WAL lets readers proceed
     # while one writes, IMMEDIATE transactions make writers queue instead of failing.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
@@ -150,8 +154,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# Case images, Grad-CAM maps, model weights and reports: under MEDIA_ROOT, or in an
+# S3-compatible bucket (READERSTUDY_S3_BUCKET) that every host reads and writes, served
+# through the same permission-checked views either way (readerstudy.env.object_storage).
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": object_storage() or {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 # Source maps (the API docs' bundles ship 1-4 MB ones) are fetched only by a browser's
@@ -203,6 +210,23 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Two queues, so that an inference run of hours never holds up a report or the beat's
+# light tasks: "inference" for the workers that run a model (a GPU host), "default" for
+# everything else. Every task is named here (a test checks it); one not named would go
+# to the default queue. The names are fixed: `bin/production --queues`, the demo's
+# worker and the README name them, and the broker URL (a Redis database per
+# installation) already keeps installations apart.
+READERSTUDY_INFERENCE_QUEUE = "inference"
+READERSTUDY_DEFAULT_QUEUE = "default"
+READERSTUDY_QUEUES = (READERSTUDY_DEFAULT_QUEUE, READERSTUDY_INFERENCE_QUEUE)
+CELERY_TASK_DEFAULT_QUEUE = READERSTUDY_DEFAULT_QUEUE
+CELERY_TASK_ROUTES = {
+    "inference.tasks.run_inference": {"queue": READERSTUDY_INFERENCE_QUEUE},
+    "inference.tasks.send_pending_runs": {"queue": READERSTUDY_DEFAULT_QUEUE},
+    "analysis.tasks.report_compute_task": {"queue": READERSTUDY_DEFAULT_QUEUE},
+    "analysis.tasks.send_pending_reports": {"queue": READERSTUDY_DEFAULT_QUEUE},
+    "cases.tasks.close_due_studies": {"queue": READERSTUDY_DEFAULT_QUEUE},
+}
 # Celery beat sends again what waited for a broker that was down (see readerstudy.tasks).
 READERSTUDY_SEND_PENDING_SECONDS = env_int("READERSTUDY_SEND_PENDING_SECONDS", 30, minimum=1)
 # An inference run silent for this long counts as dead (`reconcile_inference`).
@@ -261,6 +285,36 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- sessions ---------------------------------------------------------------------------
+# Every request of a logged-in user reads its session. With a cache, it is read from
+# there and kept in the database too (audit.sessions: Django's cached_db, which also
+# survives an unreachable cache): a session outlives a cache that restarts or loses its
+# data, and logging out deletes it from both. The cache is the Redis of CACHE_URL, which
+# every web host shares. Without one, on SQLite (everything on one machine: the demo),
+# files under the data dir, which every process there shares (the web server, the
+# worker, management commands). On PostgreSQL without CACHE_URL (web hosts may not share
+# a data dir) sessions are read from the database.
+CACHE_URL = env_url("CACHE_URL", "", schemes={"redis", "rediss"})
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if CACHE_URL:
+    CACHES["sessions"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        # A Redis that does not answer costs a request a second at most (then the
+        # database answers).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    CACHES["sessions"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(DATA_DIR / "cache" / "sessions"),
+        # Beyond this many files a third is dropped (those sessions are read from the
+        # database again): a study's readers fit.
+        "OPTIONS": {"MAX_ENTRIES": 20_000},
+    }
+SESSION_CACHE_ALIAS = "sessions"
+SESSION_ENGINE = "audit.sessions" if "sessions" in CACHES else "django.contrib.sessions.backends.db"
+
 # --- security ---------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 # A session ends after this long without a request, and in any case this long after login.
@@ -287,6 +341,9 @@ if SECURE:
 # The audit trail's client address: REMOTE_ADDR, or behind the reverse proxy (which
 # sets or appends X-Forwarded-For) the last address of that header (audit.middleware).
 READERSTUDY_CLIENT_ADDRESS_FROM_PROXY = SECURE and _BEHIND_PROXY
+# Login lockouts count failures per (user name, client address) with the same address:
+# behind the proxy, the reader's own, not the proxy's (which every reader would share).
+AXES_CLIENT_IP_CALLABLE = "audit.middleware.client_address"
 
 # --- logging: structured lines to stdout -------------------------------------------------
 LOG_LEVEL = env_choice(

@@ -249,4 +249,31 @@ def study_change_post(study: Study) -> dict:
         data[f"study_choices-{i}-diagnosis"] = choice.diagnosis_id
         data[f"study_choices-{i}-position"] = choice.position
         data[f"study_choices-{i}-study"] = study.pk
+    data.update(conditions_post(study))
     return {key: value for key, value in data.items() if value != ""}
+
+
+CONDITION_FLAGS = ("shows_dermoscopic", "shows_clinical", "shows_metadata", "shows_cnn")
+
+
+def conditions_post(study: Study) -> dict:
+    """The study change form's reading-conditions inline as it comes, unchanged (a
+    study that is not a draft shows them read-only: only their ids come back)."""
+    conditions = list(study.conditions.order_by("position"))
+    data = {
+        "conditions-TOTAL_FORMS": str(len(conditions)),
+        "conditions-INITIAL_FORMS": str(len(conditions)),
+        "conditions-MIN_NUM_FORMS": "0",
+        "conditions-MAX_NUM_FORMS": "1000",
+    }
+    for i, condition in enumerate(conditions):
+        data[f"conditions-{i}-id"] = condition.pk
+        data[f"conditions-{i}-study"] = study.pk
+        if study.status != Study.Status.DRAFT:
+            continue
+        for name in ("position", "code", "label", "label_zh"):
+            data[f"conditions-{i}-{name}"] = getattr(condition, name)
+        for name in (*CONDITION_FLAGS, "shows_gradcam"):
+            if getattr(condition, name):
+                data[f"conditions-{i}-{name}"] = "on"
+    return data

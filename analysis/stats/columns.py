@@ -2,7 +2,8 @@
 
 answers:      one row per reader x case. :data:`ANSWER_COLUMNS` are required; the rest of
               :data:`ANSWERS_TABLE_COLUMNS` is what the database loader adds (the
-              diagnoses' names, the reader attributes of :data:`READER_COLUMNS`,
+              reading condition, :data:`CONDITION_COLUMN`, the diagnoses' names, the
+              reader attributes of :data:`READER_COLUMNS`,
               :data:`FINISHED_COLUMN` and ``confidence, seconds, answered_at``). A file
               may bring other attributes.
 predictions:  one row per model x case: :data:`PREDICTION_COLUMNS` plus, optionally,
@@ -30,8 +31,12 @@ READER_COLUMNS = (
 # which readers a report counts by default (analysis.stats.inputs.select_readers).
 FINISHED_COLUMN = "finished"
 ANSWER_DETAIL_COLUMNS = ("confidence", "seconds", "answered_at")
+# The reading condition an answer was given in (cases.models.ReadingCondition.code): a
+# table of several conditions is analysed one condition at a time.
+CONDITION_COLUMN = "condition"
 ANSWERS_TABLE_COLUMNS = (
     *ANSWER_COLUMNS,
+    CONDITION_COLUMN,
     *LABEL_NAME_COLUMNS,
     *READER_COLUMNS,
     FINISHED_COLUMN,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from analysis.stats.columns import (
     ANSWER_COLUMNS,
+    CONDITION_COLUMN,
     FINISHED_COLUMN,
     PREDICTION_COLUMNS,
     PROB_PREFIX,
@@ -186,10 +187,19 @@ def load_answers(
     :class:`InputError` naming the offending rows for a missing column, a case without
     truth, a missing answer, an answer or truth outside the choices, a duplicate
     (reader, case), a case whose truth differs between rows, or a ``finished`` value that
-    is not True/False or differs within a reader.
+    is not True/False or differs within a reader, or answers of more than one reading
+    condition (``condition``).
     """
     frame = _read(df_or_path, "answers")
     _require_columns(frame, ANSWER_COLUMNS, "answers")
+    if CONDITION_COLUMN in frame.columns:
+        conditions = sorted(map(str, frame[CONDITION_COLUMN].dropna().unique()))
+        if len(conditions) > 1:
+            raise InputError(
+                f"answers: {len(conditions)} reading conditions ({', '.join(conditions)}) in "
+                f"one table; analyse one condition at a time (select the rows of one "
+                f"{CONDITION_COLUMN!r})"
+            )
     frame, choices = _validate_common(frame, "reader", choices, "answers")
     if FINISHED_COLUMN in frame.columns:
         _finished_flags(frame)

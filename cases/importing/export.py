@@ -12,7 +12,12 @@ from pathlib import Path
 from django.utils.text import slugify
 
 from cases.importing.bundles import MANIFEST, STUDY_FILE
-from cases.importing.manifest import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, STUDY_OPTIONS
+from cases.importing.manifest import (
+    CONDITION_KEYS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    STUDY_OPTIONS,
+)
 from cases.models import Case, CaseImage, Study
 
 
@@ -62,6 +67,10 @@ def cases_export(*, study: Study, destination: Path | str) -> int:
             "description": study.description,
             "choices": study.choice_codes(),
             **{k: getattr(study, k) for k in STUDY_OPTIONS},
+            "conditions": [
+                {k: getattr(condition, k) for k in CONDITION_KEYS}
+                for condition in study.conditions.order_by("position")
+            ],
         },
         indent=2,
         ensure_ascii=False,

@@ -34,8 +34,23 @@ STUDY_OPTIONS = (
     "description_zh",
     "consent_text_zh",
     "admin_notes",
+    "design",
+    "washout_days",
 )
-STUDY_FILE_KEYS = ("title", "description", "choices", *STUDY_OPTIONS)
+# study.json's "conditions": a list of the study's reading conditions, each an object
+# with these keys (absent: the model's default); absent, the study has the default one.
+CONDITION_KEYS = (
+    "code",
+    "position",
+    "label",
+    "label_zh",
+    "shows_dermoscopic",
+    "shows_clinical",
+    "shows_metadata",
+    "shows_cnn",
+    "shows_gradcam",
+)
+STUDY_FILE_KEYS = ("title", "description", "choices", "conditions", *STUDY_OPTIONS)
 # cases.csv and study.json are read whole; a real case list is far below this.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 

@@ -186,6 +186,7 @@ def _create_checked_study(*, slug: str, new_study: NewStudy) -> Study:
             title=new_study.title,
             choices=[d.code for d in new_study.choices],
             description=new_study.description,
+            conditions=new_study.conditions,
             **new_study.options,
         )
     except (StudyError, ValidationError) as exc:  # check_new_study should have caught it

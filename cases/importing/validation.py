@@ -15,9 +15,14 @@ from django.utils.text import slugify
 
 from cases.importing.bundles import STUDY_FILE, Bundle, BundleError, MemberUnreadable
 from cases.importing.imaging import CheckedImage, ImageRejected, check_image
-from cases.importing.manifest import IMAGE_COLUMNS, STUDY_FILE_KEYS, STUDY_OPTIONS
+from cases.importing.manifest import (
+    CONDITION_KEYS,
+    IMAGE_COLUMNS,
+    STUDY_FILE_KEYS,
+    STUDY_OPTIONS,
+)
 from cases.importing.report import ImportRejected, Problem
-from cases.models import Diagnosis, Study
+from cases.models import Diagnosis, ReadingCondition, Study
 
 # The file name's suffix declares the type; the decoded content must match it.
 DECLARED_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "tif": "TIFF", "tiff": "TIFF"}
@@ -217,6 +222,7 @@ class NewStudy:
     description: str
     choices: list[Diagnosis]
     options: dict[str, object]
+    conditions: list[dict] | None = None
 
 
 def check_new_study(
@@ -291,8 +297,14 @@ def check_new_study(
             not isinstance(value, str) or "\x00" in value
         ):
             type_problem(name, value, "a string (without NUL characters)")
+        elif isinstance(field, models.IntegerField) and not (
+            (value is None and field.null)
+            or (isinstance(value, int) and not isinstance(value, bool))
+        ):
+            type_problem(name, value, "a whole number" + (" or null" if field.null else ""))
         else:
             options[name] = value
+    conditions = _check_conditions(settings_file.get("conditions"), problems)
 
     # The model's own checks (lengths, the slug, Study.clean, constraints), on the unsaved
     # study that study_create will save.
@@ -312,4 +324,57 @@ def check_new_study(
             problems.append(
                 Problem(CONSTRAINT_MESSAGES.get(constraint.name, " ".join(exc.messages)))
             )
-    return NewStudy(title=title or "", description=description, choices=diagnoses, options=options)
+    return NewStudy(
+        title=title or "",
+        description=description,
+        choices=diagnoses,
+        options=options,
+        conditions=conditions,
+    )
+
+
+def _check_conditions(given: object, problems: list[Problem]) -> list[dict] | None:
+    """study.json's "conditions" (None when absent: the default condition), each checked
+    as ReadingCondition checks it (its fields, its constraints, codes and positions once
+    per study). Appends to ``problems``."""
+    if given is None:
+        return None
+    if not isinstance(given, list) or not given or not all(isinstance(c, dict) for c in given):
+        problems.append(Problem(f"{STUDY_FILE}: conditions must be a non-empty list of objects"))
+        return None
+    rows = []
+    for number, row in enumerate(given, start=1):
+        where = f"{STUDY_FILE}: condition {number}"
+        unknown = [key for key in row if key not in CONDITION_KEYS]
+        if unknown:
+            problems.append(
+                Problem(
+                    f"{where} has unknown key(s): {', '.join(map(str, unknown))} "
+                    f"(allowed: {', '.join(CONDITION_KEYS)})"
+                )
+            )
+            continue
+        wrong = [
+            key
+            for key, value in row.items()
+            if isinstance(ReadingCondition._meta.get_field(key), models.BooleanField)
+            and not isinstance(value, bool)
+        ]
+        if wrong:
+            problems.append(Problem(f"{where}: {', '.join(wrong)} must be true or false"))
+            continue
+        condition = ReadingCondition(**row)
+        try:
+            condition.full_clean(exclude=["study"], validate_constraints=False)
+            for constraint in ReadingCondition._meta.constraints:
+                if isinstance(constraint, models.CheckConstraint):
+                    constraint.validate(ReadingCondition, condition, exclude=["study"])
+        except ValidationError as exc:
+            problems.append(Problem(f"{where}: " + "; ".join(exc.messages)))
+            continue
+        rows.append(row)
+    for key in ("code", "position"):
+        values = [row.get(key) for row in rows]
+        if len(set(values)) != len(values):
+            problems.append(Problem(f"{STUDY_FILE}: two conditions have the same {key}"))
+    return rows

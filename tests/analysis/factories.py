@@ -95,12 +95,20 @@ def no_positive_tables(*, n_readers=4, n_cases=30, seed=2):
 
 
 def build_db_study(
-    *, slug="small", n_readers=3, per_class=4, trained=False, embeddings=True, unfinished=0
+    *,
+    slug="small",
+    n_readers=3,
+    per_class=4,
+    trained=False,
+    embeddings=True,
+    unfinished=0,
+    gradcam: bytes | None = None,
 ):
     """A study with MN/SK/BCC, ``per_class`` cases each, readers right ~2/3 of the time
     and one registered model with probabilities (and embeddings). Every reader answers
     every case and has finished, except the last ``unfinished`` ones, who answered the
     first half of the cases and have not finished."""
+    from django.core.files.base import ContentFile
     from django.utils import timezone
 
     from cases.models import Answer, Diagnosis, Enrolment
@@ -115,6 +123,7 @@ def build_db_study(
         for k in range(3 * per_class)
     ]
     rng = np.random.default_rng(0)
+    condition = study.conditions.get()  # a one-condition study
     for r in range(n_readers):
         user = UserFactory(username=f"{slug}-reader{r}")
         ReaderProfileFactory(user=user)
@@ -124,6 +133,7 @@ def build_db_study(
             Answer(
                 enrolment=enrolment,
                 case=case,
+                condition=condition,
                 diagnosis=case.diagnosis
                 if rng.random() < 0.67
                 else diagnoses[codes[rng.integers(3)]],
@@ -145,7 +155,7 @@ def build_db_study(
         probs = rng.dirichlet(np.ones(3))
         probs[codes.index(case.diagnosis.code)] += 0.6
         probs /= probs.sum()
-        Prediction.objects.create(
+        prediction = Prediction(
             model=model,
             case=case,
             choice=diagnoses[codes[int(probs.argmax())]],
@@ -153,6 +163,9 @@ def build_db_study(
             choice_probabilities=dict(zip(codes, probs.tolist(), strict=True)),
             embedding=rng.normal(size=6).astype("<f4").tobytes() if embeddings else None,
         )
+        if gradcam is not None:  # the same Grad-CAM map (PNG bytes) for every case
+            prediction.gradcam.save("cam.png", ContentFile(gradcam), save=False)
+        prediction.save(force_insert=True)
     return study
 
 
@@ -188,3 +201,43 @@ def reference_data_dir() -> Path:
     if not folder.is_dir():
         pytest.fail(f"reference data folder {folder} is missing (set {ENV_VAR})")
     return folder
+
+
+def build_run_study(*, slug="runs", per_class=3, dim=8, status="done"):
+    """(study, run): a study with MN/SK/BCC, ``per_class`` cases each, no readers, and
+    one model whose inference run (``status``) predicted every case, with an embedding
+    of ``dim`` floats clustered by class, as a worker stores them."""
+    from cases.models import Diagnosis
+    from inference.models import InferenceRun, Prediction, RegisteredModel
+    from tests.factories import CaseFactory, make_study
+
+    codes = ["MN", "SK", "BCC"]
+    study = make_study(slug=slug, choices=codes, is_synthetic=True)
+    diagnoses = {d.code: d for d in Diagnosis.objects.filter(code__in=codes)}
+    cases = [
+        CaseFactory(study=study, diagnosis=diagnoses[codes[k % 3]], with_images=False)
+        for k in range(3 * per_class)
+    ]
+    model = RegisteredModel.objects.create(
+        name=f"{slug}-cnn", arch="efficientnet_b4", classes=codes, preprocessing={},
+        weights_source="random",
+    )  # fmt: skip
+    run = InferenceRun.objects.create(
+        model=model, study=study, status=status, total=len(cases), done=len(cases)
+    )
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (3, dim))
+    for case in cases:
+        k = codes.index(case.diagnosis.code)
+        probs = np.full(3, 0.2)
+        probs[k] = 0.6
+        Prediction.objects.create(
+            model=model,
+            case=case,
+            run=run,
+            choice=diagnoses[codes[k]],
+            probabilities=dict(zip(codes, probs.tolist(), strict=True)),
+            choice_probabilities=dict(zip(codes, probs.tolist(), strict=True)),
+            embedding=(centres[k] + rng.normal(size=dim)).astype("<f4").tobytes(),
+        )
+    return study, run

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import Answer, Case, CaseImage, Diagnosis, Study, StudyChoice
-from tests.factories import CaseFactory, enrol, make_study
+from tests.factories import CaseFactory, conditions_post, enrol, make_study
 
 pytestmark = pytest.mark.django_db
 
@@ -158,6 +158,7 @@ def study_post(study: Study, choices: list[dict], extra_forms: int = 0) -> dict:
         for key, value in row.items():
             data[f"study_choices-{i}-{key}"] = value
         data[f"study_choices-{i}-study"] = study.pk
+    data.update(conditions_post(study))
     return data
 
 

@@ -321,6 +321,7 @@ def test_admin_endpoints_and_csv_export(admin_client, reader_client, reader, stu
         "case",
         "truth",
         "answer",
+        "condition",
         "truth_name",
         "answer_name",
         "level",

@@ -110,6 +110,10 @@ def non_default_study_values() -> dict:
             continue
         if field.name == "required_profile_fields":
             values[field.name] = ["region", "level"]
+        elif field.choices:
+            values[field.name] = next(v for v, _ in field.choices if v != field.default)
+        elif isinstance(field, models.PositiveSmallIntegerField):
+            values[field.name] = 7
         elif isinstance(field, models.BooleanField):
             values[field.name] = not field.default
         elif isinstance(field, models.CharField | models.TextField):
@@ -125,6 +129,10 @@ def study_content(study: Study) -> dict:
     return {
         "study": model_to_dict(study, exclude=STUDY_NOT_COPIED),
         "choices": study.choice_codes(),
+        "conditions": [
+            model_to_dict(condition, exclude=["id", "study"])
+            for condition in study.conditions.order_by("position")
+        ],
         "cases": [
             {
                 **model_to_dict(case, exclude=["id", "study", "public_id"]),
@@ -147,7 +155,12 @@ def study_content(study: Study) -> dict:
 
 def test_export_then_import_gives_an_identical_study(tmp_path):
     values = non_default_study_values()
-    study = study_create(slug="orig", choices=["BCC", "MN", "SK"], **values)
+    conditions = [
+        {"code": "unaided", "position": 1, "label": "Alone", "shows_clinical": False},
+        {"code": "aided", "position": 2, "label_zh": "辅助", "shows_cnn": True,
+         "shows_gradcam": True, "shows_metadata": True},
+    ]  # fmt: skip
+    study = study_create(slug="orig", choices=["BCC", "MN", "SK"], conditions=conditions, **values)
     rows = good_rows(5)
     rows[2]["clinical_image"] = "img/c002_clin.tif"  # a TIFF makes the trip as well
     rows[3]["dermoscopic_image"] = "img/c003_derm.tiff"

@@ -448,6 +448,53 @@ def test_pixel_limit_is_the_configured_one_not_pillows(tmp_path, media_root, set
             {"title": "T", "choices": ["MN", "SK"], "shuffle": False},
             "study.json has unknown key(s): shuffle (allowed: title, description, choices, ",
         ),
+        (
+            {},
+            {"title": "T", "choices": ["MN", "SK"], "design": "parallel"},
+            "study design: Value 'parallel' is not a valid choice.",
+        ),
+        (
+            {},
+            {"title": "T", "choices": ["MN", "SK"], "washout_days": "14"},
+            "study.json: washout_days must be a whole number or null, not '14'",
+        ),
+        (
+            {},
+            {"title": "T", "choices": ["MN", "SK"], "conditions": []},
+            "study.json: conditions must be a non-empty list of objects",
+        ),
+        (
+            {},
+            {"title": "T", "choices": ["MN", "SK"], "conditions": [{"code": "a", "x": 1}]},
+            "study.json: condition 1 has unknown key(s): x (allowed: code, position, ",
+        ),
+        (
+            {},
+            {
+                "title": "T",
+                "choices": ["MN", "SK"],
+                "conditions": [{"code": "a", "position": 1, "shows_cnn": "yes"}],
+            },
+            "study.json: condition 1: shows_cnn must be true or false",
+        ),
+        (
+            {},
+            {
+                "title": "T",
+                "choices": ["MN", "SK"],
+                "conditions": [{"code": "a", "position": 1, "shows_gradcam": True}],
+            },
+            "study.json: condition 1: The Grad-CAM is shown only with the CNN's support.",
+        ),
+        (
+            {},
+            {
+                "title": "T",
+                "choices": ["MN", "SK"],
+                "conditions": [{"code": "a", "position": 1}, {"code": "a", "position": 2}],
+            },
+            "study.json: two conditions have the same code",
+        ),
     ],
 )
 def test_new_study_checked_before_anything_is_written(

@@ -1,0 +1,156 @@
+"""Reading conditions, the data model under every answer (#14, item 1 in part): every
+study has at least its default condition, every answer belongs to one, the database
+keeps one answer per reader, case and condition, the existing answers migrate into
+their study's default condition, the admin fixes the conditions once a study opens,
+and the answers table names each answer's condition."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
+
+from analysis.stats.inputs import InputError, load_answers
+from cases.models import Answer, Case, ReadingCondition, Study
+from cases.selectors import answers_frame
+from cases.services import answer_submit, study_create
+from tests.factories import build_study, make_study, ready_enrolment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_study_has_its_default_condition_showing_what_it_shows():
+    study = make_study(slug="plain", show_clinical_image=False)
+    (condition,) = study.conditions.all()
+    assert (condition.code, condition.position) == ("unaided", 1)
+    assert condition.shows_dermoscopic and not condition.shows_clinical
+    assert not condition.shows_cnn and condition.label_for("zh-hans") == "独立阅片"
+
+
+def test_a_study_created_with_conditions_has_those_only():
+    study = study_create(
+        slug="two",
+        title="Two",
+        choices=["MN", "SK"],
+        conditions=[
+            {"code": "unaided", "position": 1},
+            {"code": "aided", "position": 2, "shows_cnn": True, "shows_gradcam": True},
+        ],
+    )
+    assert list(study.conditions.values_list("code", "shows_cnn")) == [
+        ("unaided", False),
+        ("aided", True),
+    ]
+
+
+def test_the_admin_add_form_gives_a_new_study_its_default_condition(admin_client):
+    response = admin_client.post(
+        reverse("admin:cases_study_add"),
+        {
+            "title": "From the form",
+            "slug": "from-form",
+            "status": "draft",
+            "design": "single",
+            "consent_version": "v1",
+            "study_choices-TOTAL_FORMS": "0",
+            "study_choices-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    study = Study.objects.get(slug="from-form")
+    assert list(study.conditions.values_list("code", flat=True)) == ["unaided"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"shows_dermoscopic": False, "shows_clinical": False},  # no image at all
+        {"shows_gradcam": True},  # a Grad-CAM without the CNN's support
+    ],
+)
+def test_the_database_refuses_a_condition_that_cannot_be_shown(fields):
+    study = make_study(slug="bad")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ReadingCondition.objects.create(study=study, code="x", position=2, **fields)
+
+
+def test_an_answer_belongs_to_its_study_s_condition_once_per_case(reader):
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    first = Case.objects.get(pk=enrolment.case_order[0])
+    answer = answer_submit(
+        enrolment=enrolment, case_public_id=first.public_id, diagnosis_code="MN"
+    ).answer
+    default = study.conditions.get()
+    assert answer.condition == default
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Answer.objects.create(
+            enrolment=enrolment,
+            case=first,
+            condition=default,
+            diagnosis=answer.diagnosis,
+            seconds=1,
+        )
+    aided = ReadingCondition.objects.create(study=study, code="aided", position=2, shows_cnn=True)
+    Answer.objects.create(
+        enrolment=enrolment, case=first, condition=aided, diagnosis=answer.diagnosis, seconds=1
+    )  # the same case in another condition
+    assert Answer.objects.filter(enrolment=enrolment, case=first).count() == 2
+
+
+def test_the_answers_table_names_the_condition_and_the_analysis_takes_one_at_a_time(reader):
+    study = build_study(2)
+    enrolment = ready_enrolment(study, reader)
+    first = Case.objects.get(pk=enrolment.case_order[0])
+    answer_submit(enrolment=enrolment, case_public_id=first.public_id, diagnosis_code="MN")
+    frame = answers_frame(study=study)
+    assert list(frame["condition"]) == ["unaided"]
+    load_answers(frame, choices=["MN", "SK", "BCC"])  # one condition: analysed as before
+    two = frame.assign(condition="aided")
+    both = type(frame)(list(frame.itertuples(index=False)) + list(two.itertuples(index=False)))
+    both.columns = frame.columns
+    with pytest.raises(InputError, match="2 reading conditions \\(aided, unaided\\) in one table"):
+        load_answers(both, choices=["MN", "SK", "BCC"])
+
+
+def test_the_conditions_of_an_open_study_are_fixed_in_the_admin(admin_client):
+    study = build_study(1)
+    page = admin_client.get(reverse("admin:cases_study_change", args=[study.pk])).content.decode()
+    assert "conditions-0-code" not in page  # shown, not editable
+    assert "Unaided" in page
+    draft = make_study(slug="draft")
+    page = admin_client.get(reverse("admin:cases_study_change", args=[draft.pk])).content.decode()
+    assert 'name="conditions-0-code"' in page
+
+
+@pytest.mark.postgres  # and on PostgreSQL, where the answers' guard must let it through
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_puts_every_existing_answer_in_its_study_s_default_condition():
+    """From the schema before conditions (cases 0008): a study with an answer, then 0009
+    to 0011 give the study its "unaided" condition (showing the clinical photo as the
+    study did) and the answer that condition."""
+    executor = MigrationExecutor(connection)
+    before = [("cases", "0008_study_closes_at")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    mn = old.get_model("cases", "Diagnosis").objects.get(code="MN")
+    user = old.get_model("auth", "User").objects.create(username="old-reader")
+    study = old.get_model("cases", "Study").objects.create(
+        slug="old", title="Old", show_clinical_image=False
+    )
+    case = old.get_model("cases", "Case").objects.create(
+        study=study, source_id="c1", position=1, diagnosis=mn
+    )
+    enrolment = old.get_model("cases", "Enrolment").objects.create(
+        study=study, reader=user, order_seed=1, case_order=[case.pk]
+    )
+    old.get_model("cases", "Answer").objects.create(
+        enrolment=enrolment, case=case, diagnosis=mn, seconds=3
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    answer = Answer.objects.get(enrolment_id=enrolment.pk)
+    assert answer.condition.code == "unaided" and answer.condition.study_id == study.pk
+    assert not answer.condition.shows_clinical

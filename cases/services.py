@@ -202,6 +202,36 @@ def study_open_refusals(*, study: Study) -> list[str]:
         reasons.append("it has no consent text")
     if study.closes_at is not None and study.closes_at <= timezone.now():
         reasons.append("its closing date has passed")
+    return reasons + study_design_refusals(study=study)
+
+
+def study_design_refusals(*, study: Study) -> list[str]:
+    """Why ``study``'s reading conditions do not fit its design, or cannot be served
+    yet (empty: they can). One condition: today's studies. Sequential: two, the
+    unaided one first (no CNN support), then one with the CNN's support. Crossover: two
+    or more, and a washout. The reader's screen serves only a study of one condition
+    without CNN support so far (the rest of #14): any other is refused, saying so."""
+    conditions = list(study.conditions.order_by("position"))
+    reasons = []
+    design = study.design
+    if not conditions:
+        return ["it has no reading condition"]
+    if design == Study.Design.SINGLE and len(conditions) != 1:
+        reasons.append(f"its design is one condition, but it has {len(conditions)}")
+    if design == Study.Design.SEQUENTIAL and (
+        len(conditions) != 2 or conditions[0].shows_cnn or not conditions[1].shows_cnn
+    ):
+        reasons.append(
+            "a sequential design needs two conditions: first unaided (no CNN support), "
+            "then one that shows the CNN's support"
+        )
+    if design == Study.Design.CROSSOVER and (len(conditions) < 2 or not study.washout_days):
+        reasons.append("a crossover needs two or more conditions and a washout in days")
+    if design != Study.Design.SINGLE or any(c.shows_cnn for c in conditions):
+        reasons.append(
+            "readers cannot be served this design yet: this version serves one condition "
+            "without CNN support (sequential, crossover and CNN support are coming)"
+        )
     return reasons
 
 

@@ -154,3 +154,50 @@ def test_the_migration_puts_every_existing_answer_in_its_study_s_default_conditi
     answer = Answer.objects.get(enrolment_id=enrolment.pk)
     assert answer.condition.code == "unaided" and answer.condition.study_id == study.pk
     assert not answer.condition.shows_clinical
+
+
+@pytest.mark.parametrize(
+    "design, conditions, washout, reasons",
+    [
+        ("single", [{}], None, []),
+        (
+            "single",
+            [{}, {"code": "b"}],
+            None,
+            ["its design is one condition, but it has 2"],
+        ),
+        (
+            "sequential",
+            [{"shows_cnn": True}, {"code": "aided"}],
+            None,
+            ["a sequential design needs two conditions", "readers cannot be served"],
+        ),
+        (
+            "sequential",
+            [{}, {"code": "aided", "shows_cnn": True}],
+            None,
+            ["readers cannot be served this design yet"],
+        ),
+        (
+            "crossover",
+            [{}, {"code": "b"}],
+            None,
+            ["a crossover needs two or more conditions and a washout", "readers cannot"],
+        ),
+    ],
+)
+def test_a_study_opens_only_with_conditions_that_fit_its_design_and_can_be_served(
+    design, conditions, washout, reasons
+):
+    from cases.services import study_design_refusals, study_open_refusals
+
+    rows = [{"code": "unaided", "position": n, **fields} for n, fields in enumerate(conditions, 1)]
+    study = study_create(
+        slug="d", title="D", choices=["MN", "SK"], conditions=rows, design=design,
+        washout_days=washout,
+    )  # fmt: skip
+    found = study_design_refusals(study=study)
+    assert len(found) == len(reasons)
+    for reason, expected in zip(found, reasons, strict=True):
+        assert reason.startswith(expected)
+    assert set(found) <= set(study_open_refusals(study=study))

@@ -26,7 +26,7 @@ from django.core import serializers
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import FileField, Model
+from django.db.models import FileField, Model, Q
 
 from audit.models import AuditEvent
 from audit.services import audit_log
@@ -42,7 +42,7 @@ from cases.models import (
     Study,
     StudyChoice,
 )
-from inference.models import InferenceRun, Prediction, RegisteredModel
+from inference.models import ConditionSupport, InferenceRun, Prediction, RegisteredModel
 
 FORMAT = "readerstudy-backup"
 VERSION = 1
@@ -70,7 +70,10 @@ def _collect(study: Study) -> dict[str, list[Model]]:
     enrolments = Enrolment.objects.filter(study=study)
     readers = get_user_model().objects.filter(enrolments__study=study).distinct()
     predictions = Prediction.objects.filter(case__study=study)
-    models = RegisteredModel.objects.filter(predictions__case__study=study).distinct()
+    supports = ConditionSupport.objects.filter(condition__study=study).values("model")
+    models = RegisteredModel.objects.filter(
+        Q(predictions__case__study=study) | Q(pk__in=supports)
+    ).distinct()
     groups = {
         "auth.user": readers,
         "cases.readerprofile": ReaderProfile.objects.filter(user__in=readers),
@@ -84,6 +87,7 @@ def _collect(study: Study) -> dict[str, list[Model]]:
         "cases.answer": Answer.objects.filter(enrolment__study=study),
         "cases.answerchange": AnswerChange.objects.filter(answer__enrolment__study=study),
         "inference.registeredmodel": models,
+        "inference.conditionsupport": ConditionSupport.objects.filter(condition__study=study),
         "inference.inferencerun": InferenceRun.objects.filter(study=study),
         "inference.prediction": predictions,
         "audit.auditevent": AuditEvent.objects.filter(study=study.slug),

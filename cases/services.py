@@ -202,7 +202,21 @@ def study_open_refusals(*, study: Study) -> list[str]:
         reasons.append("it has no consent text")
     if study.closes_at is not None and study.closes_at <= timezone.now():
         reasons.append("its closing date has passed")
-    return reasons + study_design_refusals(study=study)
+    reasons += study_design_refusals(study=study)
+    for check in _open_checks:
+        reasons += check(study)
+    return reasons
+
+
+# Checks of other apps before a study opens (inference: a condition's CNN support is
+# ready); each gives the reasons it refuses, as study_open_refusals does.
+_open_checks: list[Callable[[Study], list[str]]] = []
+
+
+def register_open_check(check: Callable[[Study], list[str]]) -> Callable[[Study], list[str]]:
+    if check not in _open_checks:
+        _open_checks.append(check)
+    return check
 
 
 def study_design_refusals(*, study: Study) -> list[str]:
@@ -833,6 +847,8 @@ _STUDY_ADMIN_PERMISSIONS = {
     "cases": {
         "study": ("view", "change"),
         "studychoice": ("view", "add", "change", "delete"),
+        # on the study's form while it is a draft (the admin fixes them from its opening)
+        "readingcondition": ("view", "add", "change", "delete"),
         "case": ("view", "change"),
         "caseimage": ("view",),
         "diagnosis": ("view",),
@@ -846,6 +862,7 @@ _STUDY_ADMIN_PERMISSIONS = {
         "registeredmodel": ("view",),
         "inferencerun": ("view", "add"),
         "prediction": ("view",),
+        "conditionsupport": ("view", "add", "change", "delete"),
     },
     "analysis": {"analysisreport": ("view", "add")},
     "audit": {"auditevent": ("view",)},

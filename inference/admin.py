@@ -15,9 +15,10 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from cases.models import ReadingCondition
 from console.urls import run_urls
 from console.views import inference_run_start_with_message, model_register_page
-from inference.models import InferenceRun, Prediction, RegisteredModel
+from inference.models import ConditionSupport, InferenceRun, Prediction, RegisteredModel
 from readerstudy.admin import ResearchDataAdmin, StudyScopedAdmin
 
 
@@ -200,3 +201,30 @@ class PredictionAdmin(ResearchDataAdmin, StudyScopedAdmin):
     def embedding_size(self, prediction: Prediction) -> str:
         array = prediction.embedding_array()
         return "-" if array is None else f"{array.size} float32 values"
+
+
+@admin.register(ConditionSupport)
+class ConditionSupportAdmin(StudyScopedAdmin):
+    """Which CNN a reading condition that shows the CNN's support shows, and how many of
+    its classes: set while the study is a draft, fixed from its opening on."""
+
+    study_path = "condition__study"
+    list_display = ["condition", "model", "top_k"]
+    list_filter = ["condition__study", "model", "condition__shows_gradcam"]
+    search_fields = ["condition__code", "condition__study__slug", "model__name"]
+
+    def _fixed(self, obj) -> bool:
+        return obj is not None and obj.condition.study.status != obj.condition.study.Status.DRAFT
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["condition", "model", "top_k"] if self._fixed(obj) else []
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return not self._fixed(obj) and super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "condition":
+            kwargs["queryset"] = ReadingCondition.objects.filter(
+                shows_cnn=True, study__status="draft"
+            ).select_related("study")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

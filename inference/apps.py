@@ -7,6 +7,8 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from cases.feedback import register_model_feedback
-        from inference.selectors import model_feedback_rows
+        from cases.services import register_open_check
+        from inference.selectors import model_feedback_rows, support_refusals
 
         register_model_feedback(model_feedback_rows)
+        register_open_check(support_refusals)

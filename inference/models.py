@@ -14,7 +14,7 @@ import numpy as np
 from django.db import models
 from django.db.models import Q
 
-from cases.models import Case, Diagnosis, Study, research_rows_refuse
+from cases.models import Case, Diagnosis, ReadingCondition, Study, research_rows_refuse
 from readerstudy.tasks import BROKER_DOWN_PREFIX
 
 
@@ -222,3 +222,30 @@ class Prediction(models.Model):
         if self.embedding is None:
             return None
         return np.frombuffer(bytes(self.embedding), dtype="<f4")
+
+
+class ConditionSupport(models.Model):
+    """The CNN whose support a reading condition shows (``ReadingCondition.shows_cnn``):
+    its ``top_k`` probabilities over the study's choices and its predicted class (and
+    its Grad-CAM where the condition shows that), from the predictions of a complete
+    run of ``model`` on the study. Set while the study is a draft; a study cannot open
+    until ``model`` has a successful prediction with probabilities for every case
+    (``inference.services.support.support_refusals``)."""
+
+    condition = models.OneToOneField(
+        ReadingCondition, on_delete=models.CASCADE, related_name="cnn_support"
+    )
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    top_k = models.PositiveSmallIntegerField(
+        default=3, help_text="How many of the CNN's most probable classes the reader sees."
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(top_k__gte=1, top_k__lte=26), name="support_top_k_1_to_26"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.condition}: {self.model.name} (top {self.top_k})"

@@ -158,3 +158,36 @@ def study_runs(*, study: Study, limit: int = 10) -> list:
         .select_related("model")
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+def support_refusals(study: Study) -> list[str]:
+    """Why the CNN support of ``study``'s conditions cannot be shown (empty: it can):
+    each condition that shows it names a model (ConditionSupport) that has a successful
+    prediction with probabilities for every case of the study. A check before opening
+    (registered with ``cases.services.register_open_check``)."""
+    from inference.models import ConditionSupport
+
+    reasons = []
+    n_cases = study.cases.count()
+    for condition in study.conditions.filter(shows_cnn=True).order_by("position"):
+        support = ConditionSupport.objects.filter(condition=condition).select_related("model")
+        support = support.first()
+        if support is None:
+            reasons.append(
+                f"condition {condition.code!r} shows the CNN's support but names no model "
+                "(set it under Condition supports)"
+            )
+            continue
+        ready = (
+            Prediction.objects.filter(
+                model=support.model, case__study=study, status=Prediction.Status.OK
+            )
+            .exclude(choice_probabilities={})
+            .count()
+        )
+        if ready < n_cases:
+            reasons.append(
+                f"condition {condition.code!r}: {support.model.name} has predictions with "
+                f"probabilities for {ready} of {n_cases} cases; run it on the study first"
+            )
+    return reasons

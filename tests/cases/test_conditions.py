@@ -201,3 +201,41 @@ def test_a_study_opens_only_with_conditions_that_fit_its_design_and_can_be_serve
     for reason, expected in zip(found, reasons, strict=True):
         assert reason.startswith(expected)
     assert set(found) <= set(study_open_refusals(study=study))
+
+
+def test_a_condition_showing_the_cnn_opens_only_once_its_model_predicted_every_case():
+    """inference.selectors.support_refusals, run with the opening's checks: no model
+    named, then a model with predictions for some cases only, then for all."""
+    from cases.services import study_open_refusals
+    from inference.models import ConditionSupport, InferenceRun, Prediction, RegisteredModel
+
+    study = build_study(
+        3, slug="supported", status=Study.Status.DRAFT, design=Study.Design.SEQUENTIAL
+    )
+    aided = ReadingCondition.objects.create(study=study, code="aided", position=2, shows_cnn=True)
+    reasons = study_open_refusals(study=study)
+    assert any("'aided' shows the CNN's support but names no model" in r for r in reasons)
+    model = RegisteredModel.objects.create(
+        name="sup-cnn", arch="efficientnet_b4_aux", classes=["MN", "SK", "BCC"],
+        preprocessing={"input_size": 64}, weights_source="random",
+    )  # fmt: skip
+    ConditionSupport.objects.create(condition=aided, model=model, top_k=2)
+    run = InferenceRun.objects.create(model=model, study=study, status="running", total=3)
+    cases = list(study.cases.order_by("position"))
+    for case in cases[:2]:
+        Prediction.objects.create(
+            model=model, case=case, run=run, choice=case.diagnosis,
+            probabilities={"MN": 0.5, "SK": 0.3, "BCC": 0.2},
+            choice_probabilities={"MN": 0.5, "SK": 0.3, "BCC": 0.2},
+        )  # fmt: skip
+    reasons = study_open_refusals(study=study)
+    assert any("sup-cnn has predictions with probabilities for 2 of 3 cases" in r for r in reasons)
+    Prediction.objects.create(
+        model=model, case=cases[2], run=run, choice=cases[2].diagnosis,
+        probabilities={"MN": 0.5, "SK": 0.3, "BCC": 0.2},
+        choice_probabilities={"MN": 0.5, "SK": 0.3, "BCC": 0.2},
+    )  # fmt: skip
+    reasons = study_open_refusals(study=study)
+    assert not any("sup-cnn" in r or "names no model" in r for r in reasons)
+    # what is still refused: serving the design (the rest of #14)
+    assert any(r.startswith("readers cannot be served this design yet") for r in reasons)

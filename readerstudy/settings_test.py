@@ -38,3 +38,19 @@ if "sessions" not in CACHES:  # noqa: F405
 # (tests/inference/test_worker.py) opens the same test database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(Path(DATA_DIR) / "test-db.sqlite3")}  # noqa: F405
+
+# One filesystem broker per xdist worker: the suite's processes share READERSTUDY_DATA_DIR
+# (the controller sets it before the workers start), and a Celery worker that one test
+# process starts must never take a task another one sent (its run is not in that
+# process's test database). The worker subprocesses inherit PYTEST_XDIST_WORKER.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST_WORKER and CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
+    _queue_dir = Path(DATA_DIR) / f"celery-broker-{_XDIST_WORKER}"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "control_folder": str(_queue_dir / "control"),
+    }
+    for _folder in ("queue", "control"):
+        (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)

@@ -148,12 +148,13 @@ def workers(tmp_path):
 
 @pytest.fixture
 def empty_filesystem_queue(settings):
-    """The filesystem transport's folder (under DATA_DIR, shared with the worker
-    subprocesses) emptied: earlier tests of this process may have left messages."""
+    """The filesystem transport's folder (this test process's, shared with the worker
+    subprocesses it starts) emptied: earlier tests of this process may have left
+    messages."""
     import shutil
     from pathlib import Path
 
-    folder = Path(settings.DATA_DIR) / "celery-broker" / "queue"
+    folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
 

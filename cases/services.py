@@ -246,6 +246,22 @@ def study_design_refusals(*, study: Study) -> list[str]:
             "readers cannot be served this design yet: this version serves one condition "
             "without CNN support (sequential, crossover and CNN support are coming)"
         )
+    # What the reader's screen shows today: the dermoscopic image, and the clinical photo
+    # where the study's "show clinical image" says so; a condition must say the same.
+    first = conditions[0]
+    if design == Study.Design.SINGLE and len(conditions) == 1:
+        if not first.shows_dermoscopic or first.shows_metadata:
+            reasons.append(
+                f"condition {first.code!r}: this version shows readers the dermoscopic "
+                "image always and the case's metadata never"
+            )
+        if first.shows_clinical != study.show_clinical_image:
+            reasons.append(
+                f"condition {first.code!r} "
+                f"{'shows' if first.shows_clinical else 'hides'} the clinical photo but the "
+                f"study's “show clinical image” is {'on' if study.show_clinical_image else 'off'}"
+                ": make them agree"
+            )
     return reasons
 
 

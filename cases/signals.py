@@ -15,3 +15,16 @@ from cases.models import ReadingCondition, Study
 def study_default_condition(sender, instance: Study, created: bool, raw: bool, **kwargs) -> None:
     if created and not raw:
         ReadingCondition.default_for(instance)
+
+
+@receiver(post_save, sender=Study, dispatch_uid="cases.study_condition_follows_clinical")
+def study_condition_follows_clinical(sender, instance: Study, created: bool, raw: bool, **kwargs):
+    """A draft of one condition: its condition shows the clinical photo as the study's
+    "show clinical image" says (the reader's screen and the image permissions follow
+    that field); opening refuses a study where they differ (study_design_refusals)."""
+    if raw or created or instance.status != Study.Status.DRAFT:
+        return
+    if instance.design == Study.Design.SINGLE:
+        ReadingCondition.objects.filter(study=instance).exclude(
+            shows_clinical=instance.show_clinical_image
+        ).update(shows_clinical=instance.show_clinical_image)

@@ -239,3 +239,19 @@ def test_a_condition_showing_the_cnn_opens_only_once_its_model_predicted_every_c
     assert not any("sup-cnn" in r or "names no model" in r for r in reasons)
     # what is still refused: serving the design (the rest of #14)
     assert any(r.startswith("readers cannot be served this design yet") for r in reasons)
+
+
+def test_a_one_condition_study_shows_what_its_condition_says_or_does_not_open():
+    from cases.services import study_design_refusals
+
+    study = build_study(1, slug="clin", status=Study.Status.DRAFT)
+    assert study_design_refusals(study=study) == []
+    # a draft's setting carries over to its condition when the study is saved
+    study.show_clinical_image = False
+    study.save()
+    assert study.conditions.get().shows_clinical is False
+    # a condition changed apart from it, or asking what the screen does not show
+    ReadingCondition.objects.filter(study=study).update(shows_clinical=True, shows_metadata=True)
+    reasons = study_design_refusals(study=study)
+    assert any("the case's metadata never" in r for r in reasons)
+    assert any("shows the clinical photo but the study's" in r for r in reasons)

@@ -119,17 +119,7 @@ class StudyChoiceForm(forms.ModelForm):
         return cleaned
 
 
-CONDITION_FIELDS = [
-    "position",
-    "code",
-    "label",
-    "label_zh",
-    "shows_dermoscopic",
-    "shows_clinical",
-    "shows_metadata",
-    "shows_cnn",
-    "shows_gradcam",
-]
+CONDITION_FIELDS = list(ReadingCondition.SETTINGS)
 
 
 class ReadingConditionInline(admin.TabularInline):

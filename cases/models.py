@@ -327,6 +327,18 @@ class ReadingCondition(models.Model):
     """
 
     DEFAULT_CODE = "unaided"
+    # What an admin sets (the study's form, study.json): every field but the study.
+    SETTINGS = (
+        "code",
+        "position",
+        "label",
+        "label_zh",
+        "shows_dermoscopic",
+        "shows_clinical",
+        "shows_metadata",
+        "shows_cnn",
+        "shows_gradcam",
+    )
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
     code = models.SlugField(

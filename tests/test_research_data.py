@@ -36,6 +36,16 @@ from tests.factories import build_study, make_study, ready_enrolment
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
+def _cnn(name: str) -> RegisteredModel:
+    return RegisteredModel.objects.create(
+        name=name,
+        arch="efficientnet_b4_aux",
+        classes=["MN", "SK", "BCC"],
+        preprocessing={"input_size": 64},
+        weights_source="random",
+    )
+
+
 def _world(reader, other_reader, **options) -> dict:
     """An open study with every kind of research data: a consented reader's answer, its
     change (history), a reader who enrolled without consenting, a finished CNN run with
@@ -46,13 +56,7 @@ def _world(reader, other_reader, **options) -> dict:
     answer_submit(enrolment=enrolment, case_public_id=first.public_id, diagnosis_code="MN")
     answer_submit(enrolment=enrolment, case_public_id=first.public_id, diagnosis_code="SK")
     unconsented = enrolment_create(study=study, reader=other_reader, seed=2)
-    model = RegisteredModel.objects.create(
-        name=f"cnn-{study.slug}",
-        arch="efficientnet_b4_aux",
-        classes=["MN", "SK", "BCC"],
-        preprocessing={"input_size": 64},
-        weights_source="random",
-    )
+    model = _cnn(f"cnn-{study.slug}")
     run = InferenceRun.objects.create(
         model=model, study=study, status="done", total=3, done=3, finished_at=timezone.now()
     )
@@ -286,13 +290,7 @@ def test_the_predictions_of_a_finished_run_are_never_changed_or_deleted(world):
 def test_a_resumed_failed_run_does_not_make_its_stored_predictions_editable(world, status):
     """A failed run is resumed by going back to queued, then running: what it stored
     before it failed stays as it was."""
-    model = RegisteredModel.objects.create(
-        name="resumed-cnn",
-        arch="efficientnet_b4_aux",
-        classes=["MN", "SK", "BCC"],
-        preprocessing={"input_size": 64},
-        weights_source="random",
-    )
+    model = _cnn("resumed-cnn")
     run = InferenceRun.objects.create(
         model=model, study=world["study"], status="failed", total=3, done=1
     )
@@ -429,13 +427,7 @@ def test_the_database_refuses_to_change_or_delete_the_predictions_of_a_finished_
     sql = "UPDATE inference_inferencerun SET status = 'running' WHERE id = %s"
     assert execute(sql, [queued.pk]) == 1
     running_row = Prediction.objects.create(
-        model=RegisteredModel.objects.create(
-            name="resumed-cnn",
-            arch="efficientnet_b4_aux",
-            classes=["MN", "SK", "BCC"],
-            preprocessing={"input_size": 64},
-            weights_source="random",
-        ),
+        model=_cnn("resumed-cnn"),
         case=prediction.case,
         run=queued,
         status="failed",

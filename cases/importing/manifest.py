@@ -12,6 +12,7 @@ import json
 
 from cases.importing.bundles import MANIFEST, STUDY_FILE, Bundle, BundleError
 from cases.importing.report import ImportRejected, Problem
+from cases.models import ReadingCondition
 
 REQUIRED_COLUMNS = ("case_id", "diagnosis", "clinical_image", "dermoscopic_image")
 OPTIONAL_COLUMNS = ("age", "sex", "site", "histopathology")
@@ -39,17 +40,7 @@ STUDY_OPTIONS = (
 )
 # study.json's "conditions": a list of the study's reading conditions, each an object
 # with these keys (absent: the model's default); absent, the study has the default one.
-CONDITION_KEYS = (
-    "code",
-    "position",
-    "label",
-    "label_zh",
-    "shows_dermoscopic",
-    "shows_clinical",
-    "shows_metadata",
-    "shows_cnn",
-    "shows_gradcam",
-)
+CONDITION_KEYS = ReadingCondition.SETTINGS
 STUDY_FILE_KEYS = ("title", "description", "choices", "conditions", *STUDY_OPTIONS)
 # cases.csv and study.json are read whole; a real case list is far below this.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024

@@ -14,7 +14,16 @@ from readerstudy.settings import *  # noqa: F403
 from readerstudy.settings import DATA_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MEDIA_ROOT = Path(DATA_DIR) / "media"
+# The suite's xdist processes share DATA_DIR (the controller sets it before they start):
+# each has its own media folder, which the worker subprocesses it starts (they inherit
+# PYTEST_XDIST_WORKER) share with it. Tests that use such a worker set MEDIA_ROOT to it;
+# the others get a folder of their own (tests/conftest.py).
+READERSTUDY_WORKER_MEDIA_ROOT = Path(DATA_DIR) / (
+    f"media-{os.environ['PYTEST_XDIST_WORKER']}"
+    if os.environ.get("PYTEST_XDIST_WORKER")
+    else "media"
+)
+MEDIA_ROOT = READERSTUDY_WORKER_MEDIA_ROOT
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 CELERY_TASK_ALWAYS_EAGER = False
 # The settings' default storage: the media folder, unless READERSTUDY_S3_BUCKET is set

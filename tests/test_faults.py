@@ -71,7 +71,7 @@ def wait_until(condition, what: str, timeout: float = 60, every: float = 0.2) ->
 @pytest.fixture(autouse=True)
 def _media_root(settings):
     """The subprocesses read and write under DATA_DIR/media: so does the test."""
-    settings.MEDIA_ROOT = Path(settings.DATA_DIR) / "media"
+    settings.MEDIA_ROOT = settings.READERSTUDY_WORKER_MEDIA_ROOT
     return settings.MEDIA_ROOT
 
 

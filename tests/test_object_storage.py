@@ -230,7 +230,7 @@ def test_an_inference_worker_elsewhere_reads_and_writes_the_bucket_only(
     from tests.inference.factories import make_inference_study
     from tests.processes import wait_for
 
-    worker_media = Path(settings.DATA_DIR) / "media"  # the worker's MEDIA_ROOT
+    worker_media = settings.READERSTUDY_WORKER_MEDIA_ROOT  # the worker's MEDIA_ROOT
     before = set(local_files(worker_media))
     study = make_inference_study(slug="s3-gpu", n=3)
     model = model_register(

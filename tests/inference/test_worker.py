@@ -18,7 +18,6 @@ import signal
 import subprocess
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -37,9 +36,9 @@ pytestmark = [
 
 @pytest.fixture(autouse=True)
 def _media_root(settings):
-    """The worker writes under DATA_DIR/media (the test settings' MEDIA_ROOT), so the
-    test reads and writes there too."""
-    settings.MEDIA_ROOT = Path(settings.DATA_DIR) / "media"
+    """The worker writes under the test settings' MEDIA_ROOT (this test process's), so
+    the test reads and writes there too."""
+    settings.MEDIA_ROOT = settings.READERSTUDY_WORKER_MEDIA_ROOT
     return settings.MEDIA_ROOT
 
 

@@ -101,7 +101,7 @@ def test_the_demos_worker_consumes_every_queue():
 @pytest.fixture
 def shared_media(settings):
     """The workers write under DATA_DIR/media (the test settings' MEDIA_ROOT)."""
-    settings.MEDIA_ROOT = Path(settings.DATA_DIR) / "media"
+    settings.MEDIA_ROOT = settings.READERSTUDY_WORKER_MEDIA_ROOT
     return settings.MEDIA_ROOT
 
 

@@ -12,8 +12,14 @@ def study_reports(*, study: Study, limit: int = 10) -> list[AnalysisReport]:
     return list(study.analysis_reports.order_by("-created_at", "-pk")[:limit])
 
 
-def latest_done_report(*, study: Study) -> AnalysisReport | None:
-    """The newest report of ``study`` that finished."""
+def latest_done_report(
+    *, study: Study, newest: list[AnalysisReport] | None = None
+) -> AnalysisReport | None:
+    """The newest report of ``study`` that finished; looked for first among ``newest``
+    (``study_reports``, already read), then in the database."""
+    done = next((r for r in newest or [] if r.status == AnalysisReport.Status.DONE), None)
+    if done is not None:
+        return done
     return (
         study.analysis_reports.filter(status=AnalysisReport.Status.DONE)
         .order_by("-created_at", "-pk")

@@ -89,14 +89,13 @@ def study_overview_page(request: HttpRequest, pk: int) -> HttpResponse:
     chart), the median seconds per case and the projected completion date."""
     study, _ = study_for_staff(request, pk=pk)
     dashboard = study_dashboard(study=study)
-    overview = study_overview(study=study)
     return _page(
         request,
         "admin/cases/study/overview.html",
         title=f"Overview: {study.title}",
         opts=Study._meta,
         study=study,
-        overview=overview,
+        overview=study_overview(study=study),
         dashboard=dashboard,
         chart=answers_chart(dashboard.days, timezone_name=dashboard.timezone),
         steps=study_steps(request, study=study),
@@ -118,11 +117,10 @@ class StudySteps:
 
 def study_steps(request: HttpRequest, *, study: Study) -> StudySteps:
     reports = study_reports(study=study, limit=3)
-    latest = next((r for r in reports if r.status == AnalysisReport.Status.DONE), None)
     return StudySteps(
         runs=study_runs(study=study, limit=8),
         reports=reports,
-        latest_report=latest or latest_done_report(study=study),
+        latest_report=latest_done_report(study=study, newest=reports),
         may_run=may_use(request.user, RUN_PAGES, write=True),
         may_report=may_use(request.user, REPORT_PAGES),
     )
@@ -427,9 +425,7 @@ def study_report_page(request: HttpRequest, study_id: int) -> HttpResponse:
         messages.success(request, f"Report {report.pk} {state}.")
         return HttpResponseRedirect(request.path)
     reports = study_reports(study=study)
-    latest_done = next((r for r in reports if r.status == AnalysisReport.Status.DONE), None)
-    if latest_done is None:
-        latest_done = latest_done_report(study=study)
+    latest_done = latest_done_report(study=study, newest=reports)
     return _page(
         request,
         "analysis/admin/study_report.html",
@@ -726,20 +722,20 @@ def inference_runs_progress_json(request: HttpRequest) -> JsonResponse:
     their progress bars without a reload (static/js/live-progress.js)."""
     studies = studies_for_staff(request, rights=RUN_PAGES)
     ids = [int(v) for v in request.GET.get("ids", "").split(",") if _digits(v.strip())][:200]
-    runs = InferenceRun.objects.filter(pk__in=ids, study__in=studies).values(
+    runs = InferenceRun.objects.filter(pk__in=ids, study__in=studies).only(
         "pk", "status", "done", "failed", "total", "error"
     )
     return JsonResponse(
         {
             "runs": [
                 {
-                    "id": run["pk"],
-                    "status": run["status"],
-                    "processed": run["done"] + run["failed"],
-                    "failed": run["failed"],
-                    "total": run["total"],
-                    "active": run["status"] in ("queued", "running"),
-                    "error": (run["error"] or "")[:200],
+                    "id": run.pk,
+                    "status": run.status,
+                    "processed": run.processed,
+                    "failed": run.failed,
+                    "total": run.total,
+                    "active": run.is_active,
+                    "error": (run.error or "")[:200],
                 }
                 for run in runs
             ]

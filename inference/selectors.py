@@ -165,13 +165,11 @@ def support_refusals(study: Study) -> list[str]:
     each condition that shows it names a model (ConditionSupport) that has a successful
     prediction with probabilities for every case of the study. A check before opening
     (registered with ``cases.services.register_open_check``)."""
-    from inference.models import ConditionSupport
-
     reasons = []
     n_cases = study.cases.count()
-    for condition in study.conditions.filter(shows_cnn=True).order_by("position"):
-        support = ConditionSupport.objects.filter(condition=condition).select_related("model")
-        support = support.first()
+    conditions = study.conditions.filter(shows_cnn=True).select_related("cnn_support__model")
+    for condition in conditions.order_by("position"):
+        support = getattr(condition, "cnn_support", None)
         if support is None:
             reasons.append(
                 f"condition {condition.code!r} shows the CNN's support but names no model "

@@ -1,7 +1,8 @@
 """REST API (DRF): the reader's flow, and the study admin's read and export endpoints.
 
 Separate serializers per role: the reader's shapes have no field for the reference
-diagnosis, case metadata or model output at all.
+diagnosis at all, and carry a case's metadata and the CNN's output only on a read whose
+reading condition shows them.
 """
 
 from __future__ import annotations
@@ -32,18 +33,60 @@ class ChoiceOut(serializers.Serializer):
     )
 
 
+class ConditionOut(serializers.Serializer):
+    code = serializers.CharField(help_text="Send it back with the answer (condition).")
+    label = serializers.CharField(help_text="In the reader's language.")
+    session = serializers.IntegerField(help_text="1-based; a crossover has two sessions.")
+    shows_cnn = serializers.BooleanField()
+
+
+class SupportClassOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    probability = serializers.FloatField(help_text="Over the study's choices, 0 to 1.")
+
+
+class SupportOut(serializers.Serializer):
+    predicted = SupportClassOut(help_text="The CNN's predicted class.")
+    top = SupportClassOut(many=True, help_text="Its top-k classes, most probable first.")
+    gradcam = serializers.CharField(
+        allow_null=True, help_text="URL of its Grad-CAM overlay, where the condition shows it."
+    )
+
+
+class MetadataOut(serializers.Serializer):
+    age = serializers.IntegerField(allow_null=True)
+    sex = serializers.CharField()
+    site = serializers.CharField()
+
+
 class ReaderCaseOut(serializers.Serializer):
     id = serializers.CharField(help_text="The case's opaque public id.")
-    number = serializers.IntegerField(help_text="1-based position in this reader's order.")
+    number = serializers.IntegerField(
+        help_text="1-based position in this reader's order (of the session's, in a crossover)."
+    )
     images = serializers.DictField(
         child=serializers.CharField(), help_text="Image URLs by kind (clinical, dermoscopic)."
+    )
+    condition = ConditionOut(help_text="The reading condition this read is in.")
+    support = SupportOut(
+        allow_null=True,
+        help_text="The CNN's support, only where the condition shows it (in a sequential "
+        "study: the case's second read, after its unaided answer).",
+    )
+    metadata = MetadataOut(allow_null=True, help_text="Only where the condition shows it.")
+    earlier_answer = ChoiceOut(
+        allow_null=True,
+        help_text="Sequential, second read: the reader's own answer of the first read.",
     )
 
 
 class ProgressOut(serializers.Serializer):
-    answered = serializers.IntegerField()
-    total = serializers.IntegerField()
+    answered = serializers.IntegerField(help_text="Answers given (a case once per condition).")
+    total = serializers.IntegerField(help_text="Answers owed in all.")
     finished = serializers.BooleanField()
+    session = serializers.IntegerField()
+    sessions = serializers.IntegerField()
 
 
 class ReaderStudyOut(serializers.Serializer):
@@ -66,7 +109,11 @@ class NextOut(serializers.Serializer):
     step = serializers.ChoiceField(
         choices=[step.value for step in selectors.Step],
         help_text="review: every case answered in a study that allows changes; revise "
-        "answers, then POST finish/.",
+        "answers, then POST finish/. washout: a crossover between its sessions (see "
+        "opens_at).",
+    )
+    opens_at = serializers.DateTimeField(
+        allow_null=True, help_text="At step washout: when the next session opens."
     )
     case = ReaderCaseOut(allow_null=True)
     choices = ChoiceOut(many=True)
@@ -84,6 +131,12 @@ class AnswerIn(serializers.Serializer):
     case = serializers.CharField(max_length=32)
     answer = serializers.CharField(max_length=16, help_text="A diagnosis code of the study.")
     confidence = serializers.IntegerField(required=False, allow_null=True)
+    condition = serializers.CharField(
+        max_length=50,
+        required=False,
+        help_text="The case's condition.code: required where the study has several "
+        "reading conditions.",
+    )
     revise = serializers.BooleanField(
         default=True,
         help_text="false: answer the next case only; an answered case is never changed, "
@@ -155,7 +208,11 @@ class ReaderStudies(generics.ListAPIView):
 
 
 def _next_screen(
-    request, enrolment: Enrolment, *, prefetch: bool, answered: frozenset[int] | None = None
+    request,
+    enrolment: Enrolment,
+    *,
+    prefetch: bool,
+    answered: frozenset[tuple[int, int]] | None = None,
 ) -> dict:
     """The reader's next screen as ``NextOut`` data; serves its case (starts its clock).
     ``answered``: the reader's answered cases, where the caller has them."""
@@ -164,17 +221,23 @@ def _next_screen(
     )
     case_out = None
     if screen.case is not None:
-        services.case_serve(enrolment=enrolment, case=screen.case)
+        services.case_serve(
+            enrolment=enrolment, case=screen.case, condition_id=screen.read.condition.pk
+        )
         case_out = {
             "id": screen.case.public_id,
             "number": screen.number,
             "images": {
                 kind: request.build_absolute_uri(url) for kind, url in screen.images.items()
             },
+            **selectors.read_data(
+                screen, language=get_language(), absolute=request.build_absolute_uri
+            ),
         }
     return NextOut(
         {
             "step": screen.step,
+            "opens_at": screen.opens_at,
             "case": case_out,
             "choices": screen.choices,
             "ask_confidence": screen.ask_confidence,
@@ -255,6 +318,7 @@ class ReaderAnswer(APIView):
                 case_public_id=answer["case"],
                 diagnosis_code=answer["answer"],
                 confidence=answer.get("confidence"),
+                condition_code=answer.get("condition"),
                 revise=answer["revise"],
                 serve_next=answer["next"],
             )

@@ -65,6 +65,8 @@ class AnswerForm(forms.Form):
     answer = forms.CharField(required=False, strip=False)
     # Read as Python's int() reads it, as the API's integer does: "3.0" is refused.
     confidence = forms.CharField(required=False, strip=False)
+    # The reading condition of the read the page showed (answer_submit checks it).
+    condition = forms.CharField(required=False, strip=False)
 
     def __init__(self, *args, study: Study, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,6 +87,9 @@ class AnswerForm(forms.Form):
             ) from None
         _checked(services.confidence_check, study=self.study, confidence=confidence)
         return confidence
+
+    def clean_condition(self) -> str | None:
+        return self.cleaned_data["condition"] or None
 
     def clean(self):
         allowed = {"csrfmiddlewaretoken", *self.fields}

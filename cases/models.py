@@ -51,6 +51,10 @@ def new_invitation_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_seed() -> int:
+    return secrets.randbits(62)
+
+
 def new_reader_code() -> str:
     """A pseudonymous reader id used in exports instead of the user name."""
     return "R" + secrets.token_hex(5)
@@ -225,6 +229,11 @@ class Study(models.Model):
         blank=True,
         help_text="Crossover only: days between a reader's sessions, enforced by the server.",
     )
+    arm_seed = models.BigIntegerField(
+        default=new_seed,
+        help_text="Crossover: the seed of the balanced arm assignment (permuted blocks of "
+        "two), so that it can be reproduced.",
+    )
     admins = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,
@@ -355,8 +364,8 @@ class ReadingCondition(models.Model):
     shows_cnn = models.BooleanField(
         "shows the CNN's support",
         default=False,
-        help_text="Its top-k probabilities and predicted class (the model is set under "
-        "Condition supports).",
+        help_text="Its top-k probabilities and predicted class: choose its CNN and top-k "
+        "beside the condition, on the study's settings.",
     )
     shows_gradcam = models.BooleanField(
         "shows the CNN's Grad-CAM", default=False, help_text="Only with the CNN's support."
@@ -575,9 +584,22 @@ class Enrolment(models.Model):
     invitation = models.ForeignKey(
         "Invitation", on_delete=models.PROTECT, null=True, blank=True, related_name="enrolments"
     )
-    # The case last served and when, so the server can time each answer.
+    # Crossover: the reader's arm (0: the conditions in their order, 1: reversed), drawn
+    # at enrolment (cases.services.crossover_arm), and the case order of their second
+    # session (a fresh permutation; the first is case_order).
+    arm = models.PositiveSmallIntegerField(null=True, blank=True)
+    second_case_order = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Crossover: case primary keys in the order of the reader's second session.",
+    )
+    # The read last served (its case, and its condition where the study has several)
+    # and when, so the server can time each answer.
     served_case = models.ForeignKey(
         Case, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    served_condition = models.ForeignKey(
+        ReadingCondition, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     served_at = models.DateTimeField(null=True, blank=True)
 
@@ -587,6 +609,9 @@ class Enrolment(models.Model):
         ordering = ["study", "enrolled_at"]
         constraints = [
             models.UniqueConstraint(fields=["study", "reader"], name="one_enrolment_per_study"),
+            models.CheckConstraint(
+                condition=Q(arm__isnull=True) | Q(arm__in=[0, 1]), name="enrolment_arm_0_or_1"
+            ),
         ]
 
     def __str__(self) -> str:

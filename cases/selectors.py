@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import statistics
 import time
@@ -66,11 +67,16 @@ def studies_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Stud
 
 def image_for_user(*, user: AbstractBaseUser | AnonymousUser, public_id: str) -> CaseImage | None:
     """The image if ``user`` may see it: an admin of its study, or a reader enrolled in
-    it (a clinical photo only where the study shows clinical photos)."""
+    it, where one of the study's reading conditions shows images of its kind (a study
+    that never shows the clinical photo never serves it to a reader)."""
     if not user.is_authenticated or not user.is_active:
         return None
     images = CaseImage.objects.filter(public_id=public_id).order_by()  # one at most
-    shown_to_readers = ~Q(kind=CaseImage.Kind.CLINICAL) | Q(case__study__show_clinical_image=True)
+    # A join, not EXISTS subqueries: this runs for every image a reader loads, and the
+    # subqueries cost twice the CPU to build.
+    shown_to_readers = Q(
+        kind=CaseImage.Kind.DERMOSCOPIC, case__study__conditions__shows_dermoscopic=True
+    ) | Q(kind=CaseImage.Kind.CLINICAL, case__study__conditions__shows_clinical=True)
     as_reader = Q(case__study__enrolments__reader=user) & shown_to_readers
     if not is_study_staff(user):
         # A reader's image (every request for one): the view needs nothing of its case.
@@ -82,18 +88,16 @@ def image_for_user(*, user: AbstractBaseUser | AnonymousUser, public_id: str) ->
     )
 
 
-def reader_images(*, case: Case) -> list[CaseImage]:
-    """The images of ``case`` that its study shows to readers (no clinical photo where
-    the study hides it)."""
-    return _shown_to_readers(case.images.all(), study=case.study)
+def reader_images(*, case: Case, condition: ConditionInfo | None = None) -> list[CaseImage]:
+    """The images of ``case`` that ``condition`` (by default its study's first) shows to
+    readers."""
+    if condition is None:
+        condition = study_conditions(study=case.study)[0]
+    return _shown_to_readers(case.images.all(), condition=condition)
 
 
-def _shown_to_readers(images: Iterable[CaseImage], *, study: Study) -> list[CaseImage]:
-    return [
-        image
-        for image in images
-        if image.kind != CaseImage.Kind.CLINICAL or study.show_clinical_image
-    ]
+def _shown_to_readers(images: Iterable[CaseImage], *, condition: ConditionInfo) -> list[CaseImage]:
+    return [image for image in images if image.kind in condition.image_kinds]
 
 
 def may_download_original(*, user, image: CaseImage) -> bool:
@@ -150,19 +154,27 @@ def study_overview(*, study: Study) -> dict[str, object]:
 
 
 def answers_frame(*, study: Study, language: str = "en", finished_only: bool = False):
-    """Every answer of ``study`` as the tidy answers table, one row per reader x case.
+    """Every answer of ``study`` as the tidy answers table, one row per reader x case x
+    reading condition.
 
     Columns ``analysis.stats.columns.ANSWERS_TABLE_COLUMNS``: ``reader`` (the
     pseudonymous reader code), ``case`` (public id), ``truth`` and ``answer`` (diagnosis
-    codes), ``condition`` (the reading condition's code), ``truth_name`` and ``answer_name`` (in ``language``), the reader's profile
-    fields renamed to ``READER_COLUMNS`` ("" for text and None otherwise without a
-    profile), ``finished`` (whether the reader had finished the study), ``confidence``,
-    ``seconds`` and ``answered_at`` (UTC, ISO 8601). This is what the admin's CSV export
-    and the analysis read. Staff only: it contains the reference diagnoses.
+    codes), ``condition`` (the reading condition's code), ``session`` (1-based: a
+    crossover reader's second condition is session 2), ``ai_answer`` and
+    ``ai_top_probability`` (the CNN's predicted class and its probability as the
+    condition showed them; "" and None where it shows no CNN support), ``changed``
+    (whether the answer differs from the reader's earlier read of the case in another
+    condition; None for a case's first read), ``truth_name`` and ``answer_name`` (in
+    ``language``), the reader's profile fields renamed to ``READER_COLUMNS`` ("" for
+    text and None otherwise without a profile), ``finished`` (whether the reader had
+    finished the study), ``confidence``, ``seconds`` and ``answered_at`` (UTC, ISO
+    8601). Rows by reader, then condition (in the study's order), then case. This is what the admin's CSV export and the analysis read. Staff only: it
+    contains the reference diagnoses.
     """
     import pandas as pd
 
     from analysis.stats.columns import ANSWERS_TABLE_COLUMNS, READER_COLUMNS
+    from cases.support import support_predictions
 
     # The renaming: READER_COLUMNS are PROFILE_FIELDS in the same order (strict: a field
     # added to one and not the other fails here, not in a shifted column).
@@ -171,25 +183,46 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
         "" if isinstance(ReaderProfile._meta.get_field(name), CharField) else None
         for name in fields
     )
+    conditions = {c.pk: c for c in study.conditions.select_related("cnn_support")}
+    crossover = study.design == Study.Design.CROSSOVER
+    positions = sorted(c.position for c in conditions.values())
+    # The CNN each condition that shows support showed: its predictions by case.
+    shown = {
+        pk: support_predictions(
+            model_id=c.cnn_support.model_id, case_ids=study.cases.values_list("pk", flat=True)
+        )
+        for pk, c in conditions.items()
+        if c.shows_cnn and getattr(c, "cnn_support", None) is not None
+    }
     answers = (
         Answer.objects.filter(enrolment__study=study)
-        .select_related(
-            "enrolment__reader__reader_profile", "case__diagnosis", "diagnosis", "condition"
-        )
-        .order_by("enrolment__reader_code", "condition__position", "case__position")
+        .select_related("enrolment__reader__reader_profile", "case__diagnosis", "diagnosis")
+        .order_by("enrolment__reader_code", "answered_at", "pk")
     )
     if finished_only:
         answers = answers.filter(enrolment__finished_at__isnull=False)
-    rows = []
+    rows, earlier = [], {}
     for a in answers.iterator(chunk_size=2000):
         profile = getattr(a.enrolment.reader, "reader_profile", None)
+        condition = conditions[a.condition_id]
+        session = 1
+        if crossover:
+            order = positions[::-1] if a.enrolment.arm == 1 else positions
+            session = order.index(condition.position) + 1
+        ai = shown.get(a.condition_id, {}).get(a.case_id)
+        before = earlier.get((a.enrolment_id, a.case_id))
+        earlier[(a.enrolment_id, a.case_id)] = a.diagnosis_id
         rows.append(  # in the order of ANSWERS_TABLE_COLUMNS
             (
                 a.enrolment.reader_code,
                 a.case.public_id,
                 a.case.diagnosis.code,
                 a.diagnosis.code,
-                a.condition.code,
+                condition.code,
+                session,
+                ai.choice if ai is not None else "",
+                ai.probabilities.get(ai.choice) if ai is not None else None,
+                None if before is None else before != a.diagnosis_id,
                 a.case.diagnosis.name_for(language),
                 a.diagnosis.name_for(language),
                 *(tuple(getattr(profile, name) for name in fields) if profile else no_profile),
@@ -199,7 +232,20 @@ def answers_frame(*, study: Study, language: str = "en", finished_only: bool = F
                 a.answered_at.isoformat(),
             )
         )
-    return pd.DataFrame(rows, columns=list(ANSWERS_TABLE_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(ANSWERS_TABLE_COLUMNS))
+    # The tidy order: by reader, then condition in the study's order (so the analysis,
+    # which takes the conditions in the order they first appear, takes the study's), then
+    # the study's case order ("changed" was fixed above in the order of answering).
+    if len(frame):
+        rank = {c.code: c.position for c in conditions.values()}
+        case_rank = dict(study.cases.values_list("public_id", "position"))
+        frame = (
+            frame.assign(_c=frame["condition"].map(rank), _k=frame["case"].map(case_rank))
+            .sort_values(["reader", "_c", "_k"], kind="stable")
+            .drop(columns=["_c", "_k"])
+            .reset_index(drop=True)
+        )
+    return frame
 
 
 @dataclass(frozen=True)
@@ -326,41 +372,241 @@ class Step(StrEnum):
     CASE = "case"
     # Every case answered in a study that allows changes, not yet confirmed as finished.
     REVIEW = "review"
+    # A crossover between its sessions: the reader's next session opens once the
+    # study's washout has passed since their last answer of the one before.
+    WASHOUT = "washout"
     CLOSED = "closed"
     DONE = "done"
 
 
-def answered_case_ids(*, enrolment: Enrolment) -> frozenset[int]:
-    """The primary keys of the cases the reader has answered. One query; the callers
-    below take it as ``answered`` where they have it, instead of counting again."""
+# --- reading conditions and the reads of a reader --------------------------------------
+
+
+@dataclass(frozen=True)
+class ConditionInfo:
+    """A reading condition as the reader's side needs it (``ReadingCondition`` and its
+    CNN support, ``inference.ConditionSupport``: ``support_model_id`` and ``top_k``)."""
+
+    pk: int
+    code: str
+    position: int
+    label: str
+    label_zh: str
+    shows_dermoscopic: bool
+    shows_clinical: bool
+    shows_metadata: bool
+    shows_cnn: bool
+    shows_gradcam: bool
+    support_model_id: int | None
+    top_k: int
+
+    @property
+    def image_kinds(self) -> frozenset[str]:
+        """The kinds of case image this condition shows."""
+        kinds = {CaseImage.Kind.DERMOSCOPIC: self.shows_dermoscopic}
+        kinds[CaseImage.Kind.CLINICAL] = self.shows_clinical
+        return frozenset(kind for kind, shown in kinds.items() if shown)
+
+    def label_for(self, language: str | None) -> str:
+        if language and language.lower().startswith("zh") and self.label_zh:
+            return self.label_zh
+        return self.label or self.code
+
+
+# What a study that readers see keeps fixed (its choices, ``services.
+# study_choice_refusal``; its conditions, read-only from its opening), by (study pk,
+# created_at): (when read, value). A page or an answer need not read them again; the
+# minute bounds how long an edited diagnosis name takes to show. created_at tells a new
+# study from a removed one that had the same key (SQLite may reuse it).
+_CHOICES_SECONDS = 60.0
+_choices_read: dict[tuple[int, dt.datetime], tuple[float, tuple[Diagnosis, ...]]] = {}
+_conditions_read: dict[tuple[int, dt.datetime], tuple[float, tuple[ConditionInfo, ...]]] = {}
+
+
+def _kept(store: dict, study: Study, read):
+    """``read()``, or for a study readers see what it gave less than a minute ago in this
+    process (kept in ``store``); a draft's (its admins may still change it) every time."""
+    key = (study.pk, study.created_at)
+    now = time.monotonic()
+    if study.status != Study.Status.DRAFT:
+        kept = store.get(key)
+        if kept is not None and now - kept[0] < _CHOICES_SECONDS:
+            return kept[1]
+    value = read()
+    if study.status != Study.Status.DRAFT:
+        store[key] = (now, value)
+    return value
+
+
+def study_conditions(*, study: Study) -> tuple[ConditionInfo, ...]:
+    """The study's reading conditions in their order, with their CNN support: one query,
+    kept for a minute as the choices are (``study_diagnoses``)."""
+
+    def read() -> tuple[ConditionInfo, ...]:
+        conditions = study.conditions.select_related("cnn_support").order_by("position")
+        found = []
+        for c in conditions:
+            support = getattr(c, "cnn_support", None)
+            found.append(
+                ConditionInfo(
+                    pk=c.pk,
+                    code=c.code,
+                    position=c.position,
+                    label=c.label,
+                    label_zh=c.label_zh,
+                    shows_dermoscopic=c.shows_dermoscopic,
+                    shows_clinical=c.shows_clinical,
+                    shows_metadata=c.shows_metadata,
+                    shows_cnn=c.shows_cnn,
+                    shows_gradcam=c.shows_gradcam,
+                    support_model_id=support.model_id if support is not None else None,
+                    top_k=support.top_k if support is not None else 0,
+                )
+            )
+        return tuple(found)
+
+    return _kept(_conditions_read, study, read)
+
+
+def reader_conditions(*, enrolment: Enrolment) -> tuple[ConditionInfo, ...]:
+    """The study's conditions in the order this reader reads them: the study's order,
+    reversed for a crossover reader of arm 1 (B, then A)."""
+    conditions = study_conditions(study=enrolment.study)
+    if enrolment.study.design == Study.Design.CROSSOVER and enrolment.arm == 1:
+        return tuple(reversed(conditions))
+    return conditions
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Read:
+    """One answer a reader owes: a case in a condition, in a session; ``number`` is the
+    case's 1-based place in that session's order."""
+
+    case_id: int
+    condition: ConditionInfo
+    session: int
+    number: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(case, condition): what ``answered_reads`` holds."""
+        return (self.case_id, self.condition.pk)
+
+
+def reading_plan(*, enrolment: Enrolment) -> list[Read]:
+    """Every read of the reader, in the order they are served. One condition: each case
+    of ``case_order`` once. Sequential: each case in the first condition (unaided), then
+    at once in the second (with the CNN's support). Crossover: every case in the
+    reader's first condition (session 1, ``case_order``), then, after the washout, every
+    case in the other (session 2, the fresh order ``second_case_order``)."""
+    study = enrolment.study
+    conditions = reader_conditions(enrolment=enrolment)
+    # Built once per request: kept on the enrolment while its study's conditions are
+    # the same (kept) ones. Its orders and arm do not change once it is enrolled.
+    kept = getattr(enrolment, "_reading_plan", None)
+    if kept is not None and kept[0] == conditions:
+        return kept[1]
+    order = enrolment.case_order
+    if study.design == Study.Design.SEQUENTIAL:
+        reads = [
+            Read(pk, condition, 1, number)
+            for number, pk in enumerate(order, start=1)
+            for condition in conditions
+        ]
+    else:
+        reads = [Read(pk, conditions[0], 1, number) for number, pk in enumerate(order, start=1)]
+    if study.design == Study.Design.CROSSOVER:
+        later = enrolment.second_case_order or order
+        reads += [
+            Read(pk, condition, session, number)
+            for session, condition in enumerate(conditions[1:], start=2)
+            for number, pk in enumerate(later, start=1)
+        ]
+    enrolment._reading_plan = (conditions, reads)
+    return reads
+
+
+def n_sessions(study: Study, n_conditions: int) -> int:
+    return n_conditions if study.design == Study.Design.CROSSOVER else 1
+
+
+def answered_reads(*, enrolment: Enrolment) -> frozenset[tuple[int, int]]:
+    """The (case, condition) pairs the reader has answered. One query; the callers below
+    take it as ``answered`` where they have it, instead of reading it again."""
     # order_by(): the model's ordering (enrolment, then the enrolment's own) only joins.
     return frozenset(
-        Answer.objects.filter(enrolment=enrolment).order_by().values_list("case_id", flat=True)
+        Answer.objects.filter(enrolment=enrolment).order_by().values_list("case_id", "condition_id")
     )
 
 
-def reader_step(*, enrolment: Enrolment, answered: Set[int] | None = None) -> Step:
+def _n_reads(enrolment: Enrolment) -> int:
+    """How many answers the reader owes in all (no query for a one-condition study)."""
+    study = enrolment.study
+    if study.design == Study.Design.SINGLE:
+        return len(enrolment.case_order)
+    return len(reading_plan(enrolment=enrolment))
+
+
+def next_read(
+    *, enrolment: Enrolment, answered: Set[tuple[int, int]], plan: list[Read] | None = None
+) -> Read | None:
+    """The first read of the reader's plan that has no answer, or None when done."""
+    plan = reading_plan(enrolment=enrolment) if plan is None else plan
+    return next((read for read in plan if read.key not in answered), None)
+
+
+def session_opens_at(
+    *, enrolment: Enrolment, read: Read, plan: list[Read] | None = None
+) -> dt.datetime | None:
+    """When the session of ``read`` opens for the reader, while that is still to come:
+    a crossover's later session opens the study's washout (in days) after the reader's
+    last answer of the session before. None where it is open (the first session, a
+    later one past its washout)."""
+    if read.session == 1 or enrolment.study.design != Study.Design.CROSSOVER:
+        return None
+    plan = reading_plan(enrolment=enrolment) if plan is None else plan
+    before = next(r.condition.pk for r in plan if r.session == read.session - 1)
+    last = (
+        Answer.objects.filter(enrolment=enrolment, condition_id=before)
+        .order_by()
+        .aggregate(last=Max("answered_at"))["last"]
+    )
+    if last is None:
+        return None
+    opens = last + dt.timedelta(days=enrolment.study.washout_days or 0)
+    return opens if opens > timezone.now() else None
+
+
+def reader_step(*, enrolment: Enrolment, answered: Set[tuple[int, int]] | None = None) -> Step:
     """Where the reader is (see ``Step``). The first that applies: done once finished,
-    then consent, profile, closed (a study no longer open), review, case. ``answered``:
-    the reader's ``answered_case_ids``, where the caller has them."""
+    then consent, profile, closed (a study no longer open), review, washout, case.
+    ``answered``: the reader's ``answered_reads``, where the caller has them."""
     if enrolment.finished_at is not None:
         return Step.DONE
     if needs_consent(enrolment=enrolment):
         return Step.CONSENT
     if missing_profile_fields(enrolment=enrolment):
         return Step.PROFILE
-    if not enrolment.study.is_open():
+    study = enrolment.study
+    if not study.is_open():
         return Step.CLOSED
     # Only a study that allows changes has a review step (elsewhere the last answer
     # finishes), so only there is this count worth a query on every case page.
-    if enrolment.study.allow_answer_changes and enrolment.case_order:
+    if study.allow_answer_changes and enrolment.case_order:
         n_answered = (
             len(answered)
             if answered is not None
             else Answer.objects.filter(enrolment=enrolment).count()
         )
-        if n_answered >= len(enrolment.case_order):
+        if n_answered >= _n_reads(enrolment):
             return Step.REVIEW
+    if study.design == Study.Design.CROSSOVER:
+        if answered is None:
+            answered = answered_reads(enrolment=enrolment)
+        plan = reading_plan(enrolment=enrolment)
+        read = next_read(enrolment=enrolment, answered=answered, plan=plan)
+        if read is not None and session_opens_at(enrolment=enrolment, read=read, plan=plan):
+            return Step.WASHOUT
     return Step.CASE
 
 
@@ -372,8 +618,8 @@ def may_open_case(*, step: Step, number: int | None = None) -> bool:
 
 def reader_answers(*, enrolment: Enrolment, language: str = "en") -> list[dict]:
     """The reader's own answers in their case order, for reviewing them before
-    finishing: ``number``, ``answer`` (the diagnosis name in ``language``) and
-    ``confidence``. Nothing about the reference."""
+    finishing (a one-condition study that allows changes): ``number``, ``answer`` (the
+    diagnosis name in ``language``) and ``confidence``. Nothing about the reference."""
     answers = {
         a.case_id: a for a in Answer.objects.filter(enrolment=enrolment).select_related("diagnosis")
     }
@@ -389,56 +635,66 @@ def reader_answers(*, enrolment: Enrolment, language: str = "en") -> list[dict]:
 
 
 def reader_progress(
-    *, enrolment: Enrolment, answered: Set[int] | None = None
+    *, enrolment: Enrolment, answered: Set[tuple[int, int]] | None = None
 ) -> dict[str, int | bool]:
-    """``answered`` and ``total`` cases, and whether the reader has finished.
-    ``answered``: the reader's ``answered_case_ids``, where the caller has them."""
+    """``answered`` and ``total`` answers (cases times the conditions each is read in),
+    whether the reader has finished, and the ``session`` they are in of ``sessions``.
+    ``answered``: the reader's ``answered_reads``, where the caller has them."""
     n_answered = (
         len(answered)
         if answered is not None
         else Answer.objects.filter(enrolment=enrolment).count()
     )
-    return {
+    progress = {
         "answered": n_answered,
-        "total": len(enrolment.case_order),
+        "total": _n_reads(enrolment),
         "finished": enrolment.finished_at is not None,
+        "session": 1,
+        "sessions": 1,
     }
+    if enrolment.study.design == Study.Design.CROSSOVER:
+        conditions = study_conditions(study=enrolment.study)
+        cases = len(enrolment.case_order)
+        progress["sessions"] = n_sessions(enrolment.study, len(conditions))
+        progress["session"] = min(1 + n_answered // max(cases, 1), progress["sessions"])
+    return progress
 
 
-def next_case_id(*, enrolment: Enrolment, answered: Set[int] | None = None) -> int | None:
-    """The first case of the reader's order that has no answer, or None when done.
-    ``answered``: the reader's ``answered_case_ids``, where the caller has them."""
-    if answered is None:
-        answered = answered_case_ids(enrolment=enrolment)
-    return next((pk for pk in enrolment.case_order if pk not in answered), None)
+def _answered_cases(answered: Set[tuple[int, int]]) -> frozenset[int]:
+    return frozenset(case_id for case_id, _ in answered)
 
 
 def case_id_for_reader(
-    *, enrolment: Enrolment, number: int | None = None, answered: Set[int] | None = None
+    *,
+    enrolment: Enrolment,
+    number: int | None = None,
+    answered: Set[tuple[int, int]] | None = None,
 ) -> int | None:
-    """The primary key of the case a reader may see: the next unanswered one, or (only
+    """The primary key of the case a reader may see: that of their next read, or (only
     where the study allows changes and the reader has not finished) an answered one by
     its 1-based ``number`` in the reader's order; None where there is none."""
     if answered is None:
-        answered = answered_case_ids(enrolment=enrolment)
+        answered = answered_reads(enrolment=enrolment)
     if number is None:
-        return next_case_id(enrolment=enrolment, answered=answered)
+        read = next_read(enrolment=enrolment, answered=answered)
+        return read.case_id if read is not None else None
     if not (enrolment.study.allow_answer_changes and enrolment.finished_at is None):
         return None
     if not 1 <= number <= len(enrolment.case_order):
         return None
     pk = enrolment.case_order[number - 1]
-    return pk if pk in answered else None
+    return pk if pk in _answered_cases(answered) else None
+
+
+def next_case_id(
+    *, enrolment: Enrolment, answered: Set[tuple[int, int]] | None = None
+) -> int | None:
+    """The case of the reader's next read, or None when every read is answered."""
+    return case_id_for_reader(enrolment=enrolment, answered=answered)
 
 
 def case_number(*, enrolment: Enrolment, case: Case) -> int:
     return enrolment.case_order.index(case.pk) + 1
-
-
-def following_case_id(*, enrolment: Enrolment, case_id: int) -> int | None:
-    """The case after ``case_id`` in the reader's order (its images are loaded ahead)."""
-    index = enrolment.case_order.index(case_id)
-    return enrolment.case_order[index + 1] if index + 1 < len(enrolment.case_order) else None
 
 
 @dataclass(frozen=True)
@@ -450,31 +706,18 @@ class Choice:
     key: str  # the key that picks it on the case page: 1 to 9, then A, B, C...
 
 
-# The choices of studies that readers see, by (study pk, created_at): (when read,
-# diagnoses). Such a study's choices are fixed (``services.study_choice_refusal``), so a
-# page or an answer need not read them again; the minute bounds how long an edited
-# diagnosis name takes to show. created_at tells a new study from a removed one that had
-# the same key (SQLite may reuse it).
-_CHOICES_SECONDS = 60.0
-_choices_read: dict[tuple[int, dt.datetime], tuple[float, tuple[Diagnosis, ...]]] = {}
-
-
 def study_diagnoses(*, study: Study) -> tuple[Diagnosis, ...]:
     """The study's choices as diagnoses, in display order. A draft's (its admins may
     still change them) are read each time; those of a study readers see are kept in
     this process for a minute (one query a minute instead of one a page)."""
-    key = (study.pk, study.created_at)
-    now = time.monotonic()
-    if study.status != Study.Status.DRAFT:
-        kept = _choices_read.get(key)
-        if kept is not None and now - kept[0] < _CHOICES_SECONDS:
-            return kept[1]
-    diagnoses = tuple(
-        c.diagnosis for c in study.study_choices.select_related("diagnosis").order_by("position")
+    return _kept(
+        _choices_read,
+        study,
+        lambda: tuple(
+            c.diagnosis
+            for c in study.study_choices.select_related("diagnosis").order_by("position")
+        ),
     )
-    if study.status != Study.Status.DRAFT:
-        _choices_read[key] = (now, diagnoses)
-    return diagnoses
 
 
 def answer_choices(*, study: Study, language: str = "en") -> list[Choice]:
@@ -492,10 +735,10 @@ def choice_key(index: int) -> str:
     return keys[index] if index < len(keys) else ""
 
 
-def _image_urls(images: Iterable[CaseImage], study: Study) -> dict[str, str]:
+def _image_urls(images: Iterable[CaseImage], condition: ConditionInfo) -> dict[str, str]:
     return {
         image.kind: reverse("cases:image", args=[image.public_id, "web"])
-        for image in _shown_to_readers(images, study=study)
+        for image in _shown_to_readers(images, condition=condition)
     }
 
 
@@ -512,21 +755,108 @@ def _cases_with_images(pks: list[int]) -> dict[int, tuple[Case, list[CaseImage]]
 
 
 @dataclass(frozen=True)
+class SupportClass:
+    """One of the CNN's most probable classes, as the reader sees it."""
+
+    code: str
+    name: str  # in the reader's language
+    probability: float  # over the study's choices, 0 to 1
+
+
+@dataclass(frozen=True)
+class CnnSupport:
+    """The CNN's support on a read whose condition shows it: its predicted class, its
+    ``top_k`` most probable classes (most probable first) and, where the condition shows
+    it, the address of its Grad-CAM overlay (``support_gradcam_for_reader`` checks it)."""
+
+    predicted: SupportClass
+    top: list[SupportClass]
+    gradcam: str | None
+
+
+def _cnn_support(
+    *, enrolment: Enrolment, case: Case, condition: ConditionInfo, choices: list[Choice]
+) -> CnnSupport | None:
+    """The CNN's support for ``case`` in ``condition`` (None where the condition shows
+    none, or its model has no prediction for the case, which no open study allows)."""
+    from cases.support import support_prediction
+
+    if not condition.shows_cnn or condition.support_model_id is None:
+        return None
+    prediction = support_prediction(model_id=condition.support_model_id, case_id=case.pk)
+    if prediction is None:
+        return None
+    names = {choice.code: choice.name for choice in choices}
+    rank = {choice.code: index for index, choice in enumerate(choices)}
+    ranked = sorted(
+        ((code, p) for code, p in prediction.probabilities.items() if code in names),
+        key=lambda item: (-item[1], rank[item[0]]),
+    )
+    top = [SupportClass(code, names[code], float(p)) for code, p in ranked[: condition.top_k]]
+    predicted = next(
+        (c for c in top if c.code == prediction.choice),
+        SupportClass(
+            prediction.choice,
+            names.get(prediction.choice, prediction.choice),
+            float(prediction.probabilities.get(prediction.choice, 0.0)),
+        ),
+    )
+    gradcam = None
+    if condition.shows_gradcam and prediction.gradcam:
+        gradcam = reverse(
+            "cases:support_gradcam", args=[enrolment.study.slug, case.public_id, condition.code]
+        )
+    return CnnSupport(predicted=predicted, top=top, gradcam=gradcam)
+
+
+@dataclass(frozen=True)
+class CaseMetadata:
+    """What a condition that shows the case's metadata shows: age, sex and body site
+    (None or "" where the case has none)."""
+
+    age: int | None
+    sex: str  # the display name in the reader's language, "" where unknown
+    site: str
+
+
+@dataclass(frozen=True)
 class CaseScreen:
-    """What a reader is shown for one case, the same for the case page and the API.
-    Nothing about the reference diagnosis or model output."""
+    """What a reader is shown for one read, the same for the case page and the API.
+    Nothing about the reference diagnosis; the CNN's output only where the read's
+    condition shows it (``support``), and so in a sequential study only on the case's
+    second read, once its unaided answer is stored."""
 
     step: Step
     case: Case | None  # None where no case opens at this step
-    number: int | None  # 1-based position of ``case`` in the reader's order
-    images: dict[str, str]  # image URL (a path) by kind, without a hidden clinical photo
+    number: int | None  # 1-based position of ``case`` in the reader's order (its session's)
+    images: dict[str, str]  # image URL (a path) by kind: those the condition shows
     prefetch: dict[str, str]  # image URL by kind of the following case: loaded ahead
     choices: list[Choice]
     ask_confidence: bool
-    show_clinical_image: bool
+    show_clinical_image: bool  # whether ``images`` has the clinical photo
     progress: dict[str, int | bool]
     revising: bool  # an answered case opened by its number
     previous_answer: tuple[str, int | None] | None  # (diagnosis code, confidence) if revising
+    read: Read | None = None  # the read shown (its condition and session)
+    conditions: int = 1  # how many conditions the reader reads each case in
+    support: CnnSupport | None = None
+    metadata: CaseMetadata | None = None
+    # Sequential, on a case's second read: the reader's own answer of its first.
+    earlier_answer: Choice | None = None
+    opens_at: dt.datetime | None = None  # at step washout: when the next session opens
+    # The read's condition among the reader's (1-based: a sequential study's step of the
+    # case, a crossover's session), and the cases per session.
+    position: int | None = None
+    n_cases: int = 0
+
+
+def _following(plan: list[Read], read: Read) -> Read | None:
+    """The next read of another case in the same session (whose images load ahead)."""
+    index = next(i for i, r in enumerate(plan) if r is read)
+    return next(
+        (r for r in plan[index + 1 :] if r.session == read.session and r.case_id != read.case_id),
+        None,
+    )
 
 
 def case_screen(
@@ -536,51 +866,158 @@ def case_screen(
     language: str = "en",
     step: Step | None = None,
     with_prefetch: bool = True,
-    answered: Set[int] | None = None,
+    answered: Set[tuple[int, int]] | None = None,
 ) -> CaseScreen:
-    """The reader's next case, or (``number``) an answered case they may revise, with
+    """The reader's next read, or (``number``) an answered case they may revise, with
     everything shown beside it. ``case`` is None where no case opens (see
-    ``may_open_case``). ``step`` and ``answered`` (``answered_case_ids``): where the
+    ``may_open_case``). ``step`` and ``answered`` (``answered_reads``): where the
     caller has them already. ``with_prefetch=False`` leaves ``prefetch`` empty (the API
-    sends it only when asked). Two queries (the answered cases where not given; the case
-    and the one after it with their images) and one more for a revised case's answer.
-    Reading only: serving the case (which starts its clock) is ``case_serve``'s job."""
+    sends it only when asked). Two queries (the answered reads where not given; the case
+    and the one after it with their images), the study's conditions where not kept, one
+    more for a revised case's answer, for the unaided answer beside a sequential
+    study's second read, and for the CNN's support where the condition shows it.
+    Reading only: serving the read (which starts its clock) is ``case_serve``'s job."""
     if answered is None:
-        answered = answered_case_ids(enrolment=enrolment)
+        answered = answered_reads(enrolment=enrolment)
     step = reader_step(enrolment=enrolment, answered=answered) if step is None else step
     study = enrolment.study
+    choices = answer_choices(study=study, language=language)
+    plan = reading_plan(enrolment=enrolment)
+    read = None
+    if may_open_case(step=step, number=number):
+        if number is None:
+            read = next_read(enrolment=enrolment, answered=answered, plan=plan)
+        else:
+            pk = case_id_for_reader(enrolment=enrolment, number=number, answered=answered)
+            read = next((r for r in plan if r.case_id == pk), None) if pk is not None else None
     case, images, prefetch, previous_answer = None, {}, {}, None
-    pk = (
-        case_id_for_reader(enrolment=enrolment, number=number, answered=answered)
-        if may_open_case(step=step, number=number)
-        else None
-    )
-    if pk is not None:
-        after = following_case_id(enrolment=enrolment, case_id=pk) if with_prefetch else None
+    support = metadata = earlier = opens_at = None
+    if read is not None:
+        after = _following(plan, read) if with_prefetch else None
         # The case and the one after it with their images, in one query.
-        shown = _cases_with_images([pk] if after is None else [pk, after])
-        case, case_images = shown[pk]
-        images = _image_urls(case_images, study)
-        prefetch = _image_urls(shown[after][1], study) if after is not None else {}
+        shown = _cases_with_images(
+            [read.case_id] if after is None else [read.case_id, after.case_id]
+        )
+        case, case_images = shown[read.case_id]
+        images = _image_urls(case_images, read.condition)
+        prefetch = _image_urls(shown[after.case_id][1], after.condition) if after else {}
         if number is not None:
             previous_answer = (
-                case.answers.filter(enrolment=enrolment)
+                case.answers.filter(enrolment=enrolment, condition_id=read.condition.pk)
                 .values_list("diagnosis__code", "confidence")
                 .first()
             )
+        if (
+            study.design == Study.Design.SEQUENTIAL
+            and read.condition.position != plan[0].condition.position
+        ):
+            before = plan[next(i for i, r in enumerate(plan) if r is read) - 1]
+            code = (
+                case.answers.filter(enrolment=enrolment, condition_id=before.condition.pk)
+                .values_list("diagnosis__code", flat=True)
+                .first()
+            )
+            earlier = next((c for c in choices if c.code == code), None)
+        support = _cnn_support(
+            enrolment=enrolment, case=case, condition=read.condition, choices=choices
+        )
+        if read.condition.shows_metadata:
+            metadata = CaseMetadata(
+                age=case.age, sex=case.get_sex_display() if case.sex else "", site=case.site
+            )
+    elif step == Step.WASHOUT:
+        upcoming = next_read(enrolment=enrolment, answered=answered, plan=plan)
+        if upcoming is not None:
+            opens_at = session_opens_at(enrolment=enrolment, read=upcoming, plan=plan)
     return CaseScreen(
         step=step,
         case=case,
-        number=case_number(enrolment=enrolment, case=case) if case is not None else None,
+        number=read.number if read is not None else None,
         images=images,
         prefetch=prefetch,
-        choices=answer_choices(study=study, language=language),
+        choices=choices,
         ask_confidence=study.ask_confidence,
-        show_clinical_image=study.show_clinical_image,
+        show_clinical_image=CaseImage.Kind.CLINICAL in images,
         progress=reader_progress(enrolment=enrolment, answered=answered),
         revising=case is not None and number is not None,
         previous_answer=previous_answer,
+        read=read,
+        conditions=len({r.condition.pk for r in plan})
+        if study.design == Study.Design.SEQUENTIAL
+        else 1,
+        support=support,
+        metadata=metadata,
+        earlier_answer=earlier,
+        opens_at=opens_at,
+        position=(
+            [c.pk for c in reader_conditions(enrolment=enrolment)].index(read.condition.pk) + 1
+            if read is not None
+            else None
+        ),
+        n_cases=len(enrolment.case_order),
     )
+
+
+def read_data(screen: CaseScreen, *, language: str, absolute=None) -> dict:
+    """The read of ``screen`` as the API's ``case`` gives it beside the case (and the case
+    page hands its script): ``condition`` (code, label in ``language``, session,
+    shows_cnn), ``support``, ``metadata``, ``earlier_answer`` (plain data, None where
+    not shown). ``absolute``: makes an address absolute (the API's), else kept as a path."""
+    read = screen.read
+    support = dataclasses.asdict(screen.support) if screen.support is not None else None
+    if support is not None and support["gradcam"] is not None and absolute is not None:
+        support["gradcam"] = absolute(support["gradcam"])
+    return {
+        "condition": {
+            "code": read.condition.code,
+            "label": read.condition.label_for(language),
+            "session": read.session,
+            "shows_cnn": read.condition.shows_cnn,
+        },
+        "support": support,
+        "metadata": dataclasses.asdict(screen.metadata) if screen.metadata else None,
+        "earlier_answer": (
+            dataclasses.asdict(screen.earlier_answer) if screen.earlier_answer else None
+        ),
+    }
+
+
+def plan_data(*, enrolment: Enrolment, reads_per_case: int, language: str) -> dict:
+    """What the case page's script needs to know of the reader's conditions, in their
+    order, to show the reads it is sent without a reload."""
+    return {
+        "conditions": [
+            {
+                "code": c.code,
+                "label": c.label_for(language),
+                "shows_cnn": c.shows_cnn,
+                "shows_metadata": c.shows_metadata,
+                "shows_gradcam": c.shows_gradcam,
+            }
+            for c in reader_conditions(enrolment=enrolment)
+        ],
+        "reads_per_case": reads_per_case,
+    }
+
+
+def support_gradcam_for_reader(*, user, slug: str, case_public_id: str, condition_code: str):
+    """The Grad-CAM overlay (a stored file) of the CNN's support that ``user`` is being
+    shown now, or None: only the reader's next read, only where its condition shows the
+    Grad-CAM, only while the study is open. So in a sequential study it is not served
+    before the case's unaided answer is stored, and never to anyone else."""
+    from cases.support import support_prediction
+
+    enrolment = enrolment_for_reader(user=user, slug=slug)
+    if enrolment is None or reader_step(enrolment=enrolment) != Step.CASE:
+        return None
+    read = next_read(enrolment=enrolment, answered=answered_reads(enrolment=enrolment))
+    if read is None or not read.condition.shows_gradcam or read.condition.code != condition_code:
+        return None
+    case = Case.objects.filter(pk=read.case_id, public_id=case_public_id).first()
+    if case is None or read.condition.support_model_id is None:
+        return None
+    prediction = support_prediction(model_id=read.condition.support_model_id, case_id=case.pk)
+    return prediction.gradcam if prediction is not None and prediction.gradcam else None
 
 
 def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> ReaderFeedback | None:
@@ -611,7 +1048,9 @@ def reader_progress_table(*, study: Study) -> list[dict]:
     Last activity is the latest of an answer, an answer change, and the serving of a
     case (a reader sitting on a case is active), else consent, else enrolment.
     """
-    return reader_progress_rows(enrolments_progress(study=study).order_by("enrolled_at", "pk"))
+    return reader_progress_rows(
+        enrolments_progress(study=study).order_by("enrolled_at", "pk"), study=study
+    )
 
 
 def study_choice_uses(*, study_id: int, diagnosis_id: int) -> tuple[int, int]:
@@ -691,7 +1130,7 @@ def reader_study_entries(*, user) -> list[StudyEntry]:
             enrolment=enrolment,
             step=reader_step(enrolment=enrolment),
             answered=enrolment.n_answers,
-            total=len(enrolment.case_order),
+            total=_n_reads(enrolment),
             # also a study past its closing date that the beat has not closed yet
             closed=enrolment.study.status != Study.Status.DRAFT and not enrolment.study.is_open(),
             has_feedback=reader_has_feedback(enrolment=enrolment),
@@ -741,13 +1180,17 @@ def study_invitations(*, study: Study, pks: Iterable[int] | None = None, limit: 
 
 class ReaderStep(StrEnum):
     """Where an enrolled reader stands, as the console counts readers (the reader's own
-    flow is :class:`Step`). The first that applies: finished; in progress (at least one
-    answer); consented (no answer yet); invited (enrolled, through an invitation or by an
-    admin, but not consented yet)."""
+    flow is :class:`Step`). The first that applies: finished; in washout (a crossover
+    reader between sessions, as :class:`Step` ``washout``: every case of the first
+    session answered, none of the next, and the study's washout not yet over since the
+    last answer of the first); in progress (at least one answer); consented (no answer
+    yet); invited (enrolled, through an invitation or by an admin, but not consented
+    yet)."""
 
     INVITED = "invited"
     CONSENTED = "consented"
     IN_PROGRESS = "in_progress"
+    WASHOUT = Step.WASHOUT.value
     FINISHED = "finished"
 
     @property
@@ -763,6 +1206,7 @@ READER_STEP_LABELS = {  # (label, short label for a table cell)
     ReaderStep.INVITED: ("Invited (enrolled, not consented)", "Invited"),
     ReaderStep.CONSENTED: ("Consented, no answer yet", "Consented"),
     ReaderStep.IN_PROGRESS: ("In progress", "In progress"),
+    ReaderStep.WASHOUT: ("In washout (between sessions)", "Washout"),
     ReaderStep.FINISHED: ("Finished", "Finished"),
 }
 
@@ -774,16 +1218,21 @@ def _is_simulated(reader: str = "reader__") -> Coalesce:
     )
 
 
-def _reader_step(*, as_rank: bool = False) -> models.Case:
+def _reader_step(*, as_rank: bool = False, washout: Washout | None = None) -> models.Case:
     """The :class:`ReaderStep` of an enrolment in SQL: its value, or with ``as_rank``
     its position among the steps, to sort by (``models.Case`` is SQL's CASE, not a
-    study's case)."""
+    study's case). ``washout``: the study's (:func:`study_washout`), None where it has
+    none (then no reader is in washout)."""
 
     def then(step: ReaderStep) -> Value:
         return Value(list(ReaderStep).index(step) if as_rank else step.value)
 
+    in_washout = []
+    if washout is not None:
+        in_washout = [models.When(washout.waiting(), then=then(ReaderStep.WASHOUT))]
     return models.Case(
         models.When(finished_at__isnull=False, then=then(ReaderStep.FINISHED)),
+        *in_washout,
         models.When(
             Exists(Answer.objects.filter(enrolment=OuterRef("pk"))),
             then=then(ReaderStep.IN_PROGRESS),
@@ -807,17 +1256,19 @@ def _last_activity() -> Coalesce:
     )
 
 
-def enrolments_progress(*, study: Study) -> QuerySet[Enrolment]:
+def enrolments_progress(*, study: Study, washout: Washout | None = None) -> QuerySet[Enrolment]:
     """The enrolments of ``study`` with ``n_answered``, ``simulated``, ``step`` (a
     :class:`ReaderStep` value) and ``last_activity`` (see :func:`_last_activity`), and
-    the reader and their profile: one query for any number of readers. Staff only."""
+    the reader and their profile: one query for any number of readers. Staff only.
+    ``washout``: the study's (:func:`study_washout`), where the caller has it."""
+    washout = washout if washout is not None else study_washout(study=study)
     return (
         Enrolment.objects.filter(study=study)
         .select_related("reader__reader_profile")
         .annotate(
             n_answered=Count("answers"),
             simulated=_is_simulated(),
-            step=_reader_step(),
+            step=_reader_step(washout=washout),
             last_activity=_last_activity(),
         )
     )
@@ -851,7 +1302,10 @@ def reader_progress_query(
     key = sort.removeprefix("-")
     if key not in PROGRESS_SORTS:
         raise ValueError(f"unknown sort {sort!r}")
-    rows = enrolments_progress(study=study).annotate(step_rank=_reader_step(as_rank=True))
+    washout = study_washout(study=study)
+    rows = enrolments_progress(study=study, washout=washout).annotate(
+        step_rank=_reader_step(as_rank=True, washout=washout)
+    )
     if step:
         rows = rows.filter(step=ReaderStep(step).value)
     if text:
@@ -865,41 +1319,71 @@ def median_seconds_by_enrolment(*, enrolment_ids: Iterable[int]) -> dict[int, fl
     """Median server-measured seconds per case of each of ``enrolment_ids`` that has an
     answer. One query; the medians are taken here because SQLite has no median
     aggregate, so callers pass a page of readers, not a whole study."""
-    seconds: dict[int, list[float]] = {}
-    for enrolment_id, secs in Answer.objects.filter(
-        enrolment_id__in=list(enrolment_ids)
-    ).values_list("enrolment_id", "seconds"):
-        seconds.setdefault(enrolment_id, []).append(secs)
-    return {pk: statistics.median(times) for pk, times in seconds.items()}
+    return {
+        pk: reads.median_seconds
+        for pk, reads in answers_by_enrolment(enrolment_ids=enrolment_ids).items()
+    }
 
 
-def reader_progress_rows(enrolments: Iterable[Enrolment]) -> list[dict]:
-    """One row per enrolment of :func:`enrolments_progress` (in their order): its
-    ``enrolment_id``, ``reader_code``, ``username``, ``simulated``, ``level``, ``step``
-    (a :class:`ReaderStep`), ``answered`` / ``total``, ``consented_at``,
-    ``finished_at``, ``median_seconds`` (None without an answer) and ``last_activity``.
-    Two queries: the enrolments and their answers' times."""
+def reader_progress_rows(
+    enrolments: Iterable[Enrolment], *, study: Study | None = None
+) -> list[dict]:
+    """One row per enrolment of :func:`enrolments_progress` (in their order, all of
+    ``study``; None: the first one's): its ``enrolment_id``, ``reader_code``,
+    ``username``, ``simulated``, ``level``, ``step`` (a :class:`ReaderStep`),
+    ``answered`` / ``total`` (reads: cases times the conditions each is read in),
+    ``consented_at``, ``finished_at``, ``median_seconds`` (None without an answer) and
+    ``last_activity``; in a study of several conditions ``by_condition`` (per
+    condition in the study's order: (code, answered, cases)), and in a crossover
+    ``arm`` (the reader's conditions in their order, "" before the study assigns it at
+    opening) and ``place`` (a :class:`SessionPlace`: their session, or when their
+    washout ends). Two queries: the enrolments and their answers (the conditions are
+    the study's kept ones, :func:`study_conditions`)."""
     enrolments = list(enrolments)
-    medians = median_seconds_by_enrolment(enrolment_ids=[e.pk for e in enrolments])
+    if not enrolments:
+        return []
+    study = study if study is not None else enrolments[0].study
+    conditions = study_conditions(study=study)
+    several = study.design != Study.Design.SINGLE
+    crossover = study.design == Study.Design.CROSSOVER
+    answers = answers_by_enrolment(enrolment_ids=[e.pk for e in enrolments])
+    now = timezone.now()
     rows = []
     for enrolment in enrolments:
         profile = getattr(enrolment.reader, "reader_profile", None)
-        rows.append(
-            {
-                "enrolment_id": enrolment.pk,
-                "reader_code": enrolment.reader_code,
-                "username": enrolment.reader.get_username(),
-                "simulated": enrolment.simulated,
-                "level": profile.get_level_display() if profile and profile.level else "",
-                "step": ReaderStep(enrolment.step),
-                "answered": enrolment.n_answered,
-                "total": len(enrolment.case_order),
-                "consented_at": enrolment.consented_at,
-                "finished_at": enrolment.finished_at,
-                "median_seconds": medians.get(enrolment.pk),
-                "last_activity": enrolment.last_activity,
-            }
-        )
+        reads = answers.get(enrolment.pk, NO_ANSWERS)
+        n_cases = len(enrolment.case_order)
+        row = {
+            "enrolment_id": enrolment.pk,
+            "reader_code": enrolment.reader_code,
+            "username": enrolment.reader.get_username(),
+            "simulated": enrolment.simulated,
+            "level": profile.get_level_display() if profile and profile.level else "",
+            "step": ReaderStep(enrolment.step),
+            "answered": enrolment.n_answered,
+            "total": n_cases * (len(conditions) if several else 1),
+            "consented_at": enrolment.consented_at,
+            "finished_at": enrolment.finished_at,
+            "median_seconds": reads.median_seconds,
+            "last_activity": enrolment.last_activity,
+            "by_condition": [(c.code, reads.counts.get(c.pk, 0), n_cases) for c in conditions]
+            if several
+            else [],
+            "arm": "",
+            "place": None,
+        }
+        if crossover:
+            order = crossover_order(conditions, arm=enrolment.arm)
+            row["arm"] = " → ".join(c.code for c in order) if enrolment.arm is not None else ""
+            row["place"] = session_place(
+                order=[c.pk for c in order],
+                reads=reads,
+                n_cases=n_cases,
+                washout_days=study.washout_days or 0,
+                finished=enrolment.finished_at is not None,
+                now=now,
+            )
+        rows.append(row)
     return rows
 
 
@@ -911,10 +1395,11 @@ class StepCounts:
     consented: int = 0
     in_progress: int = 0
     finished: int = 0
+    washout: int = 0
 
     @property
     def enrolled(self) -> int:
-        return self.invited + self.consented + self.in_progress + self.finished
+        return self.invited + self.consented + self.in_progress + self.washout + self.finished
 
     def at(self, step: ReaderStep) -> int:
         return getattr(self, step.value)
@@ -924,26 +1409,43 @@ class StepCounts:
 class ReadersByStep:
     real: StepCounts
     simulated: StepCounts
+    # The steps the study's readers can be at: in washout only in a crossover.
+    steps: tuple[ReaderStep, ...] = tuple(s for s in ReaderStep if s != ReaderStep.WASHOUT)
 
     def rows(self) -> list[tuple[ReaderStep, int, int]]:
         """(step, real readers, simulated readers), in the steps' order."""
-        return [(s, self.real.at(s), self.simulated.at(s)) for s in ReaderStep]
+        return [(s, self.real.at(s), self.simulated.at(s)) for s in self.steps]
 
 
-def readers_by_step(*, study: Study) -> ReadersByStep:
+def reader_steps(study: Study) -> tuple[ReaderStep, ...]:
+    """The :class:`ReaderStep` values a reader of ``study`` can be at, in their order:
+    in washout only in a crossover."""
+    if study.design == Study.Design.CROSSOVER:
+        return tuple(ReaderStep)
+    return tuple(s for s in ReaderStep if s != ReaderStep.WASHOUT)
+
+
+def readers_by_step(*, study: Study, now: dt.datetime | None = None) -> ReadersByStep:
     """The readers of ``study`` at each :class:`ReaderStep`, real and simulated ones
-    apart. One query."""
+    apart (in washout at ``now``, the present where None). One query."""
     counts: dict[bool, dict[str, int]] = {False: {}, True: {}}
     for simulated, step, n in (
         Enrolment.objects.filter(study=study)
-        .annotate(simulated=_is_simulated(), step=_reader_step())
+        .annotate(
+            simulated=_is_simulated(),
+            step=_reader_step(washout=study_washout(study=study, now=now)),
+        )
         .values("simulated", "step")
         .annotate(n=Count("pk"))
         .values_list("simulated", "step", "n")
         .order_by()
     ):
         counts[bool(simulated)][step] = n
-    return ReadersByStep(real=StepCounts(**counts[False]), simulated=StepCounts(**counts[True]))
+    return ReadersByStep(
+        real=StepCounts(**counts[False]),
+        simulated=StepCounts(**counts[True]),
+        steps=reader_steps(study),
+    )
 
 
 @dataclass(frozen=True)
@@ -1104,16 +1606,28 @@ class StudyDashboard:
     median_seconds: float | None  # over every answer of the real readers
     projection: Projection
     invitations: InvitationUse
+    # The study's reading conditions with their answers, and in a crossover where its
+    # readers are in their sessions.
+    conditions: tuple[ConditionProgress, ...] = ()
+    sessions: CrossoverProgress | None = None
+
+    @property
+    def several_conditions(self) -> bool:
+        return len(self.conditions) > 1
 
 
 def study_dashboard(*, study: Study, now: dt.datetime | None = None) -> StudyDashboard:
     """The :class:`StudyDashboard` of ``study`` at ``now`` (the present where None).
-    The chart's days run to today while the study is open. Staff only; five queries,
-    whatever the numbers of readers and answers."""
+    The chart's days run to today while the study is open; the projection counts reads
+    (every case in each condition where the design has several). Staff only; six
+    queries (seven for a crossover), whatever the numbers of readers and answers."""
     now = now or timezone.now()
     tz = timezone.get_current_timezone()
     today = timezone.localdate(now, tz)
-    readers = readers_by_step(study=study)
+    readers = readers_by_step(study=study, now=now)
+    conditions = condition_progress(study=study)
+    n_cases = Case.objects.filter(study=study).count()
+    reads_per_case = len(conditions) if study.design != Study.Design.SINGLE else 1
     days = answers_per_day(study=study, tz=tz, until=today if study.is_open(now=now) else None)
     answers_real = sum(d.real for d in days)
     window_start = today - dt.timedelta(days=PACE_DAYS - 1)
@@ -1133,7 +1647,7 @@ def study_dashboard(*, study: Study, now: dt.datetime | None = None) -> StudyDas
         median_seconds=median_seconds_of_real_readers(study=study, n_answers=answers_real),
         projection=completion_projection(
             real_readers=readers.real.enrolled,
-            n_cases=Case.objects.filter(study=study).count(),
+            n_cases=n_cases * reads_per_case,
             answered=answers_real,
             recent_answers=sum(d.real for d in days if window_start <= d.day <= today),
             today=today,
@@ -1141,6 +1655,10 @@ def study_dashboard(*, study: Study, now: dt.datetime | None = None) -> StudyDas
         invitations=InvitationUse(
             links=links["n_links"], uses=links["n_uses"], places_left=links["n_left"]
         ),
+        conditions=tuple(conditions),
+        sessions=crossover_progress(study=study, n_cases=n_cases, now=now)
+        if study.design == Study.Design.CROSSOVER
+        else None,
     )
 
 
@@ -1177,3 +1695,318 @@ def first_condition_id(study: str = "study") -> models.Subquery:
     study belongs to, read in the statement that reads that row."""
     conditions = ReadingCondition.objects.filter(study=OuterRef(study)).order_by("position")
     return models.Subquery(conditions.values("pk")[:1])
+
+
+# --- reading conditions and crossover sessions, for the console (staff) --------------------
+
+
+@dataclass(frozen=True)
+class Washout:
+    """A crossover study's washout as the console's progress reads it: its two
+    conditions in the study's order (a reader of arm 1 reads them reversed), its length
+    in days and the moment the progress is read at."""
+
+    first: int
+    second: int
+    days: int
+    now: dt.datetime
+
+    def waiting(self) -> Q:
+        """The enrolments in washout at ``now``, as a condition on Enrolment rows: every
+        case of the study answered in the reader's first condition, none in the other,
+        and an answer in the first within the last ``days`` days (the last one's time
+        plus the washout still to come, the rule of ``session_opens_at``)."""
+        since = self.now - dt.timedelta(days=self.days)
+        cases = Case.objects.filter(study=OuterRef("study")).order_by().values("study")
+        n_cases = models.Subquery(cases.annotate(n=Count("pk")).values("n")[:1])
+
+        def waits(first: int, then: int) -> Q:
+            answers = Answer.objects.filter(enrolment=OuterRef("pk")).order_by()
+            in_first = answers.filter(condition_id=first).values("enrolment")
+            n_first = models.Subquery(in_first.annotate(n=Count("pk")).values("n")[:1])
+            return (
+                Q(models.lookups.GreaterThanOrEqual(n_first, n_cases))
+                & Q(Exists(answers.filter(condition_id=first, answered_at__gt=since)))
+                & ~Q(Exists(answers.filter(condition_id=then)))
+            )
+
+        arm_1 = Q(arm=1)
+        return (arm_1 & waits(self.second, self.first)) | (~arm_1 & waits(self.first, self.second))
+
+
+def study_washout(*, study: Study, now: dt.datetime | None = None) -> Washout | None:
+    """The :class:`Washout` of a crossover ``study`` of two conditions at ``now`` (the
+    present where None); None for any other study (no reader of it is in washout)."""
+    if study.design != Study.Design.CROSSOVER or not study.washout_days:
+        return None
+    conditions = study_conditions(study=study)
+    if len(conditions) != 2:
+        return None
+    return Washout(
+        first=conditions[0].pk,
+        second=conditions[1].pk,
+        days=study.washout_days,
+        now=now or timezone.now(),
+    )
+
+
+@dataclass(frozen=True)
+class EnrolmentAnswers:
+    """A reader's answers summed up: per condition (its key) how many and when the last
+    one was given, and the median server-measured seconds over all (None without one)."""
+
+    counts: dict[int, int]
+    last: dict[int, dt.datetime]
+    median_seconds: float | None
+
+
+NO_ANSWERS = EnrolmentAnswers(counts={}, last={}, median_seconds=None)
+
+
+def answers_by_enrolment(*, enrolment_ids: Iterable[int]) -> dict[int, EnrolmentAnswers]:
+    """The :class:`EnrolmentAnswers` of each of ``enrolment_ids`` that has an answer.
+    One query over their answers, summed up here (SQLite has no median aggregate), so
+    callers pass a page of readers, not a whole study."""
+    seconds: dict[int, list[float]] = {}
+    counts: dict[int, dict[int, int]] = {}
+    last: dict[int, dict[int, dt.datetime]] = {}
+    for enrolment_id, condition_id, secs, at in (
+        Answer.objects.filter(enrolment_id__in=list(enrolment_ids))
+        .order_by()
+        .values_list("enrolment_id", "condition_id", "seconds", "answered_at")
+    ):
+        seconds.setdefault(enrolment_id, []).append(secs)
+        by_condition = counts.setdefault(enrolment_id, {})
+        by_condition[condition_id] = by_condition.get(condition_id, 0) + 1
+        latest = last.setdefault(enrolment_id, {})
+        if condition_id not in latest or at > latest[condition_id]:
+            latest[condition_id] = at
+    return {
+        pk: EnrolmentAnswers(
+            counts=counts[pk], last=last[pk], median_seconds=statistics.median(times)
+        )
+        for pk, times in seconds.items()
+    }
+
+
+def crossover_order(
+    conditions: tuple[ConditionInfo, ...], *, arm: int | None
+) -> tuple[ConditionInfo, ...]:
+    """A crossover reader's conditions in the order they read them (the rule of
+    ``reader_conditions``): the study's order, reversed for arm 1."""
+    return tuple(reversed(conditions)) if arm == 1 else conditions
+
+
+@dataclass(frozen=True)
+class SessionPlace:
+    """Where a crossover reader is in their sessions: ``stage`` "not_started" (no answer
+    yet), "session" (reading session ``session``), "washout" (waiting for session
+    ``session``, which opens at ``opens_at``) or "done"."""
+
+    stage: str
+    session: int = 0
+    opens_at: dt.datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}-{self.session}" if self.session else self.stage
+
+    @property
+    def label(self) -> str:
+        return {
+            "not_started": "Not started",
+            "session": f"In session {self.session}",
+            "washout": f"In washout before session {self.session}",
+            "done": "Done",
+        }[self.stage]
+
+    @property
+    def short_label(self) -> str:
+        """The label for a table cell (the column says it is a session)."""
+        if self.stage == "washout":
+            return "Washout"
+        return self.label.removeprefix("In ").capitalize()
+
+
+def session_place(
+    *,
+    order: list[int],
+    reads: EnrolmentAnswers,
+    n_cases: int,
+    washout_days: int,
+    finished: bool,
+    now: dt.datetime,
+) -> SessionPlace:
+    """The :class:`SessionPlace` of a crossover reader whose conditions (their keys)
+    come in ``order``, from their answers at ``now``: done once finished or with every
+    session answered; not started before their first answer; otherwise the first
+    session with a case unanswered, or the washout before it while it has no answer
+    yet and ``washout_days`` have not passed since the last answer of the session
+    before (``session_opens_at``'s rule)."""
+    if finished:
+        return SessionPlace("done")
+    if not any(reads.counts.values()):
+        return SessionPlace("not_started")
+    for index, pk in enumerate(order):
+        answered = reads.counts.get(pk, 0)
+        if answered >= n_cases:
+            continue
+        before = reads.last.get(order[index - 1]) if index else None
+        if answered == 0 and before is not None:
+            opens = before + dt.timedelta(days=washout_days)
+            if opens > now:
+                return SessionPlace("washout", index + 1, opens)
+        return SessionPlace("session", index + 1)
+    return SessionPlace("done")
+
+
+@dataclass(frozen=True)
+class SessionCount:
+    place: SessionPlace  # the place counted (its key and label; no opening time)
+    real: int
+    simulated: int
+
+
+@dataclass(frozen=True)
+class CrossoverProgress:
+    """Where a crossover study's readers are in their sessions: how many at each
+    :class:`SessionPlace` (in the order a reader passes them) and in each arm (the
+    conditions in the order its readers read them; "" for readers enrolled while the
+    study was a draft, who get their arm as it opens), real and simulated apart."""
+
+    washout_days: int
+    places: tuple[SessionCount, ...]
+    arms: tuple[tuple[str, int, int], ...]
+
+
+def crossover_progress(
+    *, study: Study, n_cases: int, now: dt.datetime | None = None
+) -> CrossoverProgress:
+    """The :class:`CrossoverProgress` of ``study`` (of ``n_cases`` cases) at ``now``
+    (the present where None). One query: each enrolment with its answers counted and
+    the last one's time per condition; the places are found here (``session_place``)."""
+    now = now or timezone.now()
+    conditions = study_conditions(study=study)
+    per_condition = {}
+    for index, condition in enumerate(conditions):
+        in_it = Q(answers__condition_id=condition.pk)
+        per_condition[f"n_{index}"] = Count("answers", filter=in_it)
+        per_condition[f"last_{index}"] = Max("answers__answered_at", filter=in_it)
+    rows = (
+        Enrolment.objects.filter(study=study)
+        .annotate(simulated=_is_simulated(), **per_condition)
+        .order_by()
+        .values("arm", "finished_at", "simulated", *per_condition)
+    )
+    keys = ["not_started"]
+    for session in range(1, len(conditions) + 1):
+        keys += [f"washout-{session}", f"session-{session}"] if session > 1 else ["session-1"]
+    keys.append("done")
+    places = {key: [0, 0] for key in keys}
+    arms: dict[int | None, list[int]] = {0: [0, 0], 1: [0, 0]}
+    for row in rows:
+        reads = EnrolmentAnswers(
+            counts={c.pk: row[f"n_{i}"] for i, c in enumerate(conditions)},
+            last={c.pk: row[f"last_{i}"] for i, c in enumerate(conditions) if row[f"last_{i}"]},
+            median_seconds=None,
+        )
+        order = crossover_order(conditions, arm=row["arm"])
+        place = session_place(
+            order=[c.pk for c in order],
+            reads=reads,
+            n_cases=n_cases,
+            washout_days=study.washout_days or 0,
+            finished=row["finished_at"] is not None,
+            now=now,
+        )
+        places[place.key][1 if row["simulated"] else 0] += 1
+        arms.setdefault(row["arm"], [0, 0])[1 if row["simulated"] else 0] += 1
+
+    def place_of(key: str) -> SessionPlace:
+        stage, _, session = key.partition("-")
+        return SessionPlace(stage, int(session or 0))
+
+    def arm_name(arm: int | None) -> str:
+        return (
+            "" if arm is None else " → ".join(c.code for c in crossover_order(conditions, arm=arm))
+        )
+
+    return CrossoverProgress(
+        washout_days=study.washout_days or 0,
+        places=tuple(
+            SessionCount(place=place_of(key), real=real, simulated=simulated)
+            for key, (real, simulated) in places.items()
+        ),
+        arms=tuple((arm_name(arm), real, sim) for arm, (real, sim) in arms.items()),
+    )
+
+
+@dataclass(frozen=True)
+class ConditionProgress:
+    """A reading condition as the console shows it: what the reader sees in it, the CNN
+    whose support it shows (``model`` "" where it names none; ``inference.
+    ConditionSupport``) and how many answers were given in it, by real and simulated
+    readers."""
+
+    pk: int
+    code: str
+    position: int
+    label: str
+    shows: tuple[str, ...]
+    shows_cnn: bool
+    shows_gradcam: bool
+    model: str
+    model_trained: bool
+    top_k: int | None
+    answers_real: int
+    answers_simulated: int
+
+    @property
+    def answers(self) -> int:
+        return self.answers_real + self.answers_simulated
+
+
+def condition_progress(*, study: Study) -> list[ConditionProgress]:
+    """The :class:`ConditionProgress` of each of ``study``'s conditions, in their
+    order. One query."""
+    simulated = Q(answers__enrolment__reader__reader_profile__is_simulated=True)
+    rows = (
+        study.conditions.select_related("cnn_support__model")
+        .annotate(n_answers=Count("answers"), n_simulated=Count("answers", filter=simulated))
+        .order_by("position")
+    )
+    found = []
+    for condition in rows:
+        support = getattr(condition, "cnn_support", None)
+        shows = [
+            text
+            for shown, text in (
+                (condition.shows_dermoscopic, "the dermoscopic image"),
+                (condition.shows_clinical, "the clinical photo"),
+                (condition.shows_metadata, "age, sex and site"),
+                (
+                    condition.shows_cnn,
+                    f"the CNN's top {support.top_k if support else 'k'} probabilities "
+                    "and its class",
+                ),
+                (condition.shows_gradcam, "its Grad-CAM"),
+            )
+            if shown
+        ]
+        found.append(
+            ConditionProgress(
+                pk=condition.pk,
+                code=condition.code,
+                position=condition.position,
+                label=condition.label,
+                shows=tuple(shows),
+                shows_cnn=condition.shows_cnn,
+                shows_gradcam=condition.shows_gradcam,
+                model=support.model.name if support else "",
+                model_trained=bool(support and support.model.trained),
+                top_k=support.top_k if support else None,
+                answers_real=condition.n_answers - condition.n_simulated,
+                answers_simulated=condition.n_simulated,
+            )
+        )
+    return found

@@ -102,6 +102,9 @@ def enrolment_create(
     if existing is not None:
         return existing
     seed = secrets.randbits(62) if seed is None else seed
+    crossover = {}
+    if study.design == Study.Design.CROSSOVER:
+        crossover = _crossover_assignment(study=study, seed=seed)
     enrolment = Enrolment.objects.create(
         study=study,
         reader=reader,
@@ -109,15 +112,59 @@ def enrolment_create(
         case_order=case_order_for(study=study, seed=seed),
         consent_version=study.consent_version if consent else "",
         consented_at=timezone.now() if consent else None,
+        **crossover,
     )
+    after = {"reader_code": enrolment.reader_code, "order_seed": seed, "consented": consent}
+    if crossover:
+        after["arm"] = enrolment.arm
     audit_log(
         action=AuditEvent.Action.ENROLMENT_CREATE,
         actor=actor,
         study=study.slug,
         obj=enrolment,
-        after={"reader_code": enrolment.reader_code, "order_seed": seed, "consented": consent},
+        after=after,
     )
     return enrolment
+
+
+def second_session_seed(seed: int) -> int:
+    """The seed of a crossover reader's second case order, drawn from their order seed
+    (so both orders come from the one stored seed, and differ)."""
+    return random.Random(f"{seed}:session 2").getrandbits(62)
+
+
+def crossover_arm(*, arm_seed: int, index: int) -> int:
+    """The arm of a crossover study's ``index``-th reader (0-based, in enrolment order):
+    permuted blocks of two drawn from the study's ``arm_seed``, so that the two arms
+    never differ by more than one reader and the assignment can be reproduced (Altman &
+    Bland 1999, "How to randomise", BMJ 319:703)."""
+    block = [0, 1]
+    random.Random(f"{arm_seed}:block {index // 2}").shuffle(block)
+    return block[index % 2]
+
+
+def _crossover_assignment(*, study: Study, seed: int) -> dict:
+    """A new crossover reader's arm and second-session order. The study's row is locked
+    so that two readers enrolling at once take consecutive places in the blocks."""
+    locked = Study.objects.select_for_update().only("arm_seed").get(pk=study.pk)
+    index = Enrolment.objects.filter(study=study, arm__isnull=False).count()
+    return {
+        "arm": crossover_arm(arm_seed=locked.arm_seed, index=index),
+        "second_case_order": case_order_for(study=study, seed=second_session_seed(seed)),
+    }
+
+
+def _crossover_arms_assign(*, study: Study) -> int:
+    """Give the enrolments of a crossover study that have no arm yet (enrolled while it
+    was a draft, or of another design) their arm and second-session order, in enrolment
+    order. Returns how many."""
+    pending = list(
+        Enrolment.objects.filter(study=study, arm__isnull=True).order_by("enrolled_at", "pk")
+    )
+    for enrolment in pending:
+        assignment = _crossover_assignment(study=study, seed=enrolment.order_seed)
+        Enrolment.objects.filter(pk=enrolment.pk).update(**assignment)
+    return len(pending)
 
 
 # --- invitations and registration ------------------------------------------------------
@@ -220,11 +267,12 @@ def register_open_check(check: Callable[[Study], list[str]]) -> Callable[[Study]
 
 
 def study_design_refusals(*, study: Study) -> list[str]:
-    """Why ``study``'s reading conditions do not fit its design, or cannot be served
-    yet (empty: they can). One condition: today's studies. Sequential: two, the
-    unaided one first (no CNN support), then one with the CNN's support. Crossover: two
-    or more, and a washout. The reader's screen serves only a study of one condition
-    without CNN support so far (the rest of #14): any other is refused, saying so."""
+    """Why ``study``'s reading conditions do not fit its design (empty: they fit). One
+    condition: today's studies. Sequential: two, the unaided one first (no CNN
+    support), then one with the CNN's support. Crossover: two conditions and a washout
+    of at least a day. A study of several conditions takes no answer changes (an
+    unaided answer is final once stored, and a session's answers once it ends). Cases
+    must have the images a condition shows alone."""
     conditions = list(study.conditions.order_by("position"))
     reasons = []
     design = study.design
@@ -239,28 +287,32 @@ def study_design_refusals(*, study: Study) -> list[str]:
             "a sequential design needs two conditions: first unaided (no CNN support), "
             "then one that shows the CNN's support"
         )
-    if design == Study.Design.CROSSOVER and (len(conditions) < 2 or not study.washout_days):
-        reasons.append("a crossover needs two or more conditions and a washout in days")
-    if design != Study.Design.SINGLE or any(c.shows_cnn for c in conditions):
+    if design == Study.Design.CROSSOVER and (len(conditions) != 2 or not study.washout_days):
         reasons.append(
-            "readers cannot be served this design yet: this version serves one condition "
-            "without CNN support (sequential, crossover and CNN support are coming)"
+            "a crossover needs two conditions (read as A then B or B then A) and a washout "
+            "of at least one day"
         )
-    # What the reader's screen shows today: the dermoscopic image, and the clinical photo
-    # where the study's "show clinical image" says so; a condition must say the same.
-    first = conditions[0]
+    if design != Study.Design.SINGLE and study.allow_answer_changes:
+        reasons.append(
+            "a study of several reading conditions takes no answer changes: turn off "
+            "“allow answer changes” (an unaided answer is final once the CNN's support is "
+            "shown, and a session's answers once it ends)"
+        )
     if design == Study.Design.SINGLE and len(conditions) == 1:
-        if not first.shows_dermoscopic or first.shows_metadata:
-            reasons.append(
-                f"condition {first.code!r}: this version shows readers the dermoscopic "
-                "image always and the case's metadata never"
-            )
+        first = conditions[0]
         if first.shows_clinical != study.show_clinical_image:
             reasons.append(
                 f"condition {first.code!r} "
                 f"{'shows' if first.shows_clinical else 'hides'} the clinical photo but the "
                 f"study's “show clinical image” is {'on' if study.show_clinical_image else 'off'}"
                 ": make them agree"
+            )
+    if any(not c.shows_dermoscopic for c in conditions):
+        without = study.cases.exclude(images__kind=CaseImage.Kind.CLINICAL).count()
+        if without:
+            codes = ", ".join(repr(c.code) for c in conditions if not c.shows_dermoscopic)
+            reasons.append(
+                f"condition {codes} shows only the clinical photo, but {without} case(s) have none"
             )
     return reasons
 
@@ -304,13 +356,20 @@ def study_open(*, study: Study, actor: AbstractBaseUser) -> Study:
         reasons = study_open_refusals(study=locked)
         return f"{locked.title} cannot open: " + "; ".join(reasons) if reasons else None
 
+    def opened(locked: Study) -> dict:
+        after = {"closes_at": locked.closes_at}
+        if locked.design == Study.Design.CROSSOVER:
+            # Readers enrolled while it was a draft get their arms now, in their order.
+            after["arms_assigned"] = _crossover_arms_assign(study=locked)
+        return after
+
     return _study_status_change(
         study=study,
         status=Study.Status.OPEN,
         refusal=refusal,
         action=AuditEvent.Action.STUDY_OPEN,
         actor=actor,
-        after=lambda locked: {"closes_at": locked.closes_at},
+        after=opened,
     )
 
 
@@ -584,7 +643,7 @@ def confidence_check(*, study: Study, confidence: int | None) -> None:
 
 def _refusal_at(*, step: selectors.Step, enrolment: Enrolment) -> AnswerRejected | None:
     """Why no answer is taken at ``step`` (None at ``case``, ``review`` and ``done``,
-    where the answered case decides)."""
+    where the answered case decides; a crossover's washout takes none)."""
     if step == selectors.Step.CONSENT:
         return AnswerRejected(_("Please give your consent first."), code="consent_required")
     if step == selectors.Step.PROFILE:
@@ -596,17 +655,30 @@ def _refusal_at(*, step: selectors.Step, enrolment: Enrolment) -> AnswerRejected
         )
     if step == selectors.Step.CLOSED:
         return AnswerRejected(_("This study is closed for answers."), code="study_closed")
+    if step == selectors.Step.WASHOUT:
+        return AnswerRejected(
+            _("Your next session has not opened yet: the study's washout is still running."),
+            code="washout",
+        )
     return None
 
 
-def case_serve(*, enrolment: Enrolment, case: Case) -> None:
-    """Remember when ``case`` was first shown, so the answer's time is measured by the
-    server. Reloading the page keeps the first time."""
-    if enrolment.served_case_id == case.pk and enrolment.served_at is not None:
+def case_serve(*, enrolment: Enrolment, case: Case, condition_id: int | None = None) -> None:
+    """Remember when ``case`` was first shown (in the reading condition
+    ``condition_id``), so the answer's time is measured by the server. Reloading the
+    page keeps the first time."""
+    if (
+        enrolment.served_case_id == case.pk
+        and enrolment.served_condition_id == condition_id
+        and enrolment.served_at is not None
+    ):
         return
     now = timezone.now()
-    Enrolment.objects.filter(pk=enrolment.pk).update(served_case=case, served_at=now)
-    enrolment.served_case, enrolment.served_at = case, now
+    Enrolment.objects.filter(pk=enrolment.pk).update(
+        served_case=case, served_condition_id=condition_id, served_at=now
+    )
+    enrolment.served_case, enrolment.served_condition_id = case, condition_id
+    enrolment.served_at = now
 
 
 def _seconds_on_case(enrolment: Enrolment) -> float:
@@ -625,10 +697,14 @@ def answer_submit(
     case_public_id: str,
     diagnosis_code: str,
     confidence: int | None = None,
+    condition_code: str | None = None,
     revise: bool = True,
     serve_next: bool = False,
 ) -> SubmitResult:
-    """Record the reader's answer for a case.
+    """Record the reader's answer for a case (in the reading condition
+    ``condition_code``, which a study of several conditions requires: the read the
+    reader's screen showed, so that an answer from a stale tab is never taken for
+    another read).
 
     Refused where the reader's step (``selectors.reader_step``, the same state the pages
     and the API follow) takes no answer: consent, profile, closed. Only the next
@@ -656,6 +732,7 @@ def answer_submit(
         "case_public_id": case_public_id,
         "diagnosis_code": diagnosis_code,
         "confidence": confidence,
+        "condition_code": condition_code,
         "revise": revise,
         "serve_next": serve_next,
     }
@@ -668,6 +745,35 @@ def answer_submit(
         return _answer_submit(**submission)
 
 
+def _read_condition(
+    *, enrolment: Enrolment, condition_code: str | None
+) -> selectors.ConditionInfo | None:
+    """The condition an answer is for: the one named (``AnswerRejected`` 400 for a code
+    that is not one of the study's); where none is named, the study's only one, or None
+    in a one-condition study (its first condition, from the locking statement);
+    ``condition_required`` (400) in a study of several."""
+    study = enrolment.study
+    if condition_code is None:
+        if study.design == Study.Design.SINGLE:
+            return None
+        raise AnswerRejected(
+            _("Please say which reading condition this answer is for (condition)."),
+            code="condition_required",
+            status=400,
+            field="condition",
+        )
+    conditions = selectors.study_conditions(study=study)
+    found = next((c for c in conditions if c.code == condition_code), None)
+    if found is None:
+        raise AnswerRejected(
+            _("%(code)s is not one of this study's reading conditions.") % {"code": condition_code},
+            code="unknown_condition",
+            status=400,
+            field="condition",
+        )
+    return found
+
+
 @transaction.atomic
 def _answer_submit(
     *,
@@ -675,6 +781,7 @@ def _answer_submit(
     case_public_id: str,
     diagnosis_code: str,
     confidence: int | None,
+    condition_code: str | None,
     revise: bool,
     serve_next: bool,
 ) -> SubmitResult:
@@ -689,13 +796,15 @@ def _answer_submit(
         .get()
     )
     study = enrolment.study
-    answered = selectors.answered_case_ids(enrolment=enrolment)
+    answered = selectors.answered_reads(enrolment=enrolment)
     step = selectors.reader_step(enrolment=enrolment, answered=answered)
     refusal = _refusal_at(step=step, enrolment=enrolment)
     if refusal is not None:
         raise refusal
     diagnosis = answer_choice_check(study=study, diagnosis_code=diagnosis_code)
     confidence_check(study=study, confidence=confidence)
+    named = _read_condition(enrolment=enrolment, condition_code=condition_code)
+    condition_id = named.pk if named is not None else enrolment.answer_condition_id
     case = enrolment.served_case
     if case is None or case.public_id != case_public_id:
         case = Case.objects.filter(public_id=case_public_id, study_id=enrolment.study_id).first()
@@ -706,9 +815,9 @@ def _answer_submit(
             status=404,
             field="case",
         )
-    if case.pk in answered:
+    if (case.pk, condition_id) in answered:
         existing = Answer.objects.select_related("case", "diagnosis").get(
-            enrolment=enrolment, case=case
+            enrolment=enrolment, case=case, condition_id=condition_id
         )
         same = existing.diagnosis_id == diagnosis.pk and (
             confidence is None or existing.confidence == confidence
@@ -773,10 +882,19 @@ def _answer_submit(
             enrolment=enrolment,
             answered=answered,
         )
-    if selectors.next_case_id(enrolment=enrolment, answered=answered) != case.pk:
+    plan = selectors.reading_plan(enrolment=enrolment)
+    upcoming = selectors.next_read(enrolment=enrolment, answered=answered, plan=plan)
+    if upcoming is None or upcoming.key != (case.pk, condition_id):
         raise AnswerRejected(_("This is not your next case."), code="not_next_case")
-    if enrolment.served_case_id != case.pk or enrolment.served_at is None:
-        # The time on a case runs from serving it; without that there is no time.
+    # A one-condition study's case served before the served condition was recorded
+    # (cases 0012) was served in its only condition.
+    served_in = (condition_id, None) if study.design == Study.Design.SINGLE else (condition_id,)
+    if (
+        enrolment.served_case_id != case.pk
+        or enrolment.served_at is None
+        or enrolment.served_condition_id not in served_in
+    ):
+        # The time on a read runs from serving it; without that there is no time.
         raise AnswerRejected(
             _("This case has not been served to you yet: request your next case first."),
             code="case_not_served",
@@ -786,34 +904,45 @@ def _answer_submit(
     answer = Answer.objects.create(
         enrolment=enrolment,
         case=case,
-        condition_id=enrolment.answer_condition_id,
+        condition_id=condition_id,
         diagnosis=diagnosis,
         confidence=confidence,
         seconds=_seconds_on_case(enrolment),
     )
+    after = {
+        "case": case.public_id,
+        "answer": diagnosis.code,
+        "confidence": confidence,
+        "seconds": answer.seconds,
+    }
+    if named is not None:
+        after["condition"] = named.code
     audit_log(
         action=AuditEvent.Action.ANSWER_SUBMIT,
         actor=enrolment.reader,
         study=study.slug,
         obj=answer,
-        after={
-            "case": case.public_id,
-            "answer": diagnosis.code,
-            "confidence": confidence,
-            "seconds": answer.seconds,
-        },
+        after=after,
     )
-    answered = answered | {case.pk}
+    answered = answered | {(case.pk, condition_id)}
+    following = selectors.next_read(enrolment=enrolment, answered=answered, plan=plan)
     # Where changes are allowed the reader reviews their answers and confirms
     # finishing (enrolment_finish); otherwise the last answer finishes the study.
-    finished = len(answered) >= len(enrolment.case_order) and not study.allow_answer_changes
+    finished = following is None and not study.allow_answer_changes
     now = timezone.now()
-    updates = {"served_case_id": None, "served_at": None}
-    following = selectors.next_case_id(enrolment=enrolment, answered=answered)
+    updates = {"served_case_id": None, "served_condition_id": None, "served_at": None}
     if finished:
         updates["finished_at"] = now
-    elif serve_next and following is not None:
-        updates.update(served_case_id=following, served_at=now)
+    elif (
+        serve_next
+        and following is not None
+        and selectors.session_opens_at(enrolment=enrolment, read=following, plan=plan) is None
+    ):
+        updates.update(
+            served_case_id=following.case_id,
+            served_condition_id=following.condition.pk,
+            served_at=now,
+        )
     Enrolment.objects.filter(pk=enrolment.pk).update(**updates)
     for name, value in updates.items():
         setattr(enrolment, name, value)
@@ -838,7 +967,7 @@ def enrolment_finish(*, enrolment: Enrolment) -> Enrolment:
         return enrolment
     if not enrolment.study.is_open():
         raise AnswerRejected(_("This study is closed for answers."), code="study_closed")
-    if selectors.next_case_id(enrolment=enrolment) is not None:
+    if selectors.next_case_id(enrolment=enrolment) is not None:  # every read answered
         raise AnswerRejected(
             _("Please answer every case before finishing."), code="cases_unanswered"
         )

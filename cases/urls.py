@@ -13,4 +13,9 @@ urlpatterns = [
     path("studies/<slug:slug>/case/", views.case_page, name="case"),
     path("studies/<slug:slug>/case/<int:number>/", views.case_page, name="case_revise"),
     path("studies/<slug:slug>/done/", views.done, name="done"),
+    path(
+        "studies/<slug:slug>/support/<str:case_public_id>/<slug:condition_code>/gradcam",
+        views.support_gradcam,
+        name="support_gradcam",
+    ),
 ]

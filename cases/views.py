@@ -61,6 +61,25 @@ def case_image(request: HttpRequest, public_id: str, variant: str) -> FileRespon
     return response
 
 
+@require_GET
+@login_required
+def support_gradcam(
+    request: HttpRequest, slug: str, case_public_id: str, condition_code: str
+) -> FileResponse:
+    """The Grad-CAM overlay of the CNN's support on the reader's current read, only
+    while it is shown to them (``selectors.support_gradcam_for_reader``); a 404 for
+    anyone else, at any other time."""
+    stored = selectors.support_gradcam_for_reader(
+        user=request.user, slug=slug, case_public_id=case_public_id, condition_code=condition_code
+    )
+    if stored is None:
+        raise Http404("No such image.")
+    response = FileResponse(stored.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 # --- the reader's flow ------------------------------------------------------------------
 
 
@@ -76,6 +95,7 @@ _STEP_URLS = {
     Step.PROFILE: "cases:profile",
     Step.CASE: "cases:case",
     Step.REVIEW: "cases:done",
+    Step.WASHOUT: "cases:done",
     Step.DONE: "cases:done",
     Step.CLOSED: "cases:done",
 }
@@ -196,9 +216,7 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
     enrolment = _enrolment_or_404(request, slug)
     # A page reads the answered cases once, for the step and the screen; a submit reads
     # them under its lock instead (and again only to show a refusal).
-    answered = (
-        None if request.method == "POST" else selectors.answered_case_ids(enrolment=enrolment)
-    )
+    answered = None if request.method == "POST" else selectors.answered_reads(enrolment=enrolment)
     step = selectors.reader_step(enrolment=enrolment, answered=answered)
     if not selectors.may_open_case(step=step, number=number):
         return _redirect_to_step(enrolment, step)
@@ -214,6 +232,7 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
                     case_public_id=form.cleaned_data["case"],
                     diagnosis_code=form.cleaned_data["answer"],
                     confidence=form.cleaned_data["confidence"],
+                    condition_code=form.cleaned_data["condition"],
                     revise=number is not None,
                 )
             except services.AnswerRejected as rejected:
@@ -235,13 +254,33 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
             raise Http404("No such case.")
         return _redirect_to_step(enrolment)
     if number is None:
-        services.case_serve(enrolment=enrolment, case=screen.case)
+        services.case_serve(
+            enrolment=enrolment, case=screen.case, condition_id=screen.read.condition.pk
+        )
     progress = screen.progress
+    language = get_language()
+    read = screen.read
+    plan = selectors.plan_data(
+        enrolment=enrolment, reads_per_case=screen.conditions, language=language
+    )
     context = {
         "study": enrolment.study,
         "case": screen.case,
         "images": screen.images,
-        "show_clinical": screen.show_clinical_image and "clinical" in screen.images,
+        "show_clinical": screen.show_clinical_image,
+        "condition": read.condition,
+        "condition_label": read.condition.label_for(language),
+        "session": read.session,
+        "conditions": screen.conditions,
+        "read_step": screen.position,
+        "n_cases": screen.n_cases,
+        "support": screen.support,
+        "any_gradcam": any(c["shows_gradcam"] for c in plan["conditions"]),
+        "metadata": screen.metadata,
+        "earlier_answer": screen.earlier_answer,
+        # The same read as the API gives it, for the script that shows the next ones.
+        "read": selectors.read_data(screen, language=language),
+        "plan": plan,
         "prefetch": screen.prefetch,
         "choices": screen.choices,
         "number": screen.number,
@@ -285,6 +324,24 @@ def _case_page_strings() -> dict[str, str]:
         "final": _("Answers are final: here is your next case."),
         "announce": _("Case %(n)s of %(total)s"),
         "answered": _("%(done)s answered"),
+        # Where the read lies: a sequential study's step of the case, a crossover's session.
+        "step": _("Step %(step)s of %(steps)s: %(label)s"),
+        "session_of": _("Session %(session)s of %(sessions)s: %(label)s"),
+        "first_heading": _("First answer, without the CNN"),
+        "final_heading": _("Final answer for the same case, with the CNN's support"),
+        "earlier": _("Your answer without the CNN: %(name)s"),
+        # The case's metadata and the CNN's support (templates/cases/case.html has the same).
+        "metadata": _("About the patient"),
+        "age": _("Age"),
+        "years": _("%(age)s years"),
+        "sex": _("Sex"),
+        "site": _("Site"),
+        "not_recorded": _("not recorded"),
+        "support_title": _("The CNN suggests: %(name)s"),
+        "support_list": _("The CNN's probabilities, most probable first"),
+        "support_note": _("A CNN's suggestion, not a diagnosis: the answer is yours."),
+        "gradcam": _("Grad-CAM heat map"),
+        "gradcam_hint": _("Show where the CNN looked, over the dermoscopic image"),
     }
 
 
@@ -293,7 +350,7 @@ def _case_page_strings() -> dict[str, str]:
 def done(request: HttpRequest, slug: str) -> HttpResponse:
     enrolment = _enrolment_or_404(request, slug)
     step = selectors.reader_step(enrolment=enrolment)
-    if step not in (Step.DONE, Step.CLOSED, Step.REVIEW):
+    if step not in (Step.DONE, Step.CLOSED, Step.REVIEW, Step.WASHOUT):
         return _redirect_to_step(enrolment, step)
     language = get_language()
     if step == Step.REVIEW:
@@ -311,6 +368,23 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
             {
                 "study": enrolment.study,
                 "answers": selectors.reader_answers(enrolment=enrolment, language=language),
+            },
+        )
+    if step == Step.WASHOUT:
+        # Between a crossover's sessions: when the next opens, and nothing of the results.
+        screen = selectors.case_screen(enrolment=enrolment, language=language, step=step)
+        progress = screen.progress
+        return render(
+            request,
+            "cases/done.html",
+            {
+                "study": enrolment.study,
+                "washout": True,
+                "opens_at": screen.opens_at,
+                "progress": progress,
+                # reader_progress counts the session to come as the reader's own
+                "finished_session": max(progress["session"] - 1, 1),
+                "percent": round(100 * progress["answered"] / max(progress["total"], 1)),
             },
         )
     # A closed study says so on the page itself, with nothing to continue.

@@ -13,6 +13,7 @@ from django.db.models import Count, Max, Q
 from analysis.stats.columns import PREDICTION_COLUMNS, prob_column
 from cases.feedback import accuracy_summary
 from cases.models import Study
+from cases.support import SupportPrediction
 from inference.models import InferenceRun, Prediction, RegisteredModel
 
 
@@ -173,19 +174,47 @@ def support_refusals(study: Study) -> list[str]:
         if support is None:
             reasons.append(
                 f"condition {condition.code!r} shows the CNN's support but names no model "
-                "(set it under Condition supports)"
+                "(choose its CNN beside the condition, on the study's settings)"
             )
             continue
-        ready = (
-            Prediction.objects.filter(
-                model=support.model, case__study=study, status=Prediction.Status.OK
-            )
-            .exclude(choice_probabilities={})
-            .count()
-        )
-        if ready < n_cases:
+        ready = Prediction.objects.filter(
+            model=support.model, case__study=study, status=Prediction.Status.OK
+        ).exclude(choice_probabilities={})
+        n_ready = ready.count()
+        if n_ready < n_cases:
             reasons.append(
                 f"condition {condition.code!r}: {support.model.name} has predictions with "
-                f"probabilities for {ready} of {n_cases} cases; run it on the study first"
+                f"probabilities for {n_ready} of {n_cases} cases; run it on the study first"
             )
+        elif condition.shows_gradcam:
+            with_cam = ready.exclude(gradcam="").count()
+            if with_cam < n_cases:
+                reasons.append(
+                    f"condition {condition.code!r} shows the Grad-CAM, but {support.model.name} "
+                    f"has one for {with_cam} of {n_cases} cases; run it with Grad-CAM first"
+                )
     return reasons
+
+
+def support_predictions(model_id: int, case_ids) -> dict[int, SupportPrediction]:
+    """What a reader may be shown of ``model_id``'s successful predictions on
+    ``case_ids``, by case (``cases.support``): one query. The reader side asks only for
+    a read whose condition shows the CNN's support; the answers export for every read
+    of such a condition."""
+    predictions = (
+        Prediction.objects.filter(
+            model_id=model_id, case_id__in=list(case_ids), status=Prediction.Status.OK
+        )
+        .select_related("choice")
+        .only("case_id", "choice__code", "choice_probabilities", "gradcam")
+        .order_by()
+    )
+    return {
+        p.case_id: SupportPrediction(
+            choice=p.choice.code,
+            probabilities={code: float(v) for code, v in p.choice_probabilities.items()},
+            gradcam=p.gradcam or None,
+        )
+        for p in predictions
+        if p.choice is not None
+    }

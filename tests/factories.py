@@ -21,9 +21,18 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from PIL import Image
 
+from cases import selectors
 from cases.importing import ImportRejected, cases_import
 from cases.importing.manifest import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from cases.models import Case, CaseImage, Diagnosis, Enrolment, ReaderProfile, Study
+from cases.models import (
+    Case,
+    CaseImage,
+    Diagnosis,
+    Enrolment,
+    ReaderProfile,
+    ReadingCondition,
+    Study,
+)
 from cases.services import (
     case_order_for,
     case_serve,
@@ -115,8 +124,67 @@ def ready_enrolment(study, user, *, serve: bool = True, **profile) -> Enrolment:
     consent_give(enrolment=enrolment)
     profile_save(user=user, level="attending", years_in_dermatology=4, **profile)
     if serve and enrolment.case_order:
-        case_serve(enrolment=enrolment, case=Case.objects.get(pk=enrolment.case_order[0]))
+        enrolment = Enrolment.objects.select_related("study").get(pk=enrolment.pk)
+        first = selectors.reading_plan(enrolment=enrolment)[0]
+        case_serve(
+            enrolment=enrolment,
+            case=Case.objects.get(pk=first.case_id),
+            condition_id=first.condition.pk,
+        )
     return Enrolment.objects.get(pk=enrolment.pk)
+
+
+def supported_study(
+    n_cases: int = 3,
+    *,
+    design: str = Study.Design.SEQUENTIAL,
+    slug: str = "aided",
+    top_k: int = 2,
+    gradcam: bool = True,
+    open_it: bool = True,
+    **options,
+) -> Study:
+    """A study of two reading conditions, ``unaided`` then ``aided`` (the CNN's top-k
+    support and, with ``gradcam``, its Grad-CAM), of ``design`` (a crossover with a
+    washout of 7 days), whose model ``sup-cnn`` predicted every case: each case's
+    reference with probability 0.6, the next class 0.3, the last 0.1, so the CNN is
+    always right. Opened through the service unless ``open_it`` is False."""
+    from cases.services import study_open
+    from inference.models import ConditionSupport, InferenceRun, Prediction, RegisteredModel
+
+    if design == Study.Design.CROSSOVER:
+        options.setdefault("washout_days", 7)
+    study = build_study(n_cases, slug=slug, status=Study.Status.DRAFT, design=design, **options)
+    aided = ReadingCondition.objects.create(
+        study=study,
+        code="aided",
+        position=2,
+        label="With the CNN",
+        label_zh="有CNN辅助",
+        shows_cnn=True,
+        shows_gradcam=gradcam,
+    )
+    model = RegisteredModel.objects.create(
+        name="sup-cnn", arch="efficientnet_b4_aux", classes=["MN", "SK", "BCC"],
+        preprocessing={"input_size": 64}, weights_source="random",
+    )  # fmt: skip
+    ConditionSupport.objects.create(condition=aided, model=model, top_k=top_k)
+    run = InferenceRun.objects.create(model=model, study=study, status="done", total=n_cases)
+    codes = ["MN", "SK", "BCC"]
+    for case in study.cases.select_related("diagnosis"):
+        k = codes.index(case.diagnosis.code)
+        probabilities = {codes[k]: 0.6, codes[(k + 1) % 3]: 0.3, codes[(k + 2) % 3]: 0.1}
+        prediction = Prediction(
+            model=model, case=case, run=run, choice=case.diagnosis,
+            probabilities=probabilities, choice_probabilities=probabilities,
+        )  # fmt: skip
+        if gradcam:
+            prediction.gradcam.save("cam.png", ContentFile(b"\x89PNG cam"), save=False)
+        prediction.save()
+    if open_it:
+        study_open(study=study, actor=None)
+        study.refresh_from_db()
+    return study
 
 
 HEADER = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]  # every column of cases.csv

@@ -13,7 +13,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from cases.models import Case, Diagnosis, Enrolment, Study
+from cases.models import Answer, Case, Diagnosis, Enrolment, Study
 from cases.services import (
     answer_submit,
     case_serve,
@@ -372,3 +372,127 @@ def test_upload_names_and_metadata_never_reach_a_reader(
     client.force_login(admin_user)
     original = client.get(next(iter(images)).rsplit("/", 1)[0] + "/original")
     assert sentinel.encode() in b"".join(original.streaming_content)
+
+
+# --- reading with the CNN (#14) ----------------------------------------------------------
+
+
+@pytest.fixture(params=[Study.Design.SEQUENTIAL, Study.Design.CROSSOVER])
+def supported(request, reader):
+    """A study of the design ``request.param`` with an unaided and an aided condition
+    (the CNN's top-3 and Grad-CAM, from ``sentinel-model``), cases whose reference and
+    site are sentinels, predictions whose raw probabilities and error are sentinels; and
+    ``reader`` enrolled, consented, profiled, at their first read."""
+    from django.core.files.base import ContentFile
+
+    from cases.models import ReadingCondition
+    from cases.services import consent_give, study_open
+    from inference.models import ConditionSupport
+
+    study = make_study(
+        slug="blind-cnn",
+        choices=("MN", "SK", "BCC"),
+        consent_text="Consent.",
+        consent_version="1",
+        design=request.param,
+        washout_days=3 if request.param == Study.Design.CROSSOVER else None,
+        show_feedback=True,
+    )
+    truth = Diagnosis.objects.create(
+        code="SNTLTRUTH", name_en="SENTINEL-TRUTH-EN", name_zh="SENTINEL-TRUTH-ZH"
+    )
+    aided = ReadingCondition.objects.create(
+        study=study, code="aided", position=2, shows_cnn=True, shows_gradcam=True
+    )
+    model = RegisteredModel.objects.create(
+        name="sentinel-model", arch="efficientnet_b4_aux", classes=["MN", "SK", "BCC"],
+        preprocessing={}, weights_source="random",
+    )  # fmt: skip
+    ConditionSupport.objects.create(condition=aided, model=model, top_k=3)
+    for i in range(2):
+        case = CaseFactory(
+            study=study, source_id=f"SENTINEL-SOURCE-{i}", position=i + 1, diagnosis=truth,
+            site="SENTINEL-SITE", age=41,
+        )  # fmt: skip
+        prediction = Prediction(
+            model=model, case=case, choice=Diagnosis.objects.get(code="SK"),
+            probabilities={"SENTINEL-PROB": 1.0},
+            choice_probabilities={"MN": 0.25, "SK": 0.6, "BCC": 0.15},
+            error="SENTINEL-ERROR",
+        )  # fmt: skip
+        prediction.gradcam.save("cam.png", ContentFile(b"\x89PNG cam"), save=False)
+        prediction.save()
+    study_open(study=study, actor=None)
+    enrolment = enrolment_create(study=study, reader=reader, seed=2)
+    consent_give(enrolment=enrolment)
+    profile_save(user=reader, level="resident", years_in_dermatology=1)
+    return Study.objects.get(pk=study.pk)
+
+
+def _support_urls(study) -> list[str]:
+    return [
+        reverse("cases:support_gradcam", args=[study.slug, case.public_id, code])
+        for case in study.cases.all()
+        for code in ("unaided", "aided")
+    ]
+
+
+def _walk_reads(client, study, *, shown: str | None) -> None:
+    """The walk at one read, plus every Grad-CAM address of the study: the support (its
+    panel, its API fields, its overlay) is there only for ``shown``, the public id of
+    the case whose current read shows it (None: for none)."""
+    walk(client, study)
+    screen = client.get(reverse("api-reader-next", args=[study.slug])).json()
+    case = screen["case"]
+    assert (case is not None and case["support"] is not None) == (shown is not None), screen
+    for url in _support_urls(study):
+        response = client.get(url)
+        expected = 200 if shown is not None and f"/{shown}/aided/" in url else 404
+        assert response.status_code == expected, url
+        assert_blind(response, url)
+    page = client.get(reverse("cases:case", args=[study.slug]), follow=True).content.decode()
+    assert ("/gradcam" in page) == (shown is not None)
+    assert ("60%" in page) == (shown is not None)  # the CNN's top probability, shown as such
+
+
+def test_the_cnn_support_reaches_a_reader_only_where_and_when_its_condition_shows_it(
+    client, supported, reader, monkeypatch
+):
+    """Sequential: on each case's second read only, after its unaided answer is stored.
+    Crossover: in the reader's aided session only. Never the reference, the site, the
+    model's name, its raw probabilities or its error, and nothing between sessions."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    study = supported
+    client.force_login(reader)
+    enrolment = Enrolment.objects.get(study=study, reader=reader)
+    answer_url = reverse("api-reader-answer", args=[study.slug])
+    real_now = timezone.now
+    while True:
+        screen = client.get(reverse("api-reader-next", args=[study.slug])).json()
+        if screen["step"] == "washout":
+            walk(client, study)
+            for url in _support_urls(study):
+                assert client.get(url).status_code == 404
+            monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(days=4))
+            continue
+        if screen["case"] is None:
+            break
+        case = screen["case"]
+        aided = case["condition"]["code"] == "aided"
+        _walk_reads(client, study, shown=case["id"] if aided else None)
+        response = client.post(
+            answer_url,
+            {"case": case["id"], "answer": "MN", "condition": case["condition"]["code"]},
+            content_type="application/json",
+        )
+        assert response.status_code == 201, response.content
+        assert_blind(response, "an answer")
+    enrolment.refresh_from_db()
+    assert enrolment.finished_at is not None
+    assert Answer.objects.filter(enrolment=enrolment).count() == 4
+    for url in _support_urls(study):  # after finishing too
+        assert client.get(url).status_code == 404
+    walk(client, study, allowed_on_done={"SENTINEL-TRUTH-EN"})

@@ -124,6 +124,16 @@ TABLE = [
     ("cases:image", ["image", "web"], "get", None, (404, 404, 404, 200, 404, 200, 404, 200)),
     ("cases:image", ["image", "original"], "get", None, (404, 404, 404, 404, 404, 200, 404, 200)),
     ("cases:image", ["image", "web"], "post", None, NO_METHOD),
+    # the CNN's Grad-CAM on a reader's current read: none in a condition that shows none
+    # (tests/cases/test_reading_designs.py serves it where one does)
+    (
+        "cases:support_gradcam",
+        [S, "next_case", "unaided"],
+        "get",
+        None,
+        (302, 404, 404, 404, 404, 404, 404, 404),
+    ),
+    ("cases:support_gradcam", [S, "next_case", "unaided"], "post", None, NO_METHOD),
     # a reader already in the link's study goes on to their step
     ("cases:join", ["token"], "get", None, (200, 200, 200, 302, 200, 200, 200, 200)),
     # an empty registration form is a 400; a logged-in user who posts joins the study

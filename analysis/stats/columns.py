@@ -2,7 +2,8 @@
 
 answers:      one row per reader x case. :data:`ANSWER_COLUMNS` are required; the rest of
               :data:`ANSWERS_TABLE_COLUMNS` is what the database loader adds (the
-              reading condition, :data:`CONDITION_COLUMN`, the diagnoses' names, the
+              reading condition, :data:`CONDITION_COLUMN`, and :data:`READING_COLUMNS`,
+              the diagnoses' names, the
               reader attributes of :data:`READER_COLUMNS`,
               :data:`FINISHED_COLUMN` and ``confidence, seconds, answered_at``). A file
               may bring other attributes.
@@ -32,11 +33,26 @@ READER_COLUMNS = (
 FINISHED_COLUMN = "finished"
 ANSWER_DETAIL_COLUMNS = ("confidence", "seconds", "answered_at")
 # The reading condition an answer was given in (cases.models.ReadingCondition.code): a
-# table of several conditions is analysed one condition at a time.
+# table of several conditions is analysed condition by condition, and the conditions are
+# compared (analysis.stats.conditions).
 CONDITION_COLUMN = "condition"
+# Where the design has more than one reading condition (cases.models.Study.design):
+# ``session``, the 1-based session the answer was given in (a crossover's second
+# condition is read in session 2, after the washout; sequential and one-condition
+# studies have one session); ``ai_answer`` and ``ai_top_probability``, the CNN's
+# predicted class and its probability as the condition showed them to the reader ("" and
+# empty where the condition shows no CNN support); ``changed``, whether the answer
+# differs from the same reader's earlier answer to the same case in another condition
+# (True/False; empty for a case's first read).
+SESSION_COLUMN = "session"
+AI_ANSWER_COLUMN = "ai_answer"
+AI_PROBABILITY_COLUMN = "ai_top_probability"
+CHANGED_COLUMN = "changed"
+READING_COLUMNS = (SESSION_COLUMN, AI_ANSWER_COLUMN, AI_PROBABILITY_COLUMN, CHANGED_COLUMN)
 ANSWERS_TABLE_COLUMNS = (
     *ANSWER_COLUMNS,
     CONDITION_COLUMN,
+    *READING_COLUMNS,
     *LABEL_NAME_COLUMNS,
     *READER_COLUMNS,
     FINISHED_COLUMN,

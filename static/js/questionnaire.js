@@ -11,6 +11,26 @@
 // ahead, so the switch shows them at once. Without JavaScript, or on the page that
 // revises an earlier answer, the form posts as a plain HTML form. A bench or a test may
 // set window.READERSTUDY_CLASSIC = true before this script runs for the plain form.
+//
+// A read is a case in a reading condition (cases.selectors.Read): the next screen may be
+// the same case again in a sequential study (its unaided answer stored, now with the
+// CNN's support: the same images, the support panel, the reader's own earlier answer),
+// or the done page between a crossover's sessions (step washout). Each answer names the
+// read's condition.
+(function () {
+  "use strict";
+  // The page between a crossover's sessions (done.html) loads this script too: the time
+  // its next session opens, which the server writes in UTC, in the reader's own time zone.
+  document.querySelectorAll("time[data-local]").forEach((time) => {
+    const when = new Date(time.getAttribute("datetime"));
+    if (Number.isNaN(when.getTime())) return;
+    try {
+      time.textContent = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
+        weekday: "long", year: "numeric", month: "long", day: "numeric",
+        hour: "numeric", minute: "2-digit", timeZoneName: "short" }).format(when);
+    } catch (error) { /* the server's text stays */ }
+  });
+})();
 (function () {
   "use strict";
   const root = document.getElementById("case-root");
@@ -24,9 +44,15 @@
   const overlay = document.getElementById("zoom");
   const groups = Array.from(form.querySelectorAll("fieldset[data-group]"));
   const data = root.dataset;
+  // The reader's conditions in their order ({code, label, shows_cnn, shows_metadata}) and
+  // how many reads each case has (2 in a sequential study, else 1).
+  const plan = JSON.parse(document.getElementById("case-plan").textContent);
   const state = {
     number: Number(data.number), total: Number(data.total), answered: Number(data.answered),
-    busy: false, queued: false, retryCase: null,
+    sessions: Number(data.sessions) || 1,
+    // the read on screen: its condition, the CNN's support, the metadata, the earlier answer
+    read: JSON.parse(document.getElementById("case-read").textContent),
+    busy: false, queued: false, retryRead: null,
   };
   const instant = data.mode === "next" && !window.READERSTUDY_CLASSIC &&
     typeof window.fetch === "function" && typeof history.pushState === "function";
@@ -34,6 +60,14 @@
   function format(text, values) {
     return text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
   }
+  function element(tag, className, text) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+  // The cases of a session: the answers owed over the reads of each case and the sessions.
+  const cases = () => Math.round(state.total / Math.max(plan.reads_per_case * state.sessions, 1));
 
   // --- the answer's groups: diagnosis, then confidence ---------------------------------
   let active = 0;
@@ -58,7 +92,8 @@
   // The case's own buttons (enlarge an image, the keys list): the focus lands there
   // after closing what they opened, so the answer's keys act there too, but Enter
   // presses the button as usual.
-  const caseButton = (target) => target && target.matches && target.matches(".zoom-open, .keys-open");
+  const caseButton = (target) => target && target.matches &&
+    target.matches(".zoom-open, .keys-open, .gradcam-toggle");
   function openKeys() {
     if (typeof keysDialog.showModal === "function") keysDialog.showModal();
     else keysDialog.setAttribute("open", "");
@@ -134,7 +169,7 @@
     for (const url of loading.keys()) if (!keep.has(url)) { loading.delete(url); ready.delete(url); }
   }
   function painted(number) {
-    const images = Array.from(root.querySelectorAll(".images figure:not([hidden]) img"));
+    const images = Array.from(root.querySelectorAll(".images figure:not([hidden]) img[data-kind]"));
     Promise.all(images.map((img) => img.decode().catch(() => undefined))).then(() => {
       requestAnimationFrame(() => requestAnimationFrame(() => {
         document.dispatchEvent(new CustomEvent("readerstudy:case-shown", { detail: { number } }));
@@ -151,13 +186,147 @@
   }
   function onScreen() {
     const images = {};
-    root.querySelectorAll(".images figure:not([hidden]) img").forEach((img) => {
+    root.querySelectorAll(".images figure:not([hidden]) img[data-kind]").forEach((img) => {
       images[img.dataset.kind] = img.src;
     });
     return {
       caseId: form.elements.case.value, number: state.number, answered: state.answered,
-      images, checked: Array.from(form.querySelectorAll("input:checked")).map((i) => i),
+      images, read: state.read,
+      checked: Array.from(form.querySelectorAll("input:checked")).map((i) => i),
     };
+  }
+
+  // --- the read: where it lies, the metadata, the CNN's support -----------------------------
+  // The same as templates/cases/case.html renders for the first read of the page.
+  function stepText(condition) {
+    if (plan.reads_per_case > 1) {
+      const step = plan.conditions.findIndex((c) => c.code === condition.code) + 1;
+      return format(strings.step, { step, steps: plan.reads_per_case, label: condition.label });
+    }
+    if (state.sessions > 1) {
+      return format(strings.session_of, {
+        session: condition.session, sessions: state.sessions, label: condition.label });
+    }
+    return "";
+  }
+  // A probability as a whole percentage, rounded as the page's template rounds it
+  // (Python's round: halves to even).
+  function percent(probability) {
+    const x = probability * 100, floor = Math.floor(x);
+    return x - floor === 0.5 ? floor + (floor % 2) : Math.round(x);
+  }
+  function metadataList(metadata) {
+    const list = element("dl", "case-meta");
+    list.dataset.testid = "metadata";
+    list.setAttribute("aria-label", strings.metadata);
+    const age = metadata.age === null || metadata.age === undefined
+      ? strings.not_recorded : format(strings.years, { age: metadata.age });
+    for (const [label, value] of [[strings.age, age], [strings.sex, metadata.sex || strings.not_recorded],
+      [strings.site, metadata.site || strings.not_recorded]]) {
+      const row = element("div");
+      row.append(element("dt", "", label), element("dd", "", value));
+      list.append(row);
+    }
+    return list;
+  }
+  function supportSection(support, withGradcam) {
+    const section = element("section", "support");
+    section.dataset.testid = "support";
+    section.setAttribute("aria-labelledby", "support-title");
+    const title = element("h2", "", format(strings.support_title, { name: support.predicted.name }));
+    title.id = "support-title";
+    title.dataset.testid = "support-predicted";
+    section.append(title);
+    if (withGradcam) {
+      const toggle = element("button", "gradcam-toggle", strings.gradcam);
+      toggle.type = "button";
+      toggle.title = strings.gradcam_hint;
+      toggle.dataset.testid = "gradcam-toggle";
+      toggle.setAttribute("aria-pressed", "false");
+      toggle.setAttribute("aria-controls", "dermoscopic-figure");
+      section.append(toggle);
+    }
+    const list = element("ol", support.top.length > 4 ? "support-bars many" : "support-bars");
+    list.dataset.testid = "support-top";
+    list.setAttribute("aria-label", strings.support_list);
+    for (const item of support.top) {
+      const pct = percent(item.probability);
+      const row = element("li", item.code === support.predicted.code ? "predicted" : "");
+      const bar = element("span", "support-bar");
+      bar.setAttribute("aria-hidden", "true");
+      const fill = element("span");
+      fill.style.width = `${pct}%`;
+      bar.append(fill);
+      row.append(element("span", "support-name", item.name), bar,
+        element("span", "support-pct", pct === 0 ? "<1%" : `${pct}%`));
+      list.append(row);
+    }
+    section.append(list, element("p", "support-note", strings.support_note));
+    return section;
+  }
+  // The Grad-CAM over the dermoscopic image (it replaces the image while shown: the map
+  // is of the image as the CNN saw it, square, so it is not laid over the photo itself).
+  const dermoscopic = document.getElementById("dermoscopic-figure");
+  function setGradcam(on) {
+    const cam = dermoscopic.querySelector("img.gradcam");
+    if (!cam) return; // no condition of the study shows it
+    on = on && Boolean(cam.getAttribute("src"));
+    cam.hidden = !on;
+    dermoscopic.querySelector("img[data-kind]").hidden = on;
+    dermoscopic.querySelector(".caption-image").hidden = on;
+    dermoscopic.querySelector(".caption-gradcam").hidden = !on;
+    const toggle = root.querySelector(".gradcam-toggle");
+    if (toggle) toggle.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+  root.addEventListener("click", (event) => {
+    const toggle = event.target.closest && event.target.closest(".gradcam-toggle");
+    if (!toggle) return;
+    setGradcam(toggle.getAttribute("aria-pressed") !== "true");
+    // After a click (not Enter or Space: event.detail 0) the focus goes back to the
+    // page, as after the enlarged image, so that Enter submits the answer.
+    if (event.detail !== 0) root.focus({ preventScroll: true });
+  });
+  const asideKey = (read) => JSON.stringify([read.support, read.metadata]);
+  function showRead(read, shown) {
+    const condition = read.condition;
+    form.elements.condition.value = condition.code;
+    const step = root.querySelector("[data-testid=read-step]");
+    step.textContent = stepText(condition);
+    step.hidden = !step.textContent;
+    step.classList.toggle("aided", Boolean(condition.shows_cnn));
+    const heading = form.querySelector(".read-heading");
+    if (heading) {
+      heading.textContent = condition.shows_cnn ? strings.final_heading : strings.first_heading;
+      heading.classList.toggle("aided", Boolean(condition.shows_cnn));
+    }
+    const earlier = form.querySelector(".earlier-answer");
+    earlier.hidden = !read.earlier_answer;
+    earlier.textContent = read.earlier_answer ? format(strings.earlier, { name: read.earlier_answer.name }) : "";
+    if (asideKey(read) === asideKey(shown)) return; // the same panel: the Grad-CAM stays as set
+    const aside = document.getElementById("case-aside");
+    const cam = dermoscopic.querySelector("img.gradcam");
+    setGradcam(false);
+    const gradcam = cam && read.support && read.support.gradcam && !dermoscopic.hidden
+      ? read.support.gradcam : null;
+    if (gradcam) cam.src = gradcam; else if (cam) cam.removeAttribute("src");
+    aside.replaceChildren(
+      ...(read.metadata ? [metadataList(read.metadata)] : []),
+      ...(read.support ? [supportSection(read.support, Boolean(gradcam))] : []));
+    aside.hidden = !read.metadata && !read.support;
+  }
+  // The next read's condition where it is another case's and shows nothing but the
+  // images, so that its case may be shown ahead of the server's reply; else null (the
+  // same case again, or a screen with the CNN's support or metadata, which the reply has).
+  function aheadCondition() {
+    const code = state.read.condition.code;
+    const index = plan.conditions.findIndex((c) => c.code === code);
+    let next = plan.conditions[index];
+    if (plan.reads_per_case > 1) {
+      if (index < plan.reads_per_case - 1) return null;
+      next = plan.conditions[0];
+    }
+    if (!next || next.shows_cnn || next.shows_metadata) return null;
+    return { code: next.code, label: next.label, session: state.read.condition.session, shows_cnn: false };
   }
   // Puts a case on screen: its images (already loaded), number and progress; the
   // selection is cleared unless ``checked`` is given (going back after a failure).
@@ -167,10 +336,13 @@
       const figure = section.querySelector(`figure.${kind}`);
       if (!figure) continue;
       figure.hidden = !view.images[kind];
-      if (view.images[kind]) figure.querySelector("img").src = view.images[kind];
+      const img = figure.querySelector("img[data-kind]");
+      if (view.images[kind]) img.src = view.images[kind]; else img.removeAttribute("src");
     }
-    section.classList.toggle("single", !view.images.clinical);
+    section.classList.toggle("single", Object.keys(view.images).length < 2);
     form.elements.case.value = view.caseId;
+    showRead(view.read, state.read);
+    state.read = view.read;
     form.querySelectorAll("input[type=radio]").forEach((input) => {
       input.checked = (view.checked || []).includes(input);
     });
@@ -178,12 +350,12 @@
     state.number = view.number;
     state.answered = view.answered;
     const n = state.number;
-    root.querySelector("[data-testid=progress]").textContent = `${n} / ${state.total}`;
+    root.querySelector("[data-testid=progress]").textContent = `${n} / ${cases()}`;
     root.querySelector("[data-testid=answered]").textContent =
       format(strings.answered, { done: state.answered });
     root.querySelector(".progress-bar > div").style.width =
       `${Math.round(100 * state.answered / Math.max(state.total, 1))}%`;
-    document.title = data.title.replace("{n}", n);
+    document.title = data.title.replace("{n}", n).replace("{total}", cases());
     data.number = n;
     // a new case: the focus leaves the previous case's buttons for the page itself
     if (!view.keepFocus && form.contains(document.activeElement)) root.focus({ preventScroll: true });
@@ -195,17 +367,22 @@
   // The server's next screen is the truth: confirm what is shown, or show it.
   async function show(next, notice, level) {
     if (!next || next.step !== "case" || !next.case) {
-      const finished = next && ["review", "done", "closed"].includes(next.step);
+      const finished = next && ["review", "done", "closed", "washout"].includes(next.step);
       // the next page shows it (static/js/notice.js)
       if (notice) sessionStorage.setItem("readerstudy-notice", JSON.stringify({ text: notice, level }));
       window.location.assign(finished ? data.doneUrl : data.caseUrl);
       return false;
     }
     state.total = next.progress.total;
+    state.sessions = next.progress.sessions || 1;
+    const { condition, support, metadata, earlier_answer } = next.case;
     const view = { caseId: next.case.id, number: next.case.number,
-      answered: next.progress.answered, images: next.case.images };
+      answered: next.progress.answered, images: next.case.images,
+      read: { condition, support, metadata, earlier_answer } };
     const current = onScreen();
-    const moved = current.number !== view.number || !sameImages(current.images, view.images);
+    // another case, or the same case in another condition (its second, aided read)
+    const moved = current.number !== view.number ||
+      current.read.condition.code !== condition.code || !sameImages(current.images, view.images);
     if (moved) {
       await withTimeout(Promise.all(Object.values(view.images).map(preload)), 5000);
       display(view);
@@ -215,8 +392,12 @@
       display({ ...view, checked: current.checked, keepFocus: true });
     }
     say(notice, level);
-    announce.textContent = format(strings.announce, { n: state.number, total: state.total });
-    history.pushState({ number: state.number }, "", `${data.caseUrl}#${state.number}`);
+    announce.textContent = [format(strings.announce, { n: state.number, total: cases() }),
+      stepText(condition), support ? format(strings.support_title, { name: support.predicted.name }) : "",
+    ].filter(Boolean).join(" · ");
+    // the same case's next read replaces the history entry: Back has no read to go to
+    const sameCase = current.number === view.number && current.caseId === view.caseId;
+    history[sameCase ? "replaceState" : "pushState"]({ number: state.number }, "", `${data.caseUrl}#${state.number}`);
     document.dispatchEvent(new CustomEvent("readerstudy:case-confirmed", { detail: { number: state.number } }));
     upcoming = next.prefetch || {};
     keepOnly([...Object.values(view.images), ...Object.values(upcoming)]);
@@ -242,16 +423,20 @@
   // puts the answered case back with the reader's choice.
   async function send() {
     const fields = new FormData(form);
-    const body = { case: fields.get("case"), answer: fields.get("answer"), revise: false, next: true };
+    const body = { case: fields.get("case"), answer: fields.get("answer"),
+      condition: fields.get("condition"), revise: false, next: true };
     if (fields.has("confidence")) body.confidence = Number(fields.get("confidence"));
-    const retry = state.retryCase === body.case;
+    const sent = `${body.case} ${body.condition}`; // the read answered
+    const retry = state.retryRead === sent;
     const before = onScreen();
     state.queued = false;
     setBusy(true);
-    const ahead = Object.keys(upcoming).length > 0 &&
+    const nextCondition = aheadCondition();
+    const ahead = nextCondition !== null && Object.keys(upcoming).length > 0 &&
       Object.values(upcoming).every((url) => ready.has(absolute(url)));
     if (ahead) {
-      display({ caseId: "", number: state.number + 1, answered: state.answered + 1, images: upcoming });
+      display({ caseId: "", number: state.number + 1, answered: state.answered + 1, images: upcoming,
+        read: { condition: nextCondition, support: null, metadata: null, earlier_answer: null } });
       say("");
       painted(state.number);
     }
@@ -273,7 +458,7 @@
       });
       payload = await response.json().catch(() => null);
     } catch (error) {
-      state.retryCase = body.case; // the answer may have been stored: a retry says nothing
+      state.retryRead = sent; // the answer may have been stored: a retry says nothing
       state.queued = false;
       putBack();
       setBusy(false);
@@ -284,7 +469,7 @@
     }
     const code = payload && payload.code;
     if (response.ok && payload) {
-      state.retryCase = null;
+      state.retryRead = null;
       const shown = await show(payload.next, !payload.created && !retry ? strings.answered_already : "", "warning");
       setBusy(false);
       if (shown && state.queued && complete()) { state.queued = false; form.requestSubmit(); }
@@ -293,14 +478,14 @@
     }
     state.queued = false;
     if (response.ok) { // stored, but the reply could not be read: ask for the next case
-      state.retryCase = null;
+      state.retryRead = null;
       await fetchNext("", "");
       setBusy(false);
       return;
     }
     if (code === "answered_elsewhere" && retry) {
       // this tab's own earlier request reached the server before its reply was lost
-      state.retryCase = null;
+      state.retryRead = null;
       await fetchNext(strings.earlier_stands, "warning");
       setBusy(false);
       return;
@@ -313,10 +498,12 @@
     putBack();
     setBusy(false);
     if (response.status >= 500 || response.status === 429) {
-      state.retryCase = body.case;
+      state.retryRead = sent;
       say(format(strings.busy, { status: response.status }), "error");
     } else if (code === "study_closed") {
       say(payload.detail, "error", { href: data.doneUrl, text: strings.closed });
+    } else if (code === "washout") { // a crossover's next session has not opened yet
+      window.location.assign(data.doneUrl);
     } else if (code === "consent_required" || code === "profile_required") {
       window.location.assign(data.caseUrl); // that page leads to the step the reader is at
     } else if (response.status === 401 || response.status === 403) {
@@ -415,7 +602,8 @@
 
   root.querySelectorAll(".zoom-open").forEach((button) => {
     // event.detail is 0 for a click made with Enter or Space
-    button.addEventListener("click", (event) => open(button.querySelector("img").src, button, event.detail === 0));
+    button.addEventListener("click", (event) =>
+      open(button.querySelector("img:not([hidden])").src, button, event.detail === 0));
   });
   overlay.querySelector(".zoom-close").addEventListener("click", close);
   overlay.querySelector(".zoom-in").addEventListener("click", () => zoomAt(1.5, ...centre()));

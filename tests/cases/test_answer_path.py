@@ -26,13 +26,13 @@ def raced(reader, monkeypatch):
         enrolment=enrolment, case=first, diagnosis=Diagnosis.objects.get(code="MN"), seconds=2
     )
     reads = []
-    real = selectors.answered_case_ids
+    real = selectors.answered_reads
 
     def first_read_misses_it(*, enrolment):
         reads.append(1)
         return frozenset() if len(reads) == 1 else real(enrolment=enrolment)
 
-    monkeypatch.setattr(selectors, "answered_case_ids", first_read_misses_it)
+    monkeypatch.setattr(selectors, "answered_reads", first_read_misses_it)
     return enrolment, first, stored, reads
 
 

@@ -49,7 +49,7 @@ def test_reader_answers_every_case_through_the_api(reader_client, study):
     assert response.json()["finished"] is True
     assert next_case(reader_client, study)["step"] == "done"
     progress = reader_client.get(reverse("api-reader-progress", args=[study.slug])).json()
-    assert progress == {"answered": 3, "total": 3, "finished": True}
+    assert progress == {"answered": 3, "total": 3, "finished": True, "session": 1, "sessions": 1}
     studies = reader_client.get(reverse("api-reader-studies")).json()
     assert studies[0]["slug"] == study.slug and studies[0]["step"] == "done"
 
@@ -269,7 +269,13 @@ def test_with_changes_allowed_the_reader_reviews_then_finishes(client, reader):
     assert response.status_code == 200 and response.json()["changed"] is True
     response = client.post(finish)
     assert response.status_code == 200
-    assert response.json() == {"answered": 2, "total": 2, "finished": True}
+    assert response.json() == {
+        "answered": 2,
+        "total": 2,
+        "finished": True,
+        "session": 1,
+        "sessions": 1,
+    }
     assert next_case(client, study)["step"] == "done"
     response = submit(client, study, case=cases[-1], answer="SK")
     assert response.status_code == 409 and response.json()["code"] == "already_answered"
@@ -322,6 +328,10 @@ def test_admin_endpoints_and_csv_export(admin_client, reader_client, reader, stu
         "truth",
         "answer",
         "condition",
+        "session",
+        "ai_answer",
+        "ai_top_probability",
+        "changed",
         "truth_name",
         "answer_name",
         "level",

@@ -86,3 +86,27 @@ def test_two_tabs_answering_different_cases_cannot_skip_one(reader):
         ), result
     enrolment = Enrolment.objects.get(pk=enrolment.pk)
     assert enrolment.finished_at is None
+
+
+def test_readers_enrolling_at_once_in_a_crossover_keep_its_arms_balanced():
+    """The study's row lock serialises the arm draws: twelve readers enrolling at once
+    take the twelve places of the permuted blocks, six per arm."""
+    from cases.models import Study
+    from cases.services import crossover_arm, enrolment_create
+    from tests.factories import UserFactory, supported_study
+
+    study = supported_study(2, design=Study.Design.CROSSOVER)
+    readers = [UserFactory(username=f"crossover-{i}") for i in range(12)]
+    results = _run_concurrently(
+        12, lambda i: enrolment_create(study=study, reader=readers[i], seed=i)
+    )
+    assert not [r for r in results if isinstance(r, Exception)], results
+    arms = list(
+        Enrolment.objects.filter(study=study)
+        .order_by("enrolled_at", "pk")
+        .values_list("arm", flat=True)
+    )
+    assert sorted(arms) == [0] * 6 + [1] * 6
+    assert sorted(arms) == sorted(
+        crossover_arm(arm_seed=study.arm_seed, index=i) for i in range(12)
+    )

@@ -6,16 +6,17 @@ and the answers table names each answer's condition."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from analysis.stats.inputs import InputError, load_answers
-from cases.models import Answer, Case, ReadingCondition, Study
+from cases.models import Answer, Case, Enrolment, ReadingCondition, Study
 from cases.selectors import answers_frame
 from cases.services import answer_submit, study_create
-from tests.factories import build_study, make_study, ready_enrolment
+from tests.factories import CaseFactory, build_study, make_study, ready_enrolment
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +100,7 @@ def test_an_answer_belongs_to_its_study_s_condition_once_per_case(reader):
     assert Answer.objects.filter(enrolment=enrolment, case=first).count() == 2
 
 
-def test_the_answers_table_names_the_condition_and_the_analysis_takes_one_at_a_time(reader):
+def test_the_answers_table_names_the_condition_and_the_analysis_takes_them_in_order(reader):
     study = build_study(2)
     enrolment = ready_enrolment(study, reader)
     first = Case.objects.get(pk=enrolment.case_order[0])
@@ -110,8 +111,13 @@ def test_the_answers_table_names_the_condition_and_the_analysis_takes_one_at_a_t
     two = frame.assign(condition="aided")
     both = type(frame)(list(frame.itertuples(index=False)) + list(two.itertuples(index=False)))
     both.columns = frame.columns
-    with pytest.raises(InputError, match="2 reading conditions \\(aided, unaided\\) in one table"):
-        load_answers(both, choices=["MN", "SK", "BCC"])
+    assert load_answers(both, choices=["MN", "SK", "BCC"]).attrs["conditions"] == [
+        "unaided",
+        "aided",
+    ]
+    # one reader, one case, one condition: a duplicate row is refused
+    with pytest.raises(InputError, match="more than one row per \\(reader, case, condition\\)"):
+        load_answers(pd.concat([both, both]), choices=["MN", "SK", "BCC"])
 
 
 def test_the_conditions_of_an_open_study_are_fixed_in_the_admin(admin_client):
@@ -129,7 +135,8 @@ def test_the_conditions_of_an_open_study_are_fixed_in_the_admin(admin_client):
 def test_the_migration_puts_every_existing_answer_in_its_study_s_default_condition():
     """From the schema before conditions (cases 0008): a study with an answer, then 0009
     to 0011 give the study its "unaided" condition (showing the clinical photo as the
-    study did) and the answer that condition."""
+    study did) and the answer that condition; 0012 gives each study its own crossover arm
+    seed and leaves the enrolment without an arm (a one-condition study has none)."""
     executor = MigrationExecutor(connection)
     before = [("cases", "0008_study_closes_at")]
     executor.migrate(before)
@@ -139,6 +146,7 @@ def test_the_migration_puts_every_existing_answer_in_its_study_s_default_conditi
     study = old.get_model("cases", "Study").objects.create(
         slug="old", title="Old", show_clinical_image=False
     )
+    other = old.get_model("cases", "Study").objects.create(slug="old-2", title="Old 2")
     case = old.get_model("cases", "Case").objects.create(
         study=study, source_id="c1", position=1, diagnosis=mn
     )
@@ -154,6 +162,12 @@ def test_the_migration_puts_every_existing_answer_in_its_study_s_default_conditi
     answer = Answer.objects.get(enrolment_id=enrolment.pk)
     assert answer.condition.code == "unaided" and answer.condition.study_id == study.pk
     assert not answer.condition.shows_clinical
+    seeds = set(
+        Study.objects.filter(pk__in=[study.pk, other.pk]).values_list("arm_seed", flat=True)
+    )
+    assert len(seeds) == 2
+    migrated = Enrolment.objects.get(pk=enrolment.pk)
+    assert (migrated.arm, migrated.second_case_order, migrated.served_condition) == (None, [], None)
 
 
 @pytest.mark.parametrize(
@@ -170,19 +184,33 @@ def test_the_migration_puts_every_existing_answer_in_its_study_s_default_conditi
             "sequential",
             [{"shows_cnn": True}, {"code": "aided"}],
             None,
-            ["a sequential design needs two conditions", "readers cannot be served"],
+            ["a sequential design needs two conditions"],
         ),
+        ("sequential", [{}, {"code": "aided", "shows_cnn": True}], None, []),
         (
             "sequential",
-            [{}, {"code": "aided", "shows_cnn": True}],
+            [{}, {"code": "aided", "shows_cnn": True}, {"code": "c"}],
             None,
-            ["readers cannot be served this design yet"],
+            ["a sequential design needs two conditions"],
         ),
         (
             "crossover",
             [{}, {"code": "b"}],
             None,
-            ["a crossover needs two or more conditions and a washout", "readers cannot"],
+            ["a crossover needs two conditions (read as A then B or B then A) and a washout"],
+        ),
+        ("crossover", [{}, {"code": "b"}], 14, []),
+        (
+            "crossover",
+            [{}, {"code": "b"}, {"code": "c"}],
+            14,
+            ["a crossover needs two conditions"],
+        ),
+        (
+            "crossover",
+            [{}, {"code": "b", "shows_dermoscopic": False}],
+            14,
+            ["condition 'b' shows only the clinical photo, but 2 case(s) have none"],
         ),
     ],
 )
@@ -196,6 +224,8 @@ def test_a_study_opens_only_with_conditions_that_fit_its_design_and_can_be_serve
         slug="d", title="D", choices=["MN", "SK"], conditions=rows, design=design,
         washout_days=washout,
     )  # fmt: skip
+    for position in (1, 2):  # two cases with their dermoscopic image only
+        CaseFactory(study=study, position=position).images.filter(kind="clinical").delete()
     found = study_design_refusals(study=study)
     assert len(found) == len(reasons)
     for reason, expected in zip(found, reasons, strict=True):
@@ -237,8 +267,17 @@ def test_a_condition_showing_the_cnn_opens_only_once_its_model_predicted_every_c
     )  # fmt: skip
     reasons = study_open_refusals(study=study)
     assert not any("sup-cnn" in r or "names no model" in r for r in reasons)
-    # what is still refused: serving the design (the rest of #14)
-    assert any(r.startswith("readers cannot be served this design yet") for r in reasons)
+    # a condition that also shows the Grad-CAM needs one for every case
+    ReadingCondition.objects.filter(pk=aided.pk).update(shows_gradcam=True)
+    reasons = study_open_refusals(study=study)
+    assert any("shows the Grad-CAM, but sup-cnn has one for 0 of 3 cases" in r for r in reasons)
+    ReadingCondition.objects.filter(pk=aided.pk).update(shows_gradcam=False)
+    study.allow_answer_changes = True
+    study.save()
+    assert any("takes no answer changes" in r for r in study_open_refusals(study=study))
+    study.allow_answer_changes = False
+    study.save()
+    assert study_open_refusals(study=study) == []
 
 
 def test_a_one_condition_study_shows_what_its_condition_says_or_does_not_open():
@@ -250,8 +289,7 @@ def test_a_one_condition_study_shows_what_its_condition_says_or_does_not_open():
     study.show_clinical_image = False
     study.save()
     assert study.conditions.get().shows_clinical is False
-    # a condition changed apart from it, or asking what the screen does not show
+    # a condition changed apart from it; the metadata is the condition's to show
     ReadingCondition.objects.filter(study=study).update(shows_clinical=True, shows_metadata=True)
     reasons = study_design_refusals(study=study)
-    assert any("the case's metadata never" in r for r in reasons)
-    assert any("shows the clinical photo but the study's" in r for r in reasons)
+    assert len(reasons) == 1 and "shows the clinical photo but the study's" in reasons[0]

@@ -95,9 +95,11 @@ def test_command_creates_a_draft_study_with_title_and_choices(tmp_path, capsys):
 
 # What a copy does not share with its original: its identity, its status and closing
 # date (a copy starts as a draft, open until closed), its admins (people of this
-# installation) and its time stamps.
+# installation), its crossover arm seed (a copy's readers are randomised afresh) and its
+# time stamps.
 STUDY_NOT_COPIED = {
-    "id", "slug", "status", "closes_at", "admins", "choices", "created_at", "updated_at",
+    "id", "slug", "status", "closes_at", "admins", "choices", "arm_seed", "created_at",
+    "updated_at",
 }  # fmt: skip
 
 

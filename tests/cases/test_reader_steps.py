@@ -169,7 +169,7 @@ def test_a_valid_answer_form_gives_the_values_for_answer_submit(asking_study):
         study=asking_study,
     )
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"case": "abc", "answer": "SK", "confidence": 4}
+    assert form.cleaned_data == {"case": "abc", "answer": "SK", "confidence": 4, "condition": None}
     assert form.first_error() == ""
 
 
@@ -185,7 +185,13 @@ def test_the_page_and_the_api_show_the_same_case_screen(client, reader):
     assert [c.code for c in screen.choices] == ["MN", "SK", "BCC"]
     assert [c.key for c in screen.choices] == ["1", "2", "3"]
     assert list(screen.images) == ["dermoscopic"] and len(screen.prefetch) == 1
-    assert screen.progress == {"answered": 0, "total": 3, "finished": False}
+    assert screen.progress == {
+        "answered": 0,
+        "total": 3,
+        "finished": False,
+        "session": 1,
+        "sessions": 1,
+    }
     # Reading the screen does not serve the case: its clock starts when a page shows it.
     assert Enrolment.objects.get(pk=enrolment.pk).served_at is None
 

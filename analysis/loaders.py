@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.report import ReportMeta
 from analysis.stats import InputError, load_answers, load_predictions
+from analysis.stats.columns import CONDITION_COLUMN
 
 Tables = tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]
 
@@ -36,11 +37,18 @@ class StudyData:
 
 def study_tables(study, *, language: str = "en") -> Tables:
     """Answers and successful predictions of ``study`` (``None`` where there are none) and
-    the study's choice codes in display order."""
+    the study's choice codes in display order. The answers come condition by condition
+    in the study's order (otherwise as ``answers_frame`` orders them): the analysis
+    takes the conditions in the order they first appear, and a crossover's rows, by
+    each reader's sessions, may start with any condition."""
     from cases.selectors import answers_frame
     from inference.selectors import predictions_frame
 
     answers = answers_frame(study=study, language=language)
+    if len(answers) and CONDITION_COLUMN in answers.columns:
+        rank = dict(study.conditions.values_list("code", "position"))
+        order = answers[CONDITION_COLUMN].map(rank).to_numpy()
+        answers = answers.iloc[order.argsort(kind="stable")].reset_index(drop=True)
     predictions = predictions_frame(study=study)
     return (
         answers if len(answers) else None,
@@ -64,6 +72,10 @@ def study_report_meta(study, *, title: str | None = None, gradcam_limit: int = 1
         "study": study.slug,
         "study_title": study.title,
         "synthetic": bool(study.is_synthetic),
+        "conditions": [
+            {"code": c.code, "label": c.label, "shows_cnn": bool(c.shows_cnn)}
+            for c in study.conditions.order_by("position")
+        ],
         "models": [
             {
                 "name": m.name,

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 # Bump when the report's content changes for the same data, so cached reports are redone.
 # 3: which readers count (finished by default), macro averages over the classes with a
 # positive case, counts as integers, no kappa test where ASE0 is 0.
-REPORT_VERSION = 3
+# 4: a study of several reading conditions: every table per condition and the
+# conditions compared (analysis.stats.conditions).
+REPORT_VERSION = 4
 REPORT_COMPUTE_TASK = "analysis.tasks.report_compute_task"
 
 
@@ -46,11 +48,15 @@ def report_write(
     readers: str = "finished",
     progress: bool = False,
     on_step=None,
+    power_effect: float | None = None,
 ) -> ReportFiles:
     """Analyse ``data`` (from :func:`analysis.loaders.study_data` or ``file_data``) and
     write its report into ``out_dir``: the one way from tables to files. ``readers`` is
     ``finished`` (only the readers who had finished count, as in the reference study)
-    or ``all`` (:func:`analysis.stats.inputs.select_readers`).
+    or ``all`` (:func:`analysis.stats.inputs.select_readers`). ``power_effect``: the
+    stated difference of top-1 accuracy that the power table of a study of several
+    reading conditions plans for (default
+    :data:`analysis.stats.conditions.POWER_EFFECT`).
 
     Raises :class:`analysis.stats.InputError` when the data cannot be analysed (no
     answers and no predictions, labels outside the choices, ...).
@@ -70,6 +76,7 @@ def report_write(
         subgroup=subgroup,
         readers=readers,
         progress=progress,
+        power_effect=power_effect,
     )
     if on_step is not None:
         on_step("statistics computed", 0, 0)

@@ -514,29 +514,79 @@ def _fitted(cases: pd.DataFrame, matrix: np.ndarray) -> Projection:
     return project
 
 
-def figure_jobs(
-    tables: AnalysisTables,
-    *,
-    embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] | None = None,
-    projections: dict[str, Projection] | None = None,
-    gradcams: list[dict] | None = None,
+def gain_figure(gains: pd.DataFrame, fit: pd.DataFrame, a: str, b: str) -> Figure | None:
+    """Each reader's gain in top-1 accuracy (condition b - a) against their years in
+    dermatology, one marker per level, with the least-squares line of gain on years
+    and its pointwise confidence band (``gain_fit``). ``None`` without years."""
+    from analysis.stats.conditions import LEVEL_ORDER
+
+    points = gains[(gains["condition_a"] == a) & (gains["condition_b"] == b)]
+    years = pd.to_numeric(points["years"], errors="coerce")
+    points = points.assign(years=years)[years.notna()]
+    if points.empty:
+        return None
+    line = fit[(fit["condition_a"] == a) & (fit["condition_b"] == b)]
+    fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
+    if len(line):
+        x = line["years"].to_numpy(dtype=float)
+        ax.fill_between(
+            x,
+            line["ci_low"].to_numpy(dtype=float),
+            line["ci_high"].to_numpy(dtype=float),
+            color="grey",
+            alpha=0.25,
+            lw=0,
+            label="95% CI of the line",
+        )
+        ax.plot(x, line["fit"].to_numpy(dtype=float), color="black", lw=1.2, label="gain ~ years")
+    levels = points["level"].astype("string").fillna("unknown")
+    present = set(levels)
+    order = [v for v in LEVEL_ORDER if v in present] + sorted(present - set(LEVEL_ORDER))
+    for k, level in enumerate(order):
+        mine = points[(levels == level).to_numpy()]
+        ax.plot(
+            mine["years"].to_numpy(dtype=float),
+            mine["gain"].to_numpy(dtype=float),
+            "os^Dv<>p"[k % 8],
+            ms=6,
+            ls="none",
+            color=f"C{k}",
+            label=str(level).replace("_", " "),
+        )
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("years in dermatology")
+    ax.set_ylabel(f"gain in top-1 accuracy ({b} - {a})")
+    ax.set_title(f"Gain with {b} over {a}, by experience")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _table_jobs(
+    tables: AnalysisTables, *, condition: str | None = None, models: bool = True
 ) -> list[FigureJob]:
-    """Every figure of a report, in page order: a confusion matrix per rater, ROC curves
-    per model (from ``tables.roc``), the forest plot of the comparisons, a t-SNE per
-    model (``projections``: ``{model: seed -> (cases, n x 2 points)}``, stored points;
-    ``embeddings``: ``{model: (cases, n x d)}``, fitted here) and the Grad-CAM gallery.
-    Figures show all readers; the subgroups are in the tables."""
+    """The confusion matrices, ROC figures and forest plot of one set of tables; with a
+    ``condition``, of that reading condition (its name in each stem and title), the
+    models' confusion matrices only with ``models`` (they do not depend on it)."""
     tables = tables.for_subgroup()
     summary = tables.summary
     choices = summary.choices
     jobs = []
+
+    def named(name: str | None) -> str | None:
+        if condition is None:
+            return name
+        return condition if name is None else f"{condition}_{name}"
+
+    where = "" if condition is None else f", condition {condition}"
     raters = list(pd.unique(tables.confusion["rater"])) if len(tables.confusion) else []
     for rater in raters:
+        if rater != "readers" and not models:
+            continue
         title = "Readers (pooled)" if rater == "readers" else f"Model {rater}"
         jobs.append(
             FigureJob(
-                f"Confusion matrix: {title}",
-                figure_stem("confusion", rater),
+                f"Confusion matrix: {title}" + (where if rater == "readers" else ""),
+                figure_stem("confusion", named(rater) if rater == "readers" else rater),
                 "Rows: reference diagnosis; columns: answer; colour: fraction of the row.",
                 _saved(lambda rater=rater: confusion_figure(tables.confusion, rater, choices)),
             )
@@ -553,8 +603,8 @@ def figure_jobs(
         for model in summary.models:
             jobs.append(
                 FigureJob(
-                    f"ROC curves: {model}",
-                    figure_stem("roc", model),
+                    f"ROC curves: {model}{where}",
+                    figure_stem("roc", named(model)),
                     "One-vs-rest ROC curve of the model per class (its AUC above each "
                     "panel); dots: each reader's (1 - specificity, sensitivity); diamond: "
                     "the readers' mean; star: the model's top-1 answer.",
@@ -564,13 +614,54 @@ def figure_jobs(
     if len(tables.comparisons):
         jobs.append(
             FigureJob(
-                "CNN minus readers",
-                "forest",
+                f"CNN minus readers{where}",
+                figure_stem("forest", named(None)),
                 "Differences model - readers with their confidence intervals, by method; "
                 "per-class rows are not adjusted for multiplicity here (see p_adjusted).",
                 _saved(lambda: forest_figure(tables.comparisons, alpha=float(summary.alpha))),
             )
         )
+    return jobs
+
+
+def figure_jobs(
+    tables: AnalysisTables,
+    *,
+    embeddings: dict[str, tuple[pd.DataFrame, np.ndarray]] | None = None,
+    projections: dict[str, Projection] | None = None,
+    gradcams: list[dict] | None = None,
+) -> list[FigureJob]:
+    """Every figure of a report, in page order: a confusion matrix per rater, ROC curves
+    per model (from ``tables.roc``), the forest plot of the comparisons, a t-SNE per
+    model (``projections``: ``{model: seed -> (cases, n x 2 points)}``, stored points;
+    ``embeddings``: ``{model: (cases, n x d)}``, fitted here) and the Grad-CAM gallery.
+    With several reading conditions, the readers' confusion matrix, the ROC figures and
+    the forest plot of each condition, then the gain by experience of each comparison.
+    Figures show all readers; the subgroups are in the tables."""
+    compared = tables.conditions
+    if compared is None:
+        jobs = _table_jobs(tables)
+    else:
+        jobs = []
+        for i, (code, part) in enumerate(compared.by_condition.items()):
+            jobs += _table_jobs(part, condition=code, models=i == 0)
+        pairs = compared.reader_gains[["condition_a", "condition_b"]].drop_duplicates()
+        for a, b in pairs.itertuples(index=False):
+            jobs.append(
+                FigureJob(
+                    f"Gain by experience: {b} over {a}",
+                    figure_stem("gain", f"{a}_{b}"),
+                    f"Each dot is a reader: their top-1 accuracy in {b} minus in {a}, "
+                    "against years in dermatology, marked by level; line and band: the "
+                    "least-squares line of gain on years and its 95% confidence band. "
+                    "Dots above the dashed line gained.",
+                    _saved(
+                        lambda a=a, b=b: gain_figure(compared.reader_gains, compared.gain_fit, a, b)
+                    ),
+                )
+            )
+    summary = tables.summary
+    choices = summary.choices
     sources = {m: _fitted(cases, matrix) for m, (cases, matrix) in (embeddings or {}).items()}
     sources.update(projections or {})
     for model, project in sources.items():

@@ -1,6 +1,10 @@
 """The files a report may contain: fixed table names, ``<kind>_<safe name>`` figures
 (PNG and SVG) and the Grad-CAM gallery (``gradcam.jpg``).
 
+:data:`TABLES` are in every report; :data:`CONDITION_TABLES` only in the report of a
+study of several reading conditions (:class:`analysis.stats.conditions.ConditionTables`),
+where every table of :data:`TABLES` also starts with a ``condition`` column.
+
 :func:`is_report_file_name` is what the download view accepts (never a path from a
 request); :class:`ReportFiles` lists what one report wrote.
 """
@@ -23,8 +27,23 @@ TABLES = (
     "confusion",
     "readers",
 )
+CONDITION_TABLES = (
+    "conditions",
+    "condition_pairs",
+    "condition_or",
+    "condition_bootstrap",
+    "condition_mcnemar",
+    "ai_vs_readers",
+    "switching",
+    "cnn_following",
+    "reader_gains",
+    "gain_regression",
+    "gain_fit",
+    "power",
+)
 REPORT_FILES = (*(f"{t}.csv" for t in TABLES), "summary.json", "report.xlsx", "report.html")
-FIGURE_KINDS = ("confusion", "roc", "forest", "tsne", "gradcam")
+CONDITION_FILES = tuple(f"{t}.csv" for t in CONDITION_TABLES)
+FIGURE_KINDS = ("confusion", "roc", "forest", "tsne", "gradcam", "gain")
 # The suffixes of each kind's files (else PNG and SVG): the gallery is a grid of
 # photographs, a JPEG; reports written before it was still list gradcam.png and .svg.
 FIGURE_SUFFIXES = {"gradcam": ("jpg", "png", "svg")}
@@ -41,10 +60,10 @@ def figure_stem(kind: str, name: str | None = None) -> str:
 
 
 def is_report_file_name(name: str) -> bool:
-    """Whether ``name`` is a name a report could have written (a fixed table name,
-    ``<kind>_<safe name>.png|svg`` or the gallery's ``gradcam.jpg``): a plain file name,
-    never a path."""
-    if name in REPORT_FILES:
+    """Whether ``name`` is a name a report could have written (a fixed table name, one of
+    the tables of several conditions, ``<kind>_<safe name>.png|svg`` or the gallery's
+    ``gradcam.jpg``): a plain file name, never a path."""
+    if name in REPORT_FILES or name in CONDITION_FILES:
         return True
     stem, _, suffix = name.rpartition(".")
     kind = stem.split("_", 1)[0]

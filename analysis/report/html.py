@@ -92,5 +92,29 @@ def render_html(
             "has_auc_tests": len(tables.auc_tests) > 0,
             "has_embeddings": any(f.stem.startswith("tsne") for f in figures),
         },
+        "conditions": _conditions_methods(tables),
     }
     return render_to_string("analysis/report.html", context)
+
+
+def _conditions_methods(tables: AnalysisTables) -> dict | None:
+    """What the methods paragraph of a study of several reading conditions says: the
+    design, the conditions and which comparisons the report has (None with one)."""
+    compared = tables.conditions
+    if compared is None:
+        return None
+    return {
+        "design": compared.design,
+        "codes": compared.codes,
+        "reference": compared.reference,
+        "later": compared.codes[1:],
+        "aided": compared.aided(),
+        "has_or": len(compared.condition_or) > 0,
+        "has_bootstrap": len(compared.condition_bootstrap) > 0,
+        "has_mcnemar": len(compared.condition_mcnemar) > 0,
+        "has_ai": len(compared.ai_vs_readers) > 0,
+        "has_switching": len(compared.switching) > 0,
+        "has_regression": len(compared.gain_regression) > 0,
+        "has_power": len(compared.power) > 0,
+        "power_effect": compared.power_effect,
+    }

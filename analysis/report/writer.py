@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.report import figures
-from analysis.report.files import TABLES, ReportFiles
+from analysis.report.files import CONDITION_TABLES, TABLES, ReportFiles
 from analysis.report.formatting import with_integers
 from analysis.report.html import DrawnFigure, render_html
 from analysis.stats import AnalysisTables
@@ -150,11 +150,19 @@ def _number(x: float) -> int | float:
 
 def study_facts(tables: AnalysisTables, details: dict) -> dict:
     """Cases per class, the readers counted (and how many were left out), answers per
-    reader, models and their training status."""
+    reader, models and their training status. With several reading conditions a reader
+    and a case count once, a reader's answers are those of every condition, and a
+    reader answered every case who did so in every condition."""
     cases = tables.cases
+    readers = tables.readers
+    if tables.conditions is not None:
+        cases = cases.drop_duplicates("case")
+        if len(readers):
+            readers = readers.groupby("reader", sort=True).agg(
+                n_answers=("n_answers", "sum"), complete=("complete", "all")
+            )
     choices = tables.summary.choices
     per_class = cases["truth"].value_counts().reindex(list(choices), fill_value=0)
-    readers = tables.readers
     answers = readers["n_answers"] if len(readers) else pd.Series(dtype=float)
     models = list(details.get("models") or [])
     known = {m["name"] for m in models}
@@ -226,8 +234,12 @@ def write_report(
 
     # Counts as integers in the CSV files and the workbook alike (the page does the same).
     frames = {name: with_integers(getattr(tables, name)) for name in TABLES}
+    if tables.conditions is not None:
+        frames.update(
+            {name: with_integers(getattr(tables.conditions, name)) for name in CONDITION_TABLES}
+        )
     written: dict[str, Path] = {}
-    for name in TABLES:
+    for name in frames:
         path = out / f"{name}.csv"
         frames[name].to_csv(path, index=False)
         written[name] = path
@@ -237,7 +249,7 @@ def write_report(
     told("tables written")
 
     workbook = out / "report.xlsx"
-    write_workbook(workbook, {name[:31]: frames[name] for name in TABLES})
+    write_workbook(workbook, {name[:31]: frame for name, frame in frames.items()})
     lap("workbook")
     steps.set_postfix_str("workbook")
     steps.update()
@@ -282,6 +294,7 @@ def write_report(
         "software": versions,
         # Milliseconds are plenty for how long a step took.
         "timings": tables.timings.round({"seconds": 3}).to_dict(orient="records"),
+        **({"conditions": tables.conditions.to_dict()} if tables.conditions is not None else {}),
         "files": [
             *(p.name for p in written.values()),
             "summary.json",

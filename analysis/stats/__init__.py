@@ -13,7 +13,13 @@ Modules take tidy DataFrames / numpy arrays and return dataclasses or tidy DataF
 - ``agreement``: agreement among readers and of models with readers;
 - ``projection``: the two-dimensional t-SNE of embeddings (the report's plots);
 - ``pipeline``: :func:`analyze_tables`, every table of a study and its
-  :class:`AnalysisSummary` in one call.
+  :class:`AnalysisSummary` in one call;
+- ``assisted``: reads with and without the CNN's support (switching, following,
+  McNemar, paired bootstrap, gains);
+- ``power``: power and sample size of a next study from OR variance components;
+- ``conditions``: a study of several reading conditions, each analysed and compared
+  (:func:`analyze_tables` hands such a table to
+  :func:`~analysis.stats.conditions.analyze_conditions`).
 """
 
 from importlib import import_module
@@ -24,7 +30,9 @@ from importlib import import_module
 _EXPORTS = {
     "AnalysisSummary": "analysis.stats.pipeline",
     "AnalysisTables": "analysis.stats.pipeline",
+    "ConditionTables": "analysis.stats.conditions",
     "InputError": "analysis.stats.inputs",
+    "analyze_conditions": "analysis.stats.conditions",
     "analyze_tables": "analysis.stats.pipeline",
     "load_answers": "analysis.stats.inputs",
     "load_predictions": "analysis.stats.inputs",

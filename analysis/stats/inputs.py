@@ -1,8 +1,10 @@
 """Validation of the two tidy input tables of a reader study (their columns are in
 :mod:`analysis.stats.columns`).
 
-answers:      one row per reader x case: ``reader, case, truth, answer`` plus optional
-              reader/answer attributes (``level``, ``years``, ``confidence``, ``seconds``...).
+answers:      one row per reader x case (x reading condition, ``condition``):
+              ``reader, case, truth, answer`` plus optional reader/answer attributes
+              (``level``, ``years``, ``confidence``, ``seconds``, ``session``,
+              ``ai_answer``...).
 predictions:  one row per model x case: ``model, case, truth, answer`` plus, optionally,
               one ``prob_<CODE>`` column per choice.
 
@@ -24,18 +26,24 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats.columns import (
+    AI_ANSWER_COLUMN,
+    AI_PROBABILITY_COLUMN,
     ANSWER_COLUMNS,
+    CHANGED_COLUMN,
     CONDITION_COLUMN,
     FINISHED_COLUMN,
     PREDICTION_COLUMNS,
     PROB_PREFIX,
+    SESSION_COLUMN,
 )
 
 PROB_SUM_TOLERANCE = 1e-3
 _MAX_LISTED = 10
 # Read as text from a file, so "0"/"1" labels stay "0"/"1" when a blank cell would
 # otherwise turn the whole column into floats ("0.0").
-_TEXT_COLUMNS = tuple(dict.fromkeys((*ANSWER_COLUMNS, *PREDICTION_COLUMNS)))
+_TEXT_COLUMNS = tuple(
+    dict.fromkeys((*ANSWER_COLUMNS, *PREDICTION_COLUMNS, CONDITION_COLUMN, AI_ANSWER_COLUMN))
+)
 
 
 class InputError(ValueError):
@@ -94,9 +102,15 @@ def _require_columns(frame: pd.DataFrame, required: Sequence[str], what: str) ->
 
 
 def _validate_common(
-    frame: pd.DataFrame, rater: str, choices: Sequence[str] | None, what: str
+    frame: pd.DataFrame,
+    rater: str,
+    choices: Sequence[str] | None,
+    what: str,
+    within: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, list[str]]:
-    ident = [rater, "case", "truth", "answer"]
+    """``within``: further key columns of a row (the reading condition), so that a
+    reader answers a case once per condition."""
+    ident = [rater, "case", *within, "truth", "answer"]
     frame[rater] = frame[rater].astype("string").astype(object)
     frame["case"] = frame["case"].astype("string").astype(object)
     for column in (rater, "case"):
@@ -134,10 +148,12 @@ def _validate_common(
             f"{what}: answer outside the choices {choices} in " + _rows(bad_answer, frame, ident)
         )
 
-    duplicated = frame.duplicated([rater, "case"], keep=False).to_numpy()
+    keys = [rater, "case", *within]
+    duplicated = frame.duplicated(keys, keep=False).to_numpy()
     if duplicated.any():
         raise InputError(
-            f"{what}: more than one row per ({rater}, case) in " + _rows(duplicated, frame, ident)
+            f"{what}: more than one row per ({', '.join(keys)}) in "
+            + _rows(duplicated, frame, ident)
         )
 
     n_truths = frame.groupby("case", sort=False)["truth"].transform("nunique").to_numpy()
@@ -175,6 +191,77 @@ def _finished_flags(frame: pd.DataFrame) -> None:
         )
 
 
+def _conditions(frame: pd.DataFrame) -> list[str]:
+    """The reading conditions of a table with a ``condition`` column, as text, in the
+    order they first appear (the study's order: the loaders sort by it); a condition
+    missing on some rows of a table of several conditions is an :class:`InputError`."""
+    text = _label(frame[CONDITION_COLUMN])
+    conditions = list(dict.fromkeys(text.dropna()))
+    if len(conditions) > 1:
+        missing = text.isna().to_numpy()
+        if missing.any():
+            raise InputError(
+                f"answers: {CONDITION_COLUMN} is missing in "
+                + _rows(missing, frame, ["reader", "case", CONDITION_COLUMN])
+            )
+        frame[CONDITION_COLUMN] = text
+    return conditions
+
+
+def _reading_columns(frame: pd.DataFrame, choices: Sequence[str]) -> None:
+    """Parse the optional :data:`~analysis.stats.columns.READING_COLUMNS` in place:
+    ``session`` to a nullable integer >= 1, ``ai_answer`` to a label among the choices
+    (missing where the condition showed no CNN), ``ai_top_probability`` to a number in
+    [0, 1] and ``changed`` to a nullable boolean; anything else is an
+    :class:`InputError` naming the rows. Parsing twice gives the same table."""
+    ident = ["reader", "case", CONDITION_COLUMN]
+    if SESSION_COLUMN in frame.columns:
+        raw = frame[SESSION_COLUMN]
+        number = pd.to_numeric(raw, errors="coerce")
+        blank = raw.isna() | (raw.astype("string").str.strip() == "")
+        bad = (~blank & (number.isna() | (number < 1) | (number != np.round(number)))).to_numpy()
+        if bad.any():
+            raise InputError(
+                f"answers: {SESSION_COLUMN} must be a whole number from 1 in "
+                + _rows(bad, frame, [*ident, SESSION_COLUMN])
+            )
+        frame[SESSION_COLUMN] = number.round().astype("Int64")
+    if AI_ANSWER_COLUMN in frame.columns:
+        frame[AI_ANSWER_COLUMN] = _label(frame[AI_ANSWER_COLUMN])
+        shown = frame[AI_ANSWER_COLUMN].notna()
+        bad = (shown & ~frame[AI_ANSWER_COLUMN].isin(set(choices))).to_numpy()
+        if bad.any():
+            raise InputError(
+                f"answers: {AI_ANSWER_COLUMN} outside the choices {list(choices)} in "
+                + _rows(bad, frame, [*ident, AI_ANSWER_COLUMN])
+            )
+    if AI_PROBABILITY_COLUMN in frame.columns:
+        raw = frame[AI_PROBABILITY_COLUMN]
+        number = pd.to_numeric(raw, errors="coerce")
+        blank = raw.isna() | (raw.astype("string").str.strip() == "")
+        bad = (~blank & (number.isna() | (number < 0) | (number > 1))).to_numpy()
+        if bad.any():
+            raise InputError(
+                f"answers: {AI_PROBABILITY_COLUMN} must be a probability in [0, 1] in "
+                + _rows(bad, frame, [*ident, AI_PROBABILITY_COLUMN])
+            )
+        frame[AI_PROBABILITY_COLUMN] = number.astype(float)
+    if CHANGED_COLUMN in frame.columns:
+        text = frame[CHANGED_COLUMN].map(
+            lambda v: str(_plain(v)).strip().lower() if _plain(v) is not None else ""
+        )
+        text = text.replace({"1.0": "1", "0.0": "0"})
+        bad = ~text.isin(_TRUE | _FALSE | {""}).to_numpy()
+        if bad.any():
+            raise InputError(
+                f"answers: {CHANGED_COLUMN} must be True, False or empty in "
+                + _rows(bad, frame, [*ident, CHANGED_COLUMN])
+            )
+        frame[CHANGED_COLUMN] = pd.array(
+            [None if t == "" else t in _TRUE for t in text], dtype="boolean"
+        )
+
+
 def load_answers(
     df_or_path: pd.DataFrame | str | Path, choices: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -182,29 +269,30 @@ def load_answers(
 
     ``choices`` defaults to the sorted distinct truth values. Every reader is kept here
     (which ones a report counts is :func:`select_readers`). An optional ``finished``
-    column is parsed to booleans. Returns a copy with reader, case and labels as strings
+    column is parsed to booleans, and the optional reading columns (``session``,
+    ``ai_answer``, ``ai_top_probability``, ``changed``) to their types. A table may hold
+    several reading conditions (``condition``): a reader then answers a case once per
+    condition, and ``attrs["conditions"]`` lists the conditions in the order they first
+    appear (the study's order). Returns a copy with reader, case and labels as strings
     and ``attrs["choices"]`` (and an empty ``attrs["warnings"]``) set; raises
     :class:`InputError` naming the offending rows for a missing column, a case without
     truth, a missing answer, an answer or truth outside the choices, a duplicate
-    (reader, case), a case whose truth differs between rows, or a ``finished`` value that
-    is not True/False or differs within a reader, or answers of more than one reading
-    condition (``condition``).
+    (reader, case[, condition]), a case whose truth differs between rows, a ``finished``
+    value that is not True/False or differs within a reader, a row without a condition
+    in a table of several, or a reading column that does not parse.
     """
     frame = _read(df_or_path, "answers")
     _require_columns(frame, ANSWER_COLUMNS, "answers")
-    if CONDITION_COLUMN in frame.columns:
-        conditions = sorted(map(str, frame[CONDITION_COLUMN].dropna().unique()))
-        if len(conditions) > 1:
-            raise InputError(
-                f"answers: {len(conditions)} reading conditions ({', '.join(conditions)}) in "
-                f"one table; analyse one condition at a time (select the rows of one "
-                f"{CONDITION_COLUMN!r})"
-            )
-    frame, choices = _validate_common(frame, "reader", choices, "answers")
+    conditions = _conditions(frame) if CONDITION_COLUMN in frame.columns else []
+    within = [CONDITION_COLUMN] if len(conditions) > 1 else []
+    frame, choices = _validate_common(frame, "reader", choices, "answers", within)
     if FINISHED_COLUMN in frame.columns:
         _finished_flags(frame)
+    _reading_columns(frame, choices)
     frame.attrs["choices"] = choices
     frame.attrs["warnings"] = []
+    if conditions:
+        frame.attrs["conditions"] = conditions
     return frame
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis.stats.agreement import COLUMNS as AGREEMENT_COLUMNS
 from analysis.stats.agreement import agreement_table, majority_ties
+from analysis.stats.columns import READING_COLUMNS
 from analysis.stats.compare import COLUMNS as COMPARISON_COLUMNS
 from analysis.stats.compare import adjust_p, compare_models_with_readers
 from analysis.stats.inputs import (
@@ -40,6 +42,9 @@ from analysis.stats.metrics import (
     metrics_table,
 )
 from analysis.stats.roc import auc_table, delong_test, roc_curves
+
+if TYPE_CHECKING:
+    from analysis.stats.conditions import ConditionTables
 
 PER_CLASS_COLUMNS = ["rater", "rater_kind", "class", "metric", "estimate", "ci_low", "ci_high"]
 READERS_SUMMARY_COLUMNS = [
@@ -146,6 +151,11 @@ class AnalysisTables:
     cases           case, truth: every case of either table, once
     summary         :class:`AnalysisSummary`, the headline numbers
     timings         step, seconds
+    conditions      None for a study of one reading condition; with several, the
+                    comparisons of the conditions
+                    (:class:`~analysis.stats.conditions.ConditionTables`), and every
+                    table above starts with a ``condition`` column (one block of rows
+                    per condition, in the study's order)
 
     With a subgroup, each table of :data:`SUBGROUP_TABLES` starts with a ``subgroup``
     column: the rows of value :data:`ALL_READERS` use every reader, and each other value's
@@ -167,6 +177,7 @@ class AnalysisTables:
     cases: pd.DataFrame
     summary: AnalysisSummary
     timings: pd.DataFrame = field(repr=False)
+    conditions: ConditionTables | None = field(default=None, repr=False)
 
     def for_subgroup(self, value: str = ALL_READERS) -> AnalysisTables:
         """The same tables with only the rows of one subgroup value in each of
@@ -327,7 +338,11 @@ def _readers_table(answers: pd.DataFrame, n_cases: int) -> pd.DataFrame:
     per = answers.groupby("reader", sort=True).size().rename("n_answers").reset_index()
     per["n_cases"] = n_cases
     per["complete"] = per["n_answers"] == n_cases
-    attributes = [c for c in answers.columns if c not in ANSWER_COLUMNS]
+    # The reading columns describe an answer (its session, the CNN's answer shown), not
+    # the reader, even where they happen to be the same on all of a reader's rows.
+    attributes = [
+        c for c in answers.columns if c not in ANSWER_COLUMNS and c not in READING_COLUMNS
+    ]
     constant = [
         c for c in attributes if (answers.groupby("reader")[c].nunique(dropna=False) <= 1).all()
     ]
@@ -442,6 +457,7 @@ def analyze_tables(
     readers: str = "finished",
     progress: bool = False,
     alpha: float = 0.05,
+    power_effect: float | None = None,
 ) -> AnalysisTables:
     """Validate the readers' answers and the models' predictions and compute every table.
 
@@ -458,6 +474,11 @@ def analyze_tables(
     (models unchanged), with a ``subgroup`` column. Deterministic for a given ``seed``
     (each subgroup's bootstrap uses the same seed). See :class:`AnalysisTables` for the
     tables and the modules for the formulas.
+
+    Answers of more than one reading condition (the ``condition`` column) are analysed
+    by :func:`analysis.stats.conditions.analyze_conditions`: every table per condition
+    and the conditions compared (``power_effect``: the stated difference of top-1
+    accuracy the next study's sample size is planned for; ignored with one condition).
     """
     if answers is None and predictions is None:
         raise InputError("nothing to analyse: neither answers nor predictions were given")
@@ -481,6 +502,22 @@ def analyze_tables(
             steps.update()
 
     ans = load_answers(answers, choices) if answers is not None else None
+    if ans is not None and len(ans.attrs.get("conditions", [])) > 1:
+        from analysis.stats.conditions import POWER_EFFECT, analyze_conditions
+
+        return analyze_conditions(
+            ans,
+            predictions,
+            choices,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+            adjust=adjust,
+            subgroup=subgroup,
+            readers=readers,
+            progress=progress,
+            alpha=alpha,
+            power_effect=POWER_EFFECT if power_effect is None else power_effect,
+        )
     if ans is not None and choices is None:
         choices = ans.attrs["choices"]
     pred = load_predictions(predictions, choices) if predictions is not None else None

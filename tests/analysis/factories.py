@@ -241,3 +241,99 @@ def build_run_study(*, slug="runs", per_class=3, dim=8, status="done"):
             embedding=(centres[k] + rng.normal(size=dim)).astype("<f4").tobytes(),
         )
     return study, run
+
+
+READER_LEVELS = ("resident", "attending", "chief")
+
+
+def condition_tables(
+    *,
+    design="sequential",
+    n_readers=8,
+    n_cases=32,
+    seed=0,
+    choices=CHOICES,
+    cnn_accuracy=0.75,
+    unfinished=0,
+):
+    """(answers of two reading conditions, the CNN's predictions): ``unaided`` then
+    ``aided`` (the CNN's answer shown), the columns of ANSWERS_TABLE_COLUMNS that a file
+    carries, in the study's order (the unaided condition's rows first).
+
+    Each reader has a skill (their chance of a right answer unaided, 0.45 to 0.85, the
+    least skilled first) and, from it, a level and years in dermatology. The CNN is
+    right on a case with probability ``cnn_accuracy``, else it names another class.
+    With the CNN's answer shown, a reader who would have answered otherwise takes the
+    CNN's answer with a probability that falls with their skill (0.8 - 0.7 skill).
+
+    ``design="sequential"``: one session, the aided answer starts from the unaided one.
+    ``design="crossover"``: even readers read unaided in session 1 and aided in session
+    2, odd readers the reverse, each read drawn afresh (after the washout). The last
+    ``unfinished`` readers read only the first half of the cases in their second
+    session and have not finished.
+    """
+    rng = np.random.default_rng(seed)
+    c = len(choices)
+    truth = np.arange(n_cases) % c
+    cases = [f"case{k:03d}" for k in range(n_cases)]
+    wrong = (truth + rng.integers(1, c, n_cases)) % c
+    cnn = np.where(rng.random(n_cases) < cnn_accuracy, truth, wrong)
+    cnn_probability = np.round(rng.uniform(0.4, 0.99, n_cases), 3)
+    skills = np.linspace(0.45, 0.85, n_readers)
+    rows = []
+    for r, skill in enumerate(skills):
+        reader = f"R{r}"
+        level = READER_LEVELS[min(int(3 * (skill - 0.45) / 0.401), 2)]
+        years = round(1 + 25 * (skill - 0.45) + int(rng.integers(0, 3)))
+        finished = r < n_readers - unfinished
+        follow = 0.8 - 0.7 * skill
+
+        def own(k, skill=skill):
+            return truth[k] if rng.random() < skill else (truth[k] + rng.integers(1, c)) % c
+
+        unaided = np.array([own(k) for k in range(n_cases)])
+        if design == "sequential":
+            start = unaided
+            sessions = {"unaided": 1, "aided": 1}
+        else:
+            start = np.array([own(k) for k in range(n_cases)])
+            sessions = {"unaided": 1, "aided": 2} if r % 2 == 0 else {"unaided": 2, "aided": 1}
+        takes = (start != cnn) & (rng.random(n_cases) < follow)
+        aided = np.where(takes, cnn, start)
+        answers = {"unaided": unaided, "aided": aided}
+        first = min(sessions, key=sessions.get)
+        for condition in ("unaided", "aided"):
+            second = condition != first
+            for k in range(n_cases):
+                if second and not finished and k >= n_cases // 2:
+                    continue
+                said = answers[condition][k]
+                changed = bool(said != answers[first][k]) if second else None
+                shown = condition == "aided"
+                rows.append(
+                    (reader, cases[k], choices[truth[k]], choices[said], condition,
+                     sessions[condition], choices[cnn[k]] if shown else "",
+                     cnn_probability[k] if shown else None, changed, level, years, finished)
+                )  # fmt: skip
+    columns = [
+        "reader", "case", "truth", "answer", "condition", "session", "ai_answer",
+        "ai_top_probability", "changed", "level", "years", "finished",
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=columns)
+    position = table["condition"].map({"unaided": 0, "aided": 1})
+    table = table.iloc[np.lexsort((table["case"], table["reader"], position))]
+    probs = np.full((n_cases, c), 0.0)
+    probs[np.arange(n_cases), cnn] = cnn_probability
+    rest = (1 - cnn_probability) / (c - 1)
+    probs = np.where(probs == 0, rest[:, None], probs)
+    predictions = pd.DataFrame(
+        {
+            "model": "cnn",
+            "case": cases,
+            "truth": np.array(choices)[truth],
+            "answer": np.array(choices)[cnn],
+        }
+    )
+    for j, code in enumerate(choices):
+        predictions[f"prob_{code}"] = probs[:, j]
+    return table.reset_index(drop=True), predictions

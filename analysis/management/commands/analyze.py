@@ -17,7 +17,8 @@ from analysis.stats import InputError
 class Command(BaseCommand):
     help = (
         "Analyse a reader study (per-class metrics, kappa, CNN vs readers, ROC/AUC, "
-        "agreement) and write CSV/Excel tables, figures and report.html into --out."
+        "agreement; with several reading conditions, each condition and the conditions "
+        "compared) and write CSV/Excel tables, figures and report.html into --out."
     )
 
     def add_arguments(self, parser):
@@ -51,6 +52,12 @@ class Command(BaseCommand):
             "per value; COLUMN:E0,E1,... cuts a numeric column into bands [E0,E1), ..., "
             "[En,inf) (e.g. years:0,5,10)",
         )
+        parser.add_argument(
+            "--power-effect",
+            type=float,
+            help="with several reading conditions: the difference of top-1 accuracy a next "
+            "study should detect, for the power table's sample size (default 0.05)",
+        )
         parser.add_argument("--title", help="report title")
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -65,6 +72,9 @@ class Command(BaseCommand):
             raise CommandError("give --study SLUG, or --answers and/or --predictions CSV files")
         if options["bootstrap"] < 1:
             raise CommandError(f"--bootstrap must be at least 1, got {options['bootstrap']}")
+        effect = options["power_effect"]
+        if effect is not None and not 0 < abs(effect) < 1:
+            raise CommandError(f"--power-effect must lie between 0 and 1, got {effect}")
         for path in (answers_csv, predictions_csv):
             if path and not Path(path).is_file():
                 raise CommandError(f"no such file: {path}")
@@ -96,6 +106,7 @@ class Command(BaseCommand):
                 subgroup=options["subgroup"],
                 readers=options["readers"],
                 progress=progress,
+                power_effect=effect,
             )
         except InputError as exc:
             raise CommandError(str(exc)) from exc

@@ -35,7 +35,9 @@ from cases.services import (
     invitations_revoke,
     study_admins_audit,
     study_choice_refusal,
+    study_open_refusals,
 )
+from console.forms import ReadingConditionForm
 from console.urls import study_urls
 from console.views import invitations_csv_response
 from readerstudy.admin import ResearchDataAdmin, StudyScopedAdmin
@@ -122,26 +124,67 @@ class StudyChoiceForm(forms.ModelForm):
 CONDITION_FIELDS = list(ReadingCondition.SETTINGS)
 
 
-class ReadingConditionInline(admin.TabularInline):
-    """The study's reading conditions: set while it is a draft; from opening on, what
-    each condition showed is what its answers were given with, so they are fixed."""
+# Beside a condition on the study's form: the CNN whose support it shows and its top-k
+# (inference.ConditionSupport, through console.forms.ReadingConditionForm).
+SUPPORT_FIELDS = ["support_model", "support_top_k"]
+
+
+def _condition_rows(support: list[str]) -> list[tuple[str, ...]]:
+    """The lines of a condition's box: its names, its images and metadata, the CNN."""
+    return [
+        ("code", "position"),
+        ("label", "label_zh"),
+        ("shows_dermoscopic", "shows_clinical", "shows_metadata"),
+        ("shows_cnn", "shows_gradcam"),
+        tuple(support),
+    ]
+
+
+class ReadingConditionInline(admin.StackedInline):
+    """The study's reading conditions, one box each, with the CNN whose support it shows
+    under "shows the CNN's support" (a box, not a table row: eleven columns do not fit
+    beside the sidebar). Set while the study is a draft; from opening on, what
+    each condition showed is what its answers were given with, so they are fixed (shown,
+    not editable)."""
 
     model = ReadingCondition
+    form = ReadingConditionForm
     extra = 0
     ordering = ["position"]
-    fields = CONDITION_FIELDS
 
     def _fixed(self, obj) -> bool:
         return obj is not None and obj.status != Study.Status.DRAFT
 
+    def get_fieldsets(self, request, obj=None):
+        support = ["cnn_support_shown"] if self._fixed(obj) else SUPPORT_FIELDS
+        return [(None, {"fields": _condition_rows(support)})]
+
     def get_readonly_fields(self, request, obj=None):
-        return CONDITION_FIELDS if self._fixed(obj) else []
+        return [*CONDITION_FIELDS, "cnn_support_shown"] if self._fixed(obj) else []
+
+    def get_formset(self, request, obj=None, **kwargs):
+        if self._fixed(obj):
+            # Nothing of a fixed condition is in the form: not its support either.
+            kwargs["form"] = forms.ModelForm
+        return super().get_formset(request, obj, **kwargs)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return not self._fixed(obj) and super().has_add_permission(request, obj)
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        return not self._fixed(obj) and super().has_change_permission(request, obj)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return not self._fixed(obj) and super().has_delete_permission(request, obj)
+
+    @admin.display(description="its CNN")
+    def cnn_support_shown(self, condition: ReadingCondition) -> str:
+        if not condition.shows_cnn:
+            return "-"
+        support = getattr(condition, "cnn_support", None)
+        if support is None:
+            return "none set"
+        return f"{support.model} (top {support.top_k})"
 
 
 @admin.register(ReadingCondition)
@@ -192,10 +235,53 @@ class StudyChoiceAdmin(StudyScopedAdmin):
         return deleted, counts, perms_needed, protected
 
 
+class StudyAdminForm(StudyForm):
+    """The study form with its design: a washout only for a crossover, and one there."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "design" in self.fields:
+            # A form sent without it (a script's) keeps the study's design; the page
+            # always sends one (its select has no empty choice).
+            self.fields["design"].required = False
+
+    def clean_design(self) -> str:
+        return self.cleaned_data.get("design") or self.instance.design or Study.Design.SINGLE
+
+    def clean(self):
+        cleaned = super().clean()
+        if "washout_days" not in self.fields:
+            return cleaned
+        design, washout = cleaned.get("design"), cleaned.get("washout_days")
+        if design == Study.Design.CROSSOVER and not washout:
+            self.add_error(
+                "washout_days",
+                "A crossover needs a washout of at least one day between a reader's sessions.",
+            )
+        elif design != Study.Design.CROSSOVER and washout is not None:
+            self.add_error(
+                "washout_days", "Only a crossover has a washout: leave it empty for this design."
+            )
+        return cleaned
+
+
+DESIGN_HELP = (
+    "<b>One condition</b>: today's reader study (its condition below shows the images). "
+    "<b>Sequential per case</b>: two conditions, first unaided, then one that shows the "
+    "CNN's support (tick “shows the CNN's support” on the second condition under <i>Reading "
+    "conditions</i> and choose its CNN and top-k there); each case is answered "
+    "unaided, then again with the CNN. <b>Crossover</b>: two conditions, every case read in "
+    "each, in two sessions a washout apart (half the readers in each order, drawn "
+    "balanced). Both need “allow answer changes” off. A CNN's support can be shown only once "
+    "that CNN has predicted every case (<i>Run a CNN on this study</i>, on the Overview), "
+    "and the Overview says what still keeps the study from opening. Fixed once it opens."
+)
+
+
 @admin.register(Study)
 class StudyAdmin(StudyScopedAdmin):
     study_path = None
-    form = StudyForm
+    form = StudyAdminForm
     list_display = [
         "title",
         "slug",
@@ -250,6 +336,10 @@ class StudyAdmin(StudyScopedAdmin):
                 ]
             },
         ),
+        (
+            "Design: reading conditions",
+            {"fields": ["design", "washout_days"], "description": DESIGN_HELP},
+        ),
         ("Consent", {"fields": ["consent_text", "consent_text_zh", "consent_version"]}),
         ("Readers and admins", {"fields": ["required_profile_fields", "admins"]}),
     ]
@@ -259,6 +349,9 @@ class StudyAdmin(StudyScopedAdmin):
         # Opening and closing (and the closing date) go through the study's "Open or
         # close" page, which checks, confirms and audits them; a new study is a draft.
         fields = [*super().get_readonly_fields(request, obj), "status", "closes_at"]
+        if obj is not None and obj.status != Study.Status.DRAFT:
+            # What its readers' answers were given under.
+            fields += ["design", "washout_days"]
         if obj is not None and obj.enrolments.exists():
             # What the demo's reset may erase: never relabelled once readers took part.
             fields.append("is_synthetic")
@@ -288,6 +381,13 @@ class StudyAdmin(StudyScopedAdmin):
         if not change and not request.user.is_superuser:
             study.admins.add(request.user)  # who creates a study administers it
         study_admins_audit(study=study, before=before, actor=request.user)
+        if change and study.status == Study.Status.DRAFT:
+            reasons = study_open_refusals(study=study)
+            if reasons:
+                messages.warning(
+                    request,
+                    "Saved as a draft. It cannot open yet: " + "; ".join(reasons) + ".",
+                )
 
     @admin.display(description="cases")
     def case_count(self, study: Study) -> int:

@@ -3,12 +3,16 @@ beside the architectures they offer)."""
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from analysis.stats.columns import READER_COLUMNS
-from cases.models import Study
+from cases.models import ReadingCondition, Study
 from cases.services import INVITATION_MAX_USES
+from inference.models import ConditionSupport, RegisteredModel
 
 
 class InvitationCreateForm(forms.Form):
@@ -101,3 +105,97 @@ class ReportRequestForm(forms.Form):
         except InputError as exc:
             raise forms.ValidationError(str(exc)) from None
         return spec
+
+
+class ReadingConditionForm(forms.ModelForm):
+    """A row of the study's reading conditions on its change form, with the CNN whose
+    support it shows beside it (``inference.ConditionSupport``: its model and top-k),
+    so that a study admin sets both in one place. The support is saved with its row
+    (removed where the model is emptied) and refused, as the model refuses it, once the
+    study is no longer a draft. Here rather than in cases: cases does not import
+    inference."""
+
+    support_model = forms.ModelChoiceField(
+        queryset=RegisteredModel.objects.order_by("name"),
+        required=False,
+        label="its CNN",
+        help_text="The registered model whose predictions it shows; run it on the study "
+        "before opening.",
+    )
+    support_top_k = forms.IntegerField(
+        min_value=1,
+        max_value=26,
+        required=False,
+        label="top-k",
+        help_text="How many of its most probable classes the reader sees (default 3).",
+        widget=forms.NumberInput(attrs={"style": "width:4em"}),
+    )
+
+    class Meta:
+        model = ReadingCondition
+        fields = list(ReadingCondition.SETTINGS)
+        # One line for both: their own help texts would run into each other there.
+        labels = {
+            "shows_cnn": "Shows the CNN's support (its top-k probabilities and class)",
+            "shows_gradcam": "and its Grad-CAM",
+        }
+        help_texts = {"shows_cnn": "", "shows_gradcam": ""}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        support = self._stored_support()
+        if support is not None:
+            self.initial.setdefault("support_model", support.model_id)
+            self.initial.setdefault("support_top_k", support.top_k)
+
+    def _stored_support(self) -> ConditionSupport | None:
+        if self.instance.pk is None:
+            return None
+        return ConditionSupport.objects.filter(condition=self.instance).first()
+
+    def clean(self):
+        cleaned = super().clean()
+        model = cleaned.get("support_model")
+        if model is None:
+            return cleaned
+        if not cleaned.get("shows_cnn"):
+            self.add_error(
+                "support_model",
+                "This condition does not show the CNN's support: tick “shows the CNN's "
+                "support”, or leave its CNN empty.",
+            )
+            return cleaned
+        # The row as it will be saved, for the support's own checks (ConditionSupport.
+        # clean): the form's instance takes the new values only after this method.
+        condition = copy.copy(self.instance)
+        condition.shows_cnn = True
+        support = self._stored_support() or ConditionSupport()
+        support.condition = condition
+        support.model = model
+        support.top_k = cleaned.get("support_top_k") or 3
+        try:
+            support.full_clean(exclude=["condition"], validate_unique=False)
+        except ValidationError as error:
+            self.add_error(None, error)
+        return cleaned
+
+    def save(self, commit=True):
+        condition = super().save(commit=commit)
+        if commit:
+            self.support_save(condition)
+        return condition
+
+    def support_save(self, condition: ReadingCondition) -> None:
+        """Store (or remove, where its CNN is emptied) the support of the saved
+        ``condition`` as the form says."""
+        model = self.cleaned_data.get("support_model")
+        stored = self._stored_support()
+        if model is None:
+            if stored is not None:
+                stored.delete()
+            return
+        support = stored or ConditionSupport(condition=condition)
+        support.model = model
+        support.top_k = self.cleaned_data.get("support_top_k") or 3
+        support.full_clean()
+        support.save()

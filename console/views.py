@@ -34,10 +34,11 @@ from cases.selectors import (
     PROGRESS_DEFAULT_SORT,
     PROGRESS_SORTS,
     DayCount,
-    ReaderStep,
     lockout_state,
     reader_progress_query,
     reader_progress_rows,
+    reader_steps,
+    study_conditions,
     study_dashboard,
     study_invitations,
     study_overview,
@@ -106,23 +107,27 @@ def study_overview_page(request: HttpRequest, pk: int) -> HttpResponse:
 class StudySteps:
     """What the dashboard's "Running the study" panel shows: every task of a study,
     from importing its cases to exporting its results, each linked to its own page
-    (only those the user may open), so that no step needs a generic admin list."""
+    (only those the user may open), so that no step needs a generic admin list; for a
+    draft, every reason it cannot open yet (``refusals``, empty: it can)."""
 
     runs: list
     reports: list
     latest_report: AnalysisReport | None
     may_run: bool
     may_report: bool
+    refusals: list[str]
 
 
 def study_steps(request: HttpRequest, *, study: Study) -> StudySteps:
     reports = study_reports(study=study, limit=3)
+    is_draft = study.status == Study.Status.DRAFT
     return StudySteps(
         runs=study_runs(study=study, limit=8),
         reports=reports,
         latest_report=latest_done_report(study=study, newest=reports),
         may_run=may_use(request.user, RUN_PAGES, write=True),
         may_report=may_use(request.user, REPORT_PAGES),
+        refusals=study_open_refusals(study=study) if is_draft else [],
     )
 
 
@@ -131,7 +136,7 @@ def reader_progress_page(request: HttpRequest, pk: int) -> HttpResponse:
     "-" first for descending), filtered by ``?step=`` and by ``?q=`` (part of a reader
     code or user name), ``PROGRESS_PAGE_SIZE`` a page (``?page=``)."""
     study, _ = study_for_staff(request, pk=pk)
-    form = ReaderProgressFilter(request.GET)
+    form = ReaderProgressFilter(request.GET, steps=reader_steps(study))
     chosen = form.chosen()
     page = Paginator(reader_progress_query(study=study, **chosen), PROGRESS_PAGE_SIZE).get_page(
         request.GET.get("page")
@@ -143,7 +148,8 @@ def reader_progress_page(request: HttpRequest, pk: int) -> HttpResponse:
         opts=Study._meta,
         study=study,
         form=form,
-        rows=reader_progress_rows(page.object_list),
+        rows=reader_progress_rows(page.object_list, study=study),
+        conditions=study_conditions(study=study) if study.design != Study.Design.SINGLE else (),
         page=page,
         sorts=sort_links(request, current=chosen["sort"]),
         page_query=_query(request, drop=("page",)),
@@ -539,17 +545,22 @@ PROGRESS_PAGE_SIZE = 50
 
 
 class ReaderProgressFilter(forms.Form):
-    """The reader progress page's ``?sort=``, ``?step=`` and ``?q=``."""
+    """The reader progress page's ``?sort=``, ``?step=`` (one of ``steps``, the study's:
+    ``cases.selectors.reader_steps``) and ``?q=``."""
 
     sort = forms.ChoiceField(
         required=False,
         choices=[(key, key) for name in PROGRESS_SORTS for key in (name, f"-{name}")],
     )
-    step = forms.ChoiceField(
-        required=False,
-        choices=[("", "Every step"), *((step.value, step.label) for step in ReaderStep)],
-    )
+    step = forms.ChoiceField(required=False)
     q = forms.CharField(required=False, max_length=100, label="Reader code or user name")
+
+    def __init__(self, *args, steps, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["step"].choices = [
+            ("", "Every step"),
+            *((step.value, step.label) for step in steps),
+        ]
 
     def chosen(self) -> dict[str, str]:
         """``sort``, ``step`` and ``text`` for :func:`cases.selectors.reader_progress_query`:

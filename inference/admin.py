@@ -15,7 +15,8 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from cases.models import ReadingCondition
+from cases.models import ReadingCondition, Study
+from cases.selectors import administered_studies
 from console.urls import run_urls
 from console.views import inference_run_start_with_message, model_register_page
 from inference.models import ConditionSupport, InferenceRun, Prediction, RegisteredModel
@@ -206,25 +207,31 @@ class PredictionAdmin(ResearchDataAdmin, StudyScopedAdmin):
 @admin.register(ConditionSupport)
 class ConditionSupportAdmin(StudyScopedAdmin):
     """Which CNN a reading condition that shows the CNN's support shows, and how many of
-    its classes: set while the study is a draft, fixed from its opening on."""
+    its classes. Usually set beside the condition on its study's form (Reading
+    conditions); here too, for the conditions of the user's draft studies. Fixed from
+    the study's opening on: view only, no deletion (the model refuses the same)."""
 
     study_path = "condition__study"
     list_display = ["condition", "model", "top_k"]
     list_filter = ["condition__study", "model", "condition__shows_gradcam"]
+    list_select_related = ["condition__study", "model"]
     search_fields = ["condition__code", "condition__study__slug", "model__name"]
 
     def _fixed(self, obj) -> bool:
         return obj is not None and obj.condition.study.status != obj.condition.study.Status.DRAFT
 
-    def get_readonly_fields(self, request, obj=None):
-        return ["condition", "model", "top_k"] if self._fixed(obj) else []
+    def has_change_permission(self, request, obj=None) -> bool:
+        return not self._fixed(obj) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return not self._fixed(obj) and super().has_delete_permission(request, obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "condition":
-            kwargs["queryset"] = ReadingCondition.objects.filter(
-                shows_cnn=True, study__status="draft"
-            ).select_related("study")
+            conditions = ReadingCondition.objects.filter(
+                shows_cnn=True, study__status=Study.Status.DRAFT
+            )
+            if not request.user.is_superuser:
+                conditions = conditions.filter(study__in=administered_studies(user=request.user))
+            kwargs["queryset"] = conditions.select_related("study")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

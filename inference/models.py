@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 
 import numpy as np
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -230,7 +231,8 @@ class ConditionSupport(models.Model):
     its Grad-CAM where the condition shows that), from the predictions of a complete
     run of ``model`` on the study. Set while the study is a draft; a study cannot open
     until ``model`` has a successful prediction with probabilities for every case
-    (``inference.services.support.support_refusals``)."""
+    (``inference.selectors.support_refusals``). From its opening on the support is
+    fixed: ``clean`` and ``delete`` refuse, as the admin does."""
 
     condition = models.OneToOneField(
         ReadingCondition, on_delete=models.CASCADE, related_name="cnn_support"
@@ -249,3 +251,42 @@ class ConditionSupport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.condition}: {self.model.name} (top {self.top_k})"
+
+    def _condition(self) -> ReadingCondition | None:
+        try:
+            return self.condition
+        except ObjectDoesNotExist:  # not set yet
+            return None
+
+    def _fixed_refusal(self) -> str:
+        """Why this support may not be set, changed or removed now ("" where it may):
+        from its study's opening on, the support is what its answers were given with."""
+        condition = self._condition()
+        if condition is None or condition.study_id is None:
+            return ""
+        status = (
+            Study.objects.filter(pk=condition.study_id).values_list("status", flat=True).first()
+        )
+        if status in (None, Study.Status.DRAFT):
+            return ""
+        return (
+            f"the CNN support of condition {condition.code!r} is fixed: its study is "
+            f"{Study.Status(status).label.lower()}, not a draft (readers answer with it)"
+        )
+
+    def clean(self) -> None:
+        super().clean()
+        refusal = self._fixed_refusal()
+        if refusal:
+            raise ValidationError(refusal, code="support_fixed")
+        condition = self._condition()
+        if condition is not None and not condition.shows_cnn:
+            raise ValidationError(
+                {"condition": f"condition {condition.code!r} does not show the CNN's support"}
+            )
+
+    def delete(self, *args, **kwargs):
+        refusal = self._fixed_refusal()
+        if refusal:
+            raise ValidationError(refusal, code="support_fixed")
+        return super().delete(*args, **kwargs)

@@ -16,6 +16,9 @@ goes, half the time, to the case's own "distractor" class (so readers agree on t
 mistakes) and otherwise is drawn from a confusion row that favours look-alike classes
 (MN/SK/BCC; EAD/SD/Pso/Rosa; VW with SK). Overall accuracy is about 0.68, close to the
 paper's reader sensitivity of 0.685.
+
+:func:`simulate_aided_answers` gives the same readers' second, AI-assisted answers (a
+sequential study: unaided first, then with the CNN's support), on a stream of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 __all__ = [
     "READER_LEVELS",
     "SimulatedReader",
+    "simulate_aided_answers",
     "simulate_reader_answers",
     "simulate_reader_profiles",
     "simulate_readers",
@@ -63,6 +67,13 @@ _SKILL_EFFECT = 0.55  # logit change per standard deviation of skill
 _READER_CLASS_SD = 0.3
 _CASE_DIFFICULTY_SD = 0.7
 _DISTRACTOR_SHARE = 0.5
+# The aided read (simulate_aided_answers): logit of following the CNN where the reader's
+# unaided answer differs from it, its change per SD of skill and when that answer was
+# wrong; and how often a reader who does not follow moves to a third label.
+_FOLLOW_INTERCEPT = -0.3
+_FOLLOW_SKILL = 0.8
+_FOLLOW_WRONG = 1.0
+_MOVE_ELSEWHERE = 0.04
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,3 +193,71 @@ def simulate_reader_profiles(n_readers: int, *, seed: int) -> list[dict]:
     :func:`simulate_readers` gives for the same ``seed``, without drawing answers."""
     _, reader_ss = _reader_seeds(n_readers, seed)
     return [_draw_profile(np.random.default_rng(p))[1] for p, _ in reader_ss]
+
+
+def _aided_seed(index: int, seed: int) -> np.random.SeedSequence:
+    # The third child of SeedSequence(seed), beside the cases' (0) and the readers' (1)
+    # streams: SeedSequence(seed).spawn(3)[2].spawn(n)[index], whatever n is.
+    return np.random.SeedSequence(seed, spawn_key=(2, index))
+
+
+def simulate_aided_answers(
+    readers: Sequence[SimulatedReader],
+    *,
+    truth: Sequence[str],
+    cnn_answers: Sequence[str],
+    choices: Sequence[str],
+    seed: int,
+) -> np.ndarray:
+    """The final answers of ``readers`` after seeing the CNN's answer to each case, as an
+    ``(len(readers), n_cases)`` object array in the order of ``readers``; their unaided
+    answers are ``reader.answers`` (from :func:`simulate_readers` on the same ``truth``).
+
+    Model (a sequential read, Tschandl et al., Nat Med 2020): where reader ``r``'s unaided
+    answer ``u[r, c]`` is the CNN's answer ``a[c]``, they keep it. Otherwise they follow
+    the CNN with probability
+
+        p_follow[r, c] = sigmoid(-0.3 - 0.8 * skill[r] + 1.0 * [u[r, c] != truth[c]])
+
+    (less often the more skilled they are; more often where their own answer was wrong,
+    the doubt that comes with it), and if not, they keep their answer, except that with
+    probability 0.04 they move to a third label, drawn from the confusion row of their
+    answer without the CNN's. An average reader follows a disagreeing CNN 43% of the time
+    when right and 67% when wrong; a reader 1.5 SD above average 18% and 38%.
+
+    Seeded per reader: reader ``i`` draws from its own stream of ``seed`` (apart from
+    the unaided draw), so their aided answers do not depend on the other readers.
+    """
+    choices = tuple(choices)
+    index = {c: i for i, c in enumerate(choices)}
+    if len(cnn_answers) != len(truth):
+        raise ValueError("cnn_answers must have one answer per case of truth")
+    unknown = sorted({a for a in [*truth, *cnn_answers] if a not in index})
+    if unknown:
+        raise ValueError(f"labels not among choices: {unknown}")
+    k = len(choices)
+    t_idx = np.array([index[t] for t in truth], dtype=np.intp)
+    a_idx = np.array([index[a] for a in cnn_answers], dtype=np.intp)
+    confusion = _confusion(choices)
+    labels = np.array(choices, dtype=object)
+    out = np.empty((len(readers), len(t_idx)), dtype=object)
+    for row, reader in enumerate(readers):
+        if len(reader.answers) != len(t_idx):
+            raise ValueError(f"reader {reader.index} has not answered every case of truth")
+        u_idx = np.array([index[u] for u in reader.answers], dtype=np.intp)
+        rng = np.random.default_rng(_aided_seed(reader.index, seed))
+        logit = _FOLLOW_INTERCEPT - _FOLLOW_SKILL * reader.skill + _FOLLOW_WRONG * (u_idx != t_idx)
+        follows = rng.random(len(t_idx)) < 1.0 / (1.0 + np.exp(-logit))
+        # A third label: the confusion row of the reader's answer, without the CNN's.
+        weights = confusion[u_idx].copy()
+        weights[np.arange(len(t_idx)), a_idx] = 0.0
+        total = weights.sum(axis=1)
+        cdf = np.cumsum(weights, axis=1) / np.where(total > 0, total, 1.0)[:, None]
+        elsewhere_idx = np.minimum((rng.random(len(t_idx))[:, None] > cdf).sum(axis=1), k - 1)
+        moves = (rng.random(len(t_idx)) < _MOVE_ELSEWHERE) & (total > 0)
+        disagree = u_idx != a_idx
+        final = np.where(
+            disagree & follows, a_idx, np.where(disagree & moves, elsewhere_idx, u_idx)
+        )
+        out[row] = labels[final]
+    return out

@@ -43,7 +43,8 @@ BANNER = "Demo study: every image is synthetic (generated), not a patient photo.
 
 def test_demo_no_serve_builds_the_study_and_is_safe_to_run_again(settings, tmp_path, capsys):
     settings.DATA_DIR = tmp_path
-    call_command("demo", "--no-serve", "--seed", "3", "--readers", "5")
+    # The AI-assisted study (which runs the CNN here) has its own tests: test_aided_demo.
+    call_command("demo", "--no-serve", "--seed", "3", "--readers", "5", "--no-aided")
     out = capsys.readouterr().out
     study = Study.objects.get(slug="demo")
     assert study.is_synthetic and study.status == Study.Status.OPEN
@@ -76,7 +77,7 @@ def test_demo_no_serve_builds_the_study_and_is_safe_to_run_again(settings, tmp_p
     assert first.images.get(kind="clinical").sha256 == hashlib.sha256(clinical).hexdigest()
 
     # Running again keeps the study and the passwords.
-    call_command("demo", "--no-serve", "--seed", "3", "--readers", "5")
+    call_command("demo", "--no-serve", "--seed", "3", "--readers", "5", "--no-aided")
     assert Study.objects.filter(slug="demo").count() == 1 and study.cases.count() == 200
     assert (tmp_path / "demo-credentials.json").read_text() == credentials
 
@@ -91,7 +92,7 @@ def test_demo_no_serve_builds_the_study_and_is_safe_to_run_again(settings, tmp_p
     InferenceRun.objects.filter(pk=run.pk).update(
         status="running", worker="demo@host", heartbeat_at=timezone.now() - dt.timedelta(days=1)
     )
-    call_command("demo", "--no-serve", "--readers", "5")
+    call_command("demo", "--no-serve", "--readers", "5", "--no-aided")
     assert InferenceRun.objects.get().pk == run.pk
     assert f"Run {run.pk} of demo-effb4-aux-untrained (untrained) on demo is running" in (
         capsys.readouterr().out
@@ -100,7 +101,7 @@ def test_demo_no_serve_builds_the_study_and_is_safe_to_run_again(settings, tmp_p
     InferenceRun.objects.filter(pk=run.pk).update(status="failed")
     with mock.patch("demo.management.commands.demo_models.inference_run_start") as start:
         _predict_every_case(study)
-        call_command("demo", "--no-serve", "--readers", "5")
+        call_command("demo", "--no-serve", "--readers", "5", "--no-aided")
     start.assert_not_called()
     assert "has predicted every case of demo" in capsys.readouterr().out
 

@@ -1,10 +1,17 @@
-"""Seed the synthetic demo study and serve the platform (web server + Celery worker).
+"""Seed the synthetic demo studies and serve the platform (web server + Celery worker).
 
-Start-up: the static files are collected in a child process while the study is built,
+Start-up: the static files are collected in a child process while the studies are built,
 and only when their sources changed since the last start (a fingerprint in
-``STATIC_ROOT``); a kept study is not rebuilt; the demo CNN's run is queued only when it
-has no run in progress and predictions are missing, and it fills in while the platform
-serves (the worker resumes a run that a stop cut off).
+``STATIC_ROOT``); a kept study is not rebuilt; the demo CNN's run on the demo study is
+queued only when it has no run in progress and predictions are missing, and it fills in
+while the platform serves (the worker resumes a run that a stop cut off).
+
+The AI-assisted study (sequential: unaided, then with the CNN's support) cannot open
+before the CNN has predicted each of its cases, and its simulated readers' aided answers
+depend on what the CNN said: its first build runs the CNN here, before serving (some 25 s
+for the 200 cases with Grad-CAM on a 2-core CPU), then opens it and draws those answers.
+A start interrupted meanwhile leaves it a draft with the predictions made so far; the next
+start goes on from there.
 
 Stop: the first Ctrl-C (or SIGTERM) asks the web server and the worker to stop and, after
 :data:`STOP_GRACE` seconds, kills whatever of their process groups is left (the worker's
@@ -30,7 +37,15 @@ from django.contrib.staticfiles.finders import get_finders
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from demo.services import DEFAULT_SEED, demo_build, demo_reset
+from cases.services import StudyError
+from demo.services import (
+    AIDED_SLUG,
+    DEFAULT_SEED,
+    DEMO_SLUG,
+    demo_aided_open,
+    demo_build,
+    demo_reset,
+)
 
 # Seconds the web server and the worker get to stop by themselves after a Ctrl-C.
 STOP_GRACE = 5
@@ -77,8 +92,9 @@ def static_collect_finish(child: subprocess.Popen | None, digest: str) -> None:
 class Command(BaseCommand):
     help = (
         "Build the synthetic demo study (200 generated cases, 8 classes, simulated readers) "
-        "and serve the platform at http://127.0.0.1:8000 with a Celery worker. Safe to run "
-        "again: an existing demo study is kept."
+        "and its AI-assisted twin (the same cases, read unaided then with the demo CNN's "
+        "support), and serve the platform at http://127.0.0.1:8000 with a Celery worker. "
+        "Safe to run again: existing demo studies are kept."
     )
 
     def add_arguments(self, parser):
@@ -92,27 +108,34 @@ class Command(BaseCommand):
         parser.add_argument("--readers", type=int, default=30, help="simulated readers")
         parser.add_argument("--no-serve", action="store_true", help="seed and exit")
         parser.add_argument(
-            "--reset", action="store_true", help="delete the demo study first and rebuild it"
+            "--reset", action="store_true", help="delete the demo studies first and rebuild them"
         )
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
             "--no-models",
             action="store_true",
-            help="do not register the demo CNN or queue its inference run",
+            help="do not register the demo CNN or queue its inference run (nor build the "
+            "AI-assisted study, which needs it)",
+        )
+        parser.add_argument(
+            "--no-aided",
+            action="store_true",
+            help="do not build the AI-assisted study (which runs the demo CNN before serving)",
         )
 
     def handle(self, *args, **options):
         try:
             self._start(**options)
         except KeyboardInterrupt:
-            # Ctrl-C while the study is being built: the study is written in one
-            # transaction, so an interrupted build leaves none behind.
+            # Ctrl-C while a study is being built: each study is written in one
+            # transaction, so an interrupted build leaves none behind (the AI-assisted
+            # study's CNN run, after its import, goes on at the next start).
             _kill_groups(self._helpers)
             raise CommandError("interrupted; run it again to go on", returncode=130) from None
 
     _helpers: list[subprocess.Popen] = []
 
-    def _start(self, *, seed, readers, no_serve, reset, port, no_models, **options):
+    def _start(self, *, seed, readers, no_serve, reset, port, no_models, no_aided, **options):
         if seed is not None and seed < 0:
             raise CommandError(f"--seed {seed}: use a whole number from 0 up")
         # A shell that started the demo in the background made it ignore SIGINT (and its
@@ -122,12 +145,21 @@ class Command(BaseCommand):
         collecting = static_collect_start()
         self._helpers = [collecting[0]] if collecting[0] is not None else []
         call_command("migrate", interactive=False, verbosity=0)
-        if reset and demo_reset():
-            self.stdout.write("Deleted the previous demo study.")
-        result = demo_build(seed=seed, n_readers=readers, data_dir=settings.DATA_DIR, progress=True)
-        study = result.study
+        if reset:
+            for slug in (DEMO_SLUG, AIDED_SLUG):
+                if demo_reset(slug=slug):
+                    self.stdout.write(f"Deleted the previous demo study {slug!r}.")
         # The CNN side needs the inference app; without it the demo has readers only.
-        if apps.is_installed("inference") and not no_models:
+        models = apps.is_installed("inference") and not no_models
+        result = demo_build(
+            seed=seed,
+            n_readers=readers,
+            data_dir=settings.DATA_DIR,
+            progress=True,
+            aided=models and not no_aided,
+        )
+        study = result.study
+        if models:
             call_command("demo_models", study=study.slug, stdout=self.stdout)
         state = "Built" if result.created else "Kept the existing"
         built_from = "an unrecorded seed" if result.seed is None else f"seed {result.seed}"
@@ -146,6 +178,8 @@ class Command(BaseCommand):
                     "deletes var/ with the whole demo database)."
                 )
             )
+        if result.aided_study is not None:
+            self._aided(result, readers)
         self.stdout.write(
             "\n  SYNTHETIC DATA: generated images and simulated readers, no patient data.\n\n"
             f"  Platform:    http://127.0.0.1:{port}/\n"
@@ -165,6 +199,30 @@ class Command(BaseCommand):
             # before a stop and did not start is sent again (see inference_runs_resend).
             inference_runs_resend(study=study)
         self._serve(port)
+
+    def _aided(self, result, readers: int) -> None:
+        """Open the AI-assisted study (its first build: the CNN's run here, its readers);
+        one that cannot open stays a draft, said so, and the platform serves anyway."""
+        kept = result.aided_study.status != result.aided_study.Status.DRAFT
+        try:
+            aided = demo_aided_open(study=result.aided_study, n_readers=readers, progress=True)
+        except StudyError as exc:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"WARNING: the AI-assisted demo study {AIDED_SLUG!r} stays a draft: {exc}. "
+                    "The next start tries again."
+                )
+            )
+            return
+        readers_in = aided.enrolments.filter(reader__reader_profile__is_simulated=True).count()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{'Kept the existing' if kept else 'Built'} AI-assisted demo study "
+                f"{aided.slug!r}: the same {aided.cases.count()} synthetic cases, read unaided "
+                f"and then with the support of the UNTRAINED demo CNN, {readers_in} simulated "
+                "readers."
+            )
+        )
 
     def _serve(self, port: int) -> None:
         """Run the web server and a worker as children; Ctrl-C stops both."""

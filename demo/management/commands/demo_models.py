@@ -21,10 +21,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cases.models import Study
 from demo.images import DEMO_CHOICES, make_case_images
+from demo.services import (
+    DEMO_CNN,
+    DEMO_CNN_ARCH,
+    DEMO_CNN_DESCRIPTION,
+    DEMO_CNN_IMG_SIZE,
+    demo_model_ensure,
+)
 from inference.models import InferenceRun, RegisteredModel
 from inference.services import InferenceError, inference_run_start, model_register
 
-UNTRAINED = "demo-effb4-aux-untrained"
+UNTRAINED = DEMO_CNN
 TRAINED = "demo-effb4-aux-synthetic"
 BASELINES = {
     "demo-effb4-untrained": "efficientnet_b4",
@@ -57,7 +64,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--study", default="demo", help="study slug")
         parser.add_argument("--sync", action="store_true", help="run here instead of queueing")
-        parser.add_argument("--img-size", type=int, default=224, help="input size (paper: 380)")
+        parser.add_argument(
+            "--img-size", type=int, default=DEMO_CNN_IMG_SIZE, help="input size (paper: 380)"
+        )
         parser.add_argument("--train", action="store_true", help="also train one briefly")
         parser.add_argument("--train-per-class", type=int, default=10)
         parser.add_argument("--train-epochs", type=int, default=15)
@@ -74,10 +83,9 @@ class Command(BaseCommand):
         models = [
             self._ensure(
                 UNTRAINED,
-                arch="efficientnet_b4_aux",
+                arch=DEMO_CNN_ARCH,
                 img_size=o["img_size"],
-                description="UNTRAINED demo model: EfficientNet-b4 + 7 auxiliary heads, random "
-                "initialisation (seeded). Its answers are meaningless by design.",
+                description=DEMO_CNN_DESCRIPTION,
             )
         ]
         if o["baselines"]:
@@ -97,17 +105,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"{model}: {time.monotonic() - start:.0f} s")
 
     def _ensure(self, name: str, *, arch: str, img_size: int, description: str):
-        existing = RegisteredModel.objects.filter(name=name).first()
-        if existing is not None:
-            return existing
-        model = model_register(
-            name=name,
-            arch=arch,
-            classes=list(DEMO_CHOICES),
-            img_size=img_size,
-            description=description,
+        model, created = demo_model_ensure(
+            name=name, arch=arch, img_size=img_size, description=description
         )
-        self.stdout.write(f"Registered {name} ({arch}, {img_size} px, UNTRAINED).")
+        if created:
+            self.stdout.write(f"Registered {name} ({arch}, {img_size} px, UNTRAINED).")
         return model
 
     def _trained(self, o) -> RegisteredModel:

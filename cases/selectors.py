@@ -1112,10 +1112,16 @@ class StudyEntry:
 
     enrolment: Enrolment
     step: Step
-    answered: int
-    total: int
+    answered: int  # answers given
+    total: int  # answers owed: the cases times the conditions each is read in
     closed: bool
     has_feedback: bool
+    cases: int = 0  # the cases of a session
+    opens_at: dt.datetime | None = None  # at step washout: when the next session opens
+
+    @property
+    def reads_per_case(self) -> int:
+        return self.total // self.cases if self.cases else 1
 
     @property
     def may_continue(self) -> bool:
@@ -1125,18 +1131,28 @@ class StudyEntry:
 
 def reader_study_entries(*, user) -> list[StudyEntry]:
     """The studies ``user`` reads, for their home page, in enrolment order."""
-    return [
-        StudyEntry(
-            enrolment=enrolment,
-            step=reader_step(enrolment=enrolment),
-            answered=enrolment.n_answers,
-            total=_n_reads(enrolment),
-            # also a study past its closing date that the beat has not closed yet
-            closed=enrolment.study.status != Study.Status.DRAFT and not enrolment.study.is_open(),
-            has_feedback=reader_has_feedback(enrolment=enrolment),
+    entries = []
+    for enrolment in enrolments_for_reader(user=user).order_by("enrolled_at"):
+        step = reader_step(enrolment=enrolment)
+        opens_at = None
+        if step == Step.WASHOUT:
+            upcoming = next_read(enrolment=enrolment, answered=answered_reads(enrolment=enrolment))
+            opens_at = session_opens_at(enrolment=enrolment, read=upcoming)
+        entries.append(
+            StudyEntry(
+                enrolment=enrolment,
+                step=step,
+                answered=enrolment.n_answers,
+                total=_n_reads(enrolment),
+                # also a study past its closing date that the beat has not closed yet
+                closed=enrolment.study.status != Study.Status.DRAFT
+                and not enrolment.study.is_open(),
+                has_feedback=reader_has_feedback(enrolment=enrolment),
+                cases=len(enrolment.case_order),
+                opens_at=opens_at,
+            )
         )
-        for enrolment in enrolments_for_reader(user=user).order_by("enrolled_at")
-    ]
+    return entries
 
 
 # --- invitations (staff) -----------------------------------------------------------------

@@ -316,3 +316,17 @@ def test_a_crossover_cnn_first_reader_sees_the_support_in_session_one(client, re
     case = _next(client, study)["case"]
     assert case["condition"]["code"] == "aided" and case["support"] is not None
     assert case["earlier_answer"] is None  # no unaided answer is shown across sessions
+
+
+def test_the_reader_s_home_page_counts_answers_and_says_when_the_next_session_opens(client, reader):
+    study = supported_study(2, design=Study.Design.CROSSOVER)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    home = client.get("/").content.decode()
+    assert "0 of 4 answers given (2 cases, each read 2 times)." in home
+    _read_session(client, study)
+    home = client.get("/").content.decode()
+    assert "2 of 4 answers given" in home and "Your next session opens on" in home
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "zh-hans"
+    home = client.get("/").content.decode()
+    assert "已作答 4 次中的 2 次" in home and "您的下一阶段将于" in home

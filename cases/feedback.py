@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 from django.utils.translation import gettext as _
@@ -189,6 +189,9 @@ class ReaderFeedback:
     overall: Proportion
     rows: list[FeedbackRow]
     models: list[ModelResult]
+    # A study of several reading conditions: the reader's results in each, by the
+    # condition's label (each without the CNNs, which ``models`` has once).
+    by_condition: list[tuple[str, ReaderFeedback]] = field(default_factory=list)
 
 
 def reader_feedback_build(*, reader: dict, models: list[dict]) -> ReaderFeedback:

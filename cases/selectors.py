@@ -1030,14 +1030,33 @@ def reader_feedback(*, enrolment: Enrolment, language: str = "en") -> ReaderFeed
     if not reader_has_feedback(enrolment=enrolment):
         return None
     study = enrolment.study
-    answers = Answer.objects.filter(enrolment=enrolment).select_related("case__diagnosis")
-    reader = accuracy_summary(
-        ((a.case.diagnosis, a.diagnosis_id == a.case.diagnosis_id) for a in answers),
-        order=study.choice_codes(),
-        language=language,
-    )
+    answers = list(Answer.objects.filter(enrolment=enrolment).select_related("case__diagnosis"))
+    order = study.choice_codes()
+
+    def summary(of: list[Answer]) -> dict:
+        return accuracy_summary(
+            ((a.case.diagnosis, a.diagnosis_id == a.case.diagnosis_id) for a in of),
+            order=order,
+            language=language,
+        )
+
     models = model_feedback(study=study, language=language) if study.show_model_feedback else []
-    return reader_feedback_build(reader=reader, models=models)
+    conditions = study_conditions(study=study)
+    if len(conditions) == 1:
+        return reader_feedback_build(reader=summary(answers), models=models)
+    # Several conditions: the results of each (a case once per condition), the first's
+    # also as the whole (the table beside the CNNs).
+    by_condition = [
+        (c.label_for(language), summary([a for a in answers if a.condition_id == c.pk]))
+        for c in conditions
+    ]
+    return dataclasses.replace(
+        reader_feedback_build(reader=by_condition[0][1], models=models),
+        by_condition=[
+            (label, reader_feedback_build(reader=results, models=[]))
+            for label, results in by_condition
+        ],
+    )
 
 
 def reader_progress_table(*, study: Study) -> list[dict]:

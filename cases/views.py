@@ -396,5 +396,6 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
             "closed": step == Step.CLOSED,
             "feedback": selectors.reader_feedback(enrolment=enrolment, language=language),
             "progress": selectors.reader_progress(enrolment=enrolment),
+            "cases": len(enrolment.case_order),
         },
     )

@@ -330,3 +330,23 @@ def test_the_reader_s_home_page_counts_answers_and_says_when_the_next_session_op
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "zh-hans"
     home = client.get("/").content.decode()
     assert "已作答 4 次中的 2 次" in home and "您的下一阶段将于" in home
+
+
+def test_a_finished_sequential_reader_sees_their_results_in_each_condition(client, reader):
+    study = supported_study(3, show_feedback=True)
+    ready_enrolment(study, reader)
+    client.force_login(reader)
+    screen = _next(client, study)
+    while screen["case"] is not None:
+        case = screen["case"]
+        truth = Case.objects.get(public_id=case["id"]).diagnosis.code
+        # wrong unaided ("SK" is right for one case of three), right with the CNN
+        answer = truth if case["condition"]["code"] == "aided" else "SK"
+        screen = _answer(client, study, case["id"], answer, case["condition"]["code"], next=True)[
+            "next"
+        ]
+    page = client.get(reverse("cases:done", args=[study.slug])).content.decode()
+    assert "You have given all 6 answers." in page
+    unaided, aided = page.split("Your results: ")[1:3]
+    assert unaided.startswith("Unaided") and "1 of 3 cases correct" in unaided
+    assert aided.startswith("With the CNN") and "3 of 3 cases correct" in aided

@@ -319,8 +319,11 @@ def test_the_aided_screen_passes_axe_and_fits_every_size(
 
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_a_crossover_s_first_session_ends_on_the_page_that_says_when_the_next_opens(
-    browser, live_server, django_user_model, language
+    browser, live_server, django_user_model, language, monkeypatch
 ):
+    """Session 1 in the clinical-only condition, the washout page in the reader's
+    language and time zone, then (the clock moved past the washout: the live server
+    runs in this process) session 2 in the default condition, to the end."""
     study = build_study(
         2, slug=f"cross-{language}", status=Study.Status.DRAFT, design=Study.Design.CROSSOVER,
         washout_days=14, is_synthetic=True,
@@ -388,5 +391,32 @@ def test_a_crossover_s_first_session_ends_on_the_page_that_says_when_the_next_op
                 )
         if violations := blocking_violations(page):
             pytest.fail(describe(violations))
+        # Past the washout: session 2 shows the dermoscopic image again, every case anew.
+        from django.utils import timezone
+
+        real_now = timezone.now
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(days=15))
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.goto(f"{live_server.url}/studies/{study.slug}/case/")
+        page.wait_for_selector("#case-root[data-ready]", state="attached")
+        assert page.get_by_test_id("read-step").inner_text() == (
+            "Session 2 of 2: Unaided" if language == "en" else "第 2 阶段，共 2 阶段：独立阅片"
+        )
+        assert page.get_by_test_id("dermoscopic").get_attribute("src")
+        for number in (1, 2):
+            page.wait_for_function(
+                f"document.querySelector('[data-testid=progress]').innerText === '{number} / 2'"
+            )
+            page.wait_for_function("document.querySelector('input[name=case]').value !== ''")
+            page.keyboard.press("2")
+            if number == 1:
+                page.keyboard.press("Enter")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"/done/$"))
+        assert page.get_by_test_id("finished").count() == 1
+        answers = Answer.objects.filter(enrolment=enrolment).order_by("answered_at")
+        assert [a.condition.code for a in answers] == ["clinical", "clinical", "unaided", "unaided"]
+        assert Enrolment.objects.get(pk=enrolment.pk).finished_at is not None
     finally:
         context.close()

@@ -45,6 +45,20 @@ RASTER_POINTS = 200
 THUMB_PX = 128
 GALLERY_COLUMNS = 8
 GALLERY_QUALITY = 85
+# Okabe & Ito's colour-blind-safe palette (Color Universal Design, 2008) and a neutral
+# grey, for the figures where a colour means something (right, wrong, a method).
+BLUE, ORANGE, SKY_BLUE, GREEN = "#0072B2", "#E69F00", "#56B4E9", "#009E73"
+VERMILLION, PURPLE, GREY = "#D55E00", "#CC79A7", "#999999"
+# Each outcome of the switching table: (bar colour, colour of the percentages on it).
+SWITCH_COLOURS = {
+    "unchanged_correct": (GREEN, "white"),
+    "correct_to_incorrect": (VERMILLION, "white"),
+    "incorrect_to_correct": (SKY_BLUE, "black"),
+    "unchanged_incorrect": (GREY, "black"),
+    "changed_still_incorrect": (PURPLE, "black"),
+}
+# A share of a bar this wide or more gets its percentage written on it.
+SHARE_LABEL_MIN = 0.06
 
 
 @dataclass(frozen=True)
@@ -483,13 +497,15 @@ Projection = Callable[[int], tuple[pd.DataFrame, np.ndarray] | None]
 
 @dataclass(frozen=True)
 class FigureJob:
-    """One figure of a report: its heading, file stem and caption, and how to write it
-    (``write(out_dir, stem)`` returns None when there is nothing to draw)."""
+    """One figure of a report: its heading, file stem and caption, how to write it
+    (``write(out_dir, stem)`` returns None when there is nothing to draw) and the key of
+    the page section it illustrates (``None``: with the other figures after the tables)."""
 
     title: str
     stem: str
     caption: str
     write: Callable[[Path, str], Written | None]
+    section: str | None = None
 
 
 def _saved(draw: Callable[[], Figure | None]) -> Callable[[Path, str], Written | None]:
@@ -561,6 +577,208 @@ def gain_figure(gains: pd.DataFrame, fit: pd.DataFrame, a: str, b: str) -> Figur
     return fig
 
 
+def _pair(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    return frame[(frame["condition_a"] == a) & (frame["condition_b"] == b)]
+
+
+def _interval(d: float, lo: float, hi: float) -> str:
+    """``+6.0 (-1.5 to +13.5)`` with one decimal, signed, the minus sign of the tick
+    labels (U+2212) for the hyphen and no negative zero."""
+    d, lo, hi = (round(v, 1) + 0.0 for v in (d, lo, hi))
+    return f"{d:+.1f} ({lo:+.1f} to {hi:+.1f})".replace("-", "\u2212")
+
+
+def _confidence(alpha: float) -> str:
+    return f"{100 * (1 - alpha):.0f}%"
+
+
+def conditions_figure(
+    condition_or: pd.DataFrame,
+    bootstrap: pd.DataFrame,
+    a: str,
+    b: str,
+    choices: Sequence[str],
+    *,
+    alpha: float = 0.05,
+) -> Figure | None:
+    """Forest plot of condition b - a in the readers' mean, in percentage points: top-1
+    accuracy, then each class's sensitivity, then each class's specificity (one-vs-rest),
+    each row with the Obuchowski-Rockette RRRC difference and CI (``condition_or``) and
+    the paired bootstrap's percentile CI of the same difference (``condition_bootstrap``)
+    beside it; the RRRC numbers are written on the right. ``None`` with neither."""
+    ors = _pair(condition_or, a, b)
+    methods = [
+        ("Obuchowski-Rockette, random readers and cases (RRRC)",
+         ors[ors["analysis"] == "rrrc"], "o", BLUE),
+        ("paired bootstrap over readers and cases", _pair(bootstrap, a, b), "s", ORANGE),
+    ]  # fmt: skip
+    methods = [m for m in methods if len(m[1].dropna(subset=["difference"]))]
+    if not methods:
+        return None
+    keys = [("top1_accuracy", "all")]
+    keys += [(metric, c) for metric in ("sensitivity", "specificity") for c in choices]
+    present = set().union(
+        *(zip(rows["metric"], rows["class"], strict=True) for _, rows, _, _ in methods)
+    )
+    keys = [k for k in keys if k in present]
+    labels = ["top-1 accuracy" if m == "top1_accuracy" else f"{m}: {c}" for m, c in keys]
+    fig, ax = plt.subplots(figsize=(7.6, 0.34 * len(keys) + 2.2), layout="constrained")
+    offsets = np.linspace(-0.15, 0.15, len(methods)) if len(methods) > 1 else [0.0]
+    for (name, rows, marker, colour), offset in zip(methods, offsets, strict=True):
+        rows = rows.set_index(["metric", "class"]).reindex(keys)
+        y = np.arange(len(keys)) + offset
+        d, lo, hi = (
+            100 * rows[c].to_numpy(dtype=float) for c in ("difference", "ci_low", "ci_high")
+        )
+        # The interval as a line of its own: a percentile bootstrap interval need not
+        # contain the point estimate, which error bars (offsets from it) cannot draw.
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        ax.hlines(y[ok], lo[ok], hi[ok], color=colour, lw=1.4)
+        ax.plot(np.r_[lo[ok], hi[ok]], np.r_[y[ok], y[ok]], "|", ms=6, color=colour)
+        ax.plot(d, y, marker, ms=5, color=colour, label=name, ls="none")
+    ax.axvline(0, color="black", lw=0.9)
+    metric_of = [m for m, _ in keys]
+    for i in range(1, len(keys)):
+        if metric_of[i] != metric_of[i - 1]:
+            ax.axhline(i - 0.5, color="lightgrey", lw=0.8)
+    ax.set_yticks(range(len(keys)), labels)
+    ax.set_ylim(len(keys) - 0.5, -0.5)  # top-1 accuracy at the top
+    ax.set_xlabel(
+        f"difference in percentage points ({b} \u2212 {a})\n"
+        f"\u2190 better in {a}          better in {b} \u2192"
+    )
+    # The headline method's numbers, on a twin axis so the layout makes room for them.
+    name, rows, _, _ = methods[0]
+    rows = rows.set_index(["metric", "class"]).reindex(keys)
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(
+        range(len(keys)),
+        [
+            "\u2013" if not np.isfinite(d) else _interval(d, lo, hi)
+            for d, lo, hi in 100 * rows[["difference", "ci_low", "ci_high"]].to_numpy(dtype=float)
+        ],
+        fontsize=8,
+    )
+    shown = "RRRC" if name.endswith("(RRRC)") else "bootstrap"
+    right.set_ylabel(f"{shown} difference ({_confidence(alpha)} CI)", fontsize=8)
+    ax.set_title(
+        f"Readers in {b} versus {a}: differences with {_confidence(alpha)} CIs", fontsize=11
+    )
+    fig.legend(loc="outside lower center", ncol=1, fontsize=8)
+    return fig
+
+
+def switching_figure(
+    switching: pd.DataFrame, a: str, b: str, choices: Sequence[str]
+) -> Figure | None:
+    """One horizontal bar per reference diagnosis (and one for all cases, on top) of the
+    reads of pair (a, b), split by outcome (:data:`SWITCH_COLOURS`, the order of the
+    switching table) in shares of the bar's reads, so each bar sums to 1. ``None``
+    without reads."""
+    from analysis.report.wording import OUTCOME_LABELS
+
+    table = _pair(switching, a, b)
+    table = table[table["reads"] > 0]
+    present = set(zip(table["grouping"], table["group"], strict=True))
+    groups = [g for g in [("overall", "all"), *(("class", c) for c in choices)] if g in present]
+    if not groups:
+        return None
+    shares = table.pivot_table(
+        index=["grouping", "group"], columns="outcome", values="proportion", aggfunc="first"
+    ).reindex(index=pd.MultiIndex.from_tuples(groups), columns=list(SWITCH_COLOURS))
+    shares = shares.fillna(0.0)
+    reads = table.groupby(["grouping", "group"])["reads"].first()
+    labels = [
+        f"{'all cases' if grouping == 'overall' else group} ({int(reads[(grouping, group)])} reads)"
+        for grouping, group in groups
+    ]
+    fig, ax = plt.subplots(figsize=(7.6, 0.42 * len(groups) + 2.3), layout="constrained")
+    y = np.arange(len(groups))
+    left = np.zeros(len(groups))
+    for outcome, (colour, ink) in SWITCH_COLOURS.items():
+        share = shares[outcome].to_numpy(dtype=float)
+        ax.barh(
+            y, share, left=left, height=0.7, color=colour, edgecolor="white", lw=0.6,
+            label=OUTCOME_LABELS[outcome],
+        )  # fmt: skip
+        for k in np.flatnonzero(share >= SHARE_LABEL_MIN):
+            ax.text(
+                left[k] + share[k] / 2, y[k], f"{100 * share[k]:.0f}%", ha="center",
+                va="center", fontsize=8, color=ink,
+            )  # fmt: skip
+        left += share
+    if len(groups) > 1:
+        ax.axhline(0.5, color="black", lw=0.8)
+    ax.set_yticks(y, labels)
+    ax.set_ylim(len(groups) - 0.5, -0.6)
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1))
+    ax.set_xlabel(f"share of the reads: the answer in {a}, then in {b}")
+    ax.set_title(f"How the answers changed from {a} to {b}, by reference diagnosis", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8)
+    return fig
+
+
+def following_figure(
+    following: pd.DataFrame, a: str, b: str, *, alpha: float = 0.05
+) -> Figure | None:
+    """Of the reads of pair (a, b) whose answer in a differed from the CNN's, the share
+    that gave the CNN's answer in b (``follow_rate``), when the CNN was right and when it
+    was wrong, for all readers and per level (most junior first): grouped bars with
+    ``followed / disagreeing`` written on each and a Wilson interval of the proportion
+    (which treats the reads as independent). ``None`` without such reads."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from analysis.stats.conditions import LEVEL_ORDER
+
+    table = _pair(following, a, b)
+    levels = table.loc[table["grouping"] == "level", "group"].astype(str).unique()
+    order = [v for v in LEVEL_ORDER if v in set(levels)] + sorted(set(levels) - set(LEVEL_ORDER))
+    groups = [("overall", "all"), *(("level", v) for v in order)]
+    if not (table["disagreeing"] > 0).any():
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.35 * len(groups) + 2.5), 4.8), layout="constrained")
+    x = np.arange(len(groups))
+    width = 0.38
+    bars = ((True, -0.2, BLUE, "the CNN was right"), (False, 0.2, VERMILLION, "the CNN was wrong"))
+    for right, shift, colour, name in bars:
+        rows = table[table["cnn_correct"].astype(bool) == right]
+        rows = rows.assign(group=rows["group"].astype(str)).set_index(["grouping", "group"])
+        rows = rows.reindex(pd.MultiIndex.from_tuples(groups))
+        followed = rows["followed"].fillna(0).to_numpy(dtype=float)
+        asked = rows["disagreeing"].fillna(0).to_numpy(dtype=float)
+        some = asked > 0
+        rate = np.where(some, followed / np.where(some, asked, 1), np.nan)
+        lo, hi = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
+        if some.any():
+            lo[some], hi[some] = proportion_confint(
+                followed[some], asked[some], alpha=alpha, method="wilson"
+            )
+        ax.bar(x[some] + shift, rate[some], width, color=colour, label=name)
+        ax.errorbar(
+            x[some] + shift, rate[some], yerr=[rate[some] - lo[some], hi[some] - rate[some]],
+            fmt="none", ecolor="black", elinewidth=0.9, capsize=3,
+        )  # fmt: skip
+        for k in range(len(groups)):
+            top = hi[k] if some[k] else 0.0
+            text = f"{int(followed[k])}/{int(asked[k])}" if some[k] else "no reads"
+            ax.text(x[k] + shift, top + 0.02, text, ha="center", va="bottom", fontsize=8)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, ["all readers", *(v.replace("_", " ") for v in order)])
+    ax.set_ylim(0, 1.12)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1))
+    ax.set_ylabel(f"took the CNN's answer in {b}\n(share of the reads that disagreed with it)")
+    if order:
+        ax.set_xlabel("readers: all, then by level")
+    ax.set_title(
+        f"Following the CNN in {b}\nreads whose answer in {a} differed from the CNN's",
+        fontsize=11,
+    )
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8)
+    return fig
+
+
 def _table_jobs(
     tables: AnalysisTables, *, condition: str | None = None, models: bool = True
 ) -> list[FigureJob]:
@@ -624,6 +842,92 @@ def _table_jobs(
     return jobs
 
 
+def _condition_jobs(tables: AnalysisTables) -> list[FigureJob]:
+    """The figures of each pair of reading conditions (a, b), each beside its section:
+    condition b - a by both methods; where b shows the CNN, how the answers changed and
+    how often readers took the CNN's answer; the gain by experience."""
+    compared = tables.conditions
+    alpha = float(tables.summary.alpha)
+    choices = tables.summary.choices
+    ci = _confidence(alpha)
+    crossover = (
+        " In a crossover the two answers come from separate sessions after a washout."
+        if compared.design == "crossover"
+        else ""
+    )
+    jobs = []
+    pairs = compared.condition_pairs[["condition_a", "condition_b"]].drop_duplicates()
+    switched = set(
+        zip(compared.switching["condition_a"], compared.switching["condition_b"], strict=True)
+    )
+    for a, b in pairs.itertuples(index=False):
+        jobs.append(
+            FigureJob(
+                f"Condition versus condition: {b} minus {a}",
+                figure_stem("conditions", f"{a}_{b}"),
+                f"Each row: the readers' mean in {b} minus in {a}, in percentage points, with "
+                f"its {ci} CI by the Obuchowski-Rockette analysis (circle, random readers and "
+                "cases; its numbers on the right) and by the paired bootstrap (square); an "
+                "interval clear of the line at 0 is a change beyond chance. Per-class rows "
+                "are not adjusted for multiplicity here (see p_adjusted).",
+                _saved(
+                    lambda a=a, b=b: conditions_figure(
+                        compared.condition_or,
+                        compared.condition_bootstrap,
+                        a,
+                        b,
+                        choices,
+                        alpha=alpha,
+                    )
+                ),
+                section="condition_bootstrap",
+            )
+        )
+        if (a, b) in switched:
+            jobs.append(
+                FigureJob(
+                    f"How answers changed with the CNN: {a} to {b}",
+                    figure_stem("switching", f"{a}_{b}"),
+                    f"Each bar splits the reads of one reference diagnosis (top: all cases) "
+                    f"by how the answer in {a} became the answer in {b}: kept right, right to "
+                    "wrong (the CNN misled), wrong to right (the CNN helped), kept wrong, or "
+                    "another wrong answer." + crossover,
+                    _saved(lambda a=a, b=b: switching_figure(compared.switching, a, b, choices)),
+                    section="switching",
+                )
+            )
+            jobs.append(
+                FigureJob(
+                    f"Following the CNN: {b}",
+                    figure_stem("following", f"{a}_{b}"),
+                    f"Of the reads whose answer in {a} differed from the CNN's, the share "
+                    f"that gave the CNN's answer in {b}, when the CNN was right and when it "
+                    "was wrong, for all readers and per level; on each bar: reads that took "
+                    f"it / reads that differed; whiskers: {ci} Wilson intervals, which treat "
+                    "the reads as independent and so understate the uncertainty." + crossover,
+                    _saved(
+                        lambda a=a, b=b: following_figure(compared.cnn_following, a, b, alpha=alpha)
+                    ),
+                    section="cnn_following",
+                )
+            )
+        jobs.append(
+            FigureJob(
+                f"Gain by experience: {b} over {a}",
+                figure_stem("gain", f"{a}_{b}"),
+                f"Each dot is a reader: their top-1 accuracy in {b} minus in {a}, "
+                "against years in dermatology, marked by level; line and band: the "
+                "least-squares line of gain on years and its 95% confidence band. "
+                "Dots above the dashed line gained.",
+                _saved(
+                    lambda a=a, b=b: gain_figure(compared.reader_gains, compared.gain_fit, a, b)
+                ),
+                section="gain_regression",
+            )
+        )
+    return jobs
+
+
 def figure_jobs(
     tables: AnalysisTables,
     *,
@@ -636,7 +940,8 @@ def figure_jobs(
     model (``projections``: ``{model: seed -> (cases, n x 2 points)}``, stored points;
     ``embeddings``: ``{model: (cases, n x d)}``, fitted here) and the Grad-CAM gallery.
     With several reading conditions, the readers' confusion matrix, the ROC figures and
-    the forest plot of each condition, then the gain by experience of each comparison.
+    the forest plot of each condition, then the figures of each comparison
+    (:func:`_condition_jobs`).
     Figures show all readers; the subgroups are in the tables."""
     compared = tables.conditions
     if compared is None:
@@ -645,21 +950,7 @@ def figure_jobs(
         jobs = []
         for i, (code, part) in enumerate(compared.by_condition.items()):
             jobs += _table_jobs(part, condition=code, models=i == 0)
-        pairs = compared.reader_gains[["condition_a", "condition_b"]].drop_duplicates()
-        for a, b in pairs.itertuples(index=False):
-            jobs.append(
-                FigureJob(
-                    f"Gain by experience: {b} over {a}",
-                    figure_stem("gain", f"{a}_{b}"),
-                    f"Each dot is a reader: their top-1 accuracy in {b} minus in {a}, "
-                    "against years in dermatology, marked by level; line and band: the "
-                    "least-squares line of gain on years and its 95% confidence band. "
-                    "Dots above the dashed line gained.",
-                    _saved(
-                        lambda a=a, b=b: gain_figure(compared.reader_gains, compared.gain_fit, a, b)
-                    ),
-                )
-            )
+        jobs += _condition_jobs(tables)
     summary = tables.summary
     choices = summary.choices
     sources = {m: _fitted(cases, matrix) for m, (cases, matrix) in (embeddings or {}).items()}

@@ -43,7 +43,12 @@ CONDITION_TABLES = (
 )
 REPORT_FILES = (*(f"{t}.csv" for t in TABLES), "summary.json", "report.xlsx", "report.html")
 CONDITION_FILES = tuple(f"{t}.csv" for t in CONDITION_TABLES)
-FIGURE_KINDS = ("confusion", "roc", "forest", "tsne", "gradcam", "gain")
+FIGURE_KINDS = (
+    "confusion", "roc", "forest", "tsne", "gradcam",
+    # several reading conditions, per pair: gain by experience, condition vs condition,
+    # how the answers changed with the CNN, and how often the readers took its answer
+    "gain", "conditions", "switching", "following",
+)  # fmt: skip
 # The suffixes of each kind's files (else PNG and SVG): the gallery is a grid of
 # photographs, a JPEG; reports written before it was still list gradcam.png and .svg.
 FIGURE_SUFFIXES = {"gradcam": ("jpg", "png", "svg")}

@@ -22,8 +22,10 @@ MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg"}
 class DrawnFigure:
     """A figure written to disk with its heading and caption: ``paths`` (the first is
     the image the page shows: a PNG, or the gallery's JPEG; an SVG beside it is the
-    vector version), the ``areas`` of that image that link elsewhere and its ``size`` in
-    pixels (needed where there are areas: an image map does not scale)."""
+    vector version), the ``areas`` of that image that link elsewhere, its ``size`` in
+    pixels (needed where there are areas: an image map does not scale) and the key of the
+    page section it is shown beside (``None``, or a section not on the page: with the
+    other figures after the tables)."""
 
     title: str
     stem: str
@@ -31,6 +33,7 @@ class DrawnFigure:
     caption: str = ""
     areas: list[Area] = field(default_factory=list)
     size: tuple[int, int] | None = None
+    section: str | None = None
 
     @property
     def image(self) -> Path:
@@ -57,6 +60,14 @@ def render_html(
     """The report page (no external requests: figures as data URIs, inline styles; the
     gallery's thumbnails link to the platform's overlay view)."""
     sections = [{**s, "html": mark_safe(s["html"])} for s in page_sections(tables)]
+    keys = {s["key"] for s in sections}
+    for section in sections:
+        section["figures"] = [_figure(f) for f in figures if f.section == section["key"]]
+    rest = [_figure(f) for f in figures if f.section not in keys]
+    if rest:  # the figures of no section, after the tables
+        sections.append(
+            {"key": "figures", "heading": "Figures", "text": "", "html": "", "figures": rest}
+        )
     summary = tables.summary
     context = {
         "title": title,
@@ -67,21 +78,6 @@ def render_html(
         "summary": summary,
         "confidence": round(100 * (1 - float(summary.alpha))),
         "sections": sections,
-        "figures": [
-            {
-                "title": f.title,
-                "caption": f.caption,
-                "src": mark_safe(f.data_uri()),  # base64: nothing to escape
-                "stem": f.stem,
-                "vector": f.vector_name(),
-                "size": f.size if f.areas else None,
-                "areas": [
-                    {"coords": ",".join(str(v) for v in a.box), "href": a.href, "title": a.title}
-                    for a in f.areas
-                ],
-            }
-            for f in figures
-        ],
         "versions": versions,
         "notes": report_notes(tables, facts),
         "methods": {
@@ -95,6 +91,22 @@ def render_html(
         "conditions": _conditions_methods(tables),
     }
     return render_to_string("analysis/report.html", context)
+
+
+def _figure(f: DrawnFigure) -> dict:
+    """What the page shows of a figure."""
+    return {
+        "title": f.title,
+        "caption": f.caption,
+        "src": mark_safe(f.data_uri()),  # base64: nothing to escape
+        "stem": f.stem,
+        "vector": f.vector_name(),
+        "size": f.size if f.areas else None,
+        "areas": [
+            {"coords": ",".join(str(v) for v in a.box), "href": a.href, "title": a.title}
+            for a in f.areas
+        ],
+    }
 
 
 def _conditions_methods(tables: AnalysisTables) -> dict | None:

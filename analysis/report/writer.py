@@ -274,6 +274,7 @@ def write_report(
                     job.caption,
                     areas=written_figure.areas,
                     size=written_figure.size,
+                    section=job.section,
                 )
             )
         lap(f"figures {stem.split('_', 1)[0].split('-', 1)[0]}")

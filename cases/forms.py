@@ -68,13 +68,17 @@ class AnswerForm(forms.Form):
     # The reading condition of the read the page showed (answer_submit checks it).
     condition = forms.CharField(required=False, strip=False)
 
-    def __init__(self, *args, study: Study, **kwargs):
+    def __init__(self, *args, study: Study | None = None, **kwargs):
+        """``study``: check the values against it here (each refusal on its field);
+        None (the next case's submit, which reads no study before ``answer_submit``):
+        only their form here, ``answer_submit`` checks them with the same functions."""
         super().__init__(*args, **kwargs)
         self.study = study
 
     def clean_answer(self) -> str:
         code = self.cleaned_data["answer"]
-        _checked(services.answer_choice_check, study=self.study, diagnosis_code=code)
+        if self.study is not None:
+            _checked(services.answer_choice_check, study=self.study, diagnosis_code=code)
         return code
 
     def clean_confidence(self) -> int | None:
@@ -85,7 +89,8 @@ class AnswerForm(forms.Form):
             raise forms.ValidationError(
                 _("Confidence must be between 1 and 5."), code="invalid_confidence"
             ) from None
-        _checked(services.confidence_check, study=self.study, confidence=confidence)
+        if self.study is not None:
+            _checked(services.confidence_check, study=self.study, confidence=confidence)
         return confidence
 
     def clean_condition(self) -> str | None:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 
 from cases import selectors, services
 from cases.forms import AnswerForm, ConsentForm, ProfileForm, RegistrationForm
-from cases.models import ReaderProfile
+from cases.models import Enrolment, ReaderProfile
 from cases.selectors import Step, image_for_user
 
 _VARIANTS = {"web": "web", "thumb": "thumbnail", "original": "original"}
@@ -213,15 +213,21 @@ def profile(request: HttpRequest, slug: str) -> HttpResponse:
 @never_cache
 def case_page(request: HttpRequest, slug: str, number: int | None = None) -> HttpResponse:
     """One case: GET shows it (the next unanswered one), POST submits the answer."""
+    error, status = None, 200
+    revising = request.method == "POST" and number is not None
+    if request.method == "POST" and number is None:
+        submitted = _submit_next(request, slug)
+        if isinstance(submitted, HttpResponse):
+            return submitted
+        error, status = submitted  # refused: the page again, with why
     enrolment = _enrolment_or_404(request, slug)
-    # A page reads the answered cases once, for the step and the screen; a submit reads
-    # them under its lock instead (and again only to show a refusal).
-    answered = None if request.method == "POST" else selectors.answered_reads(enrolment=enrolment)
+    # A page reads the answered cases once, for the step and the screen; a revision
+    # reads them under its lock instead (and again only to show a refusal).
+    answered = None if revising else selectors.answered_reads(enrolment=enrolment)
     step = selectors.reader_step(enrolment=enrolment, answered=answered)
     if not selectors.may_open_case(step=step, number=number):
         return _redirect_to_step(enrolment, step)
-    error, status = None, 200
-    if request.method == "POST":
+    if revising:
         form = AnswerForm(request.POST, study=enrolment.study)
         if not form.is_valid():
             error, status = form.first_error(), 400
@@ -233,17 +239,11 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
                     diagnosis_code=form.cleaned_data["answer"],
                     confidence=form.cleaned_data["confidence"],
                     condition_code=form.cleaned_data["condition"],
-                    revise=number is not None,
+                    revise=True,
                 )
             except services.AnswerRejected as rejected:
-                if rejected.code != "answered_elsewhere":
-                    error, status = str(rejected), rejected.status
-                else:  # a stale tab: say so above the next case, which a reload keeps
-                    messages.warning(request, str(rejected))
-                    return redirect("cases:case", slug=slug)
+                error, status = str(rejected), rejected.status
             else:
-                if number is None and not result.created:
-                    messages.info(request, ANSWERED_ALREADY)
                 return redirect("cases:done" if result.finished else "cases:case", slug=slug)
     # Nothing changed if the answer was refused: the step computed above still holds.
     screen = selectors.case_screen(
@@ -295,6 +295,43 @@ def case_page(request: HttpRequest, slug: str, number: int | None = None) -> Htt
         "strings": _case_page_strings(),
     }
     return render(request, "cases/case.html", context, status=status)
+
+
+# Refusals that mean the reader is at another step: its page says what to do.
+_AT_ANOTHER_STEP = frozenset({"consent_required", "profile_required", "study_closed", "washout"})
+
+
+def _submit_next(request: HttpRequest, slug: str) -> HttpResponse | tuple[str, int]:
+    """The form's answer to the reader's next case: the redirect that follows it, or
+    (refused) the message and status to show on the page again. ``answer_submit`` finds
+    the enrolment as it locks it and checks the step and the values, so nothing is read
+    before it (a refusal reads the page afterwards)."""
+    form = AnswerForm(request.POST)
+    if not form.is_valid():
+        return form.first_error(), 400
+    try:
+        result = services.answer_submit(
+            reader=request.user,
+            study_slug=slug,
+            case_public_id=form.cleaned_data["case"],
+            diagnosis_code=form.cleaned_data["answer"],
+            confidence=form.cleaned_data["confidence"],
+            condition_code=form.cleaned_data["condition"],
+            revise=False,
+        )
+    except Enrolment.DoesNotExist:
+        raise Http404("No such study.") from None
+    except services.AnswerRejected as rejected:
+        if rejected.code == "answered_elsewhere":
+            # a stale tab: say so above the next case, which a reload keeps
+            messages.warning(request, str(rejected))
+            return redirect("cases:case", slug=slug)
+        if rejected.code in _AT_ANOTHER_STEP:
+            return _redirect_to_step(_enrolment_or_404(request, slug))
+        return str(rejected), rejected.status
+    if not result.created:
+        messages.info(request, ANSWERED_ALREADY)
+    return redirect("cases:done" if result.finished else "cases:case", slug=slug)
 
 
 def _case_page_strings() -> dict[str, str]:

@@ -19,9 +19,11 @@ answers' CPU over the mean of the ``/health/`` blocks around it, and the figure 
 median over rounds. With ``--baseline REV`` the tree at that revision (``git archive``)
 is measured first, in a process of its own, then the working tree.
 
-Prints the per-round figures, then per path the CPU per answer and its ratio; the last
-line is ``ratio X``, the html path's (the one ``make loadtest`` drives). Run from the
-repository root: ``python bench/reader_path.py [--readers 6 --cases 40]``.
+Prints the per-round figures, then per path the CPU per answer and its ratio, and the
+mean CPU of each kind of request (case page, image, form submit, API answer,
+``/health/``); the last line is ``ratio X``, the html path's (the one ``make loadtest``
+drives). Run from the repository root: ``python bench/reader_path.py [--readers 6
+--cases 40]``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", help="also measure the tree at this git revision")
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)  # internal: one tree
     return parser.parse_args()
+
+
+# CPU seconds by kind of request, over the measured rounds: (count, seconds).
+REQUESTS: dict[str, list] = {}
+
+
+def request_kind(method: str, path: str) -> str:
+    """What a request is, for the per-request split the run prints."""
+    if path.startswith("/images/"):
+        return "image"
+    if path.startswith("/health/"):
+        return "/health/"
+    if "/api/" in path:
+        return f"api {method}"
+    if path.endswith("/case/"):
+        return "case page" if method == "GET" else "form submit"
+    return f"other {method}"
 
 
 class Browser:
@@ -105,11 +124,15 @@ class Browser:
         def start_response(status, headers, exc_info=None):
             started["status"], started["headers"] = int(status.split()[0]), headers
 
+        clock = time.process_time()
         response = self.handler(environ, start_response)
         try:
             content = b"".join(response)
         finally:
             response.close()
+        spent = REQUESTS.setdefault(request_kind(method, path), [0, 0.0])
+        spent[0] += 1
+        spent[1] += time.process_time() - clock
         for name, value in started["headers"]:
             if name.lower() == "set-cookie":
                 key, _, rest = value.partition("=")
@@ -249,6 +272,7 @@ def measure_tree(args: argparse.Namespace) -> dict:
         return (time.process_time() - started) / args.health
 
     health_block()  # warm-up: imports, URL resolver, template loading
+    REQUESTS.clear()  # only the measured rounds
     rounds = {"html": [], "api": []}
     before = health_block()
     for i in range(args.readers):
@@ -280,6 +304,7 @@ def measure_tree(args: argparse.Namespace) -> dict:
         "session_engine": settings.SESSION_ENGINE,
         "conn_max_age": connection.settings_dict["CONN_MAX_AGE"],
         "rounds": rounds,
+        "requests": {kind: {"n": n, "ms": 1e3 * sec / n} for kind, (n, sec) in REQUESTS.items()},
     }
 
 
@@ -298,6 +323,13 @@ def summary(label: str, figures: dict) -> float:
             f"  {path:<4} {answer:6.2f} ms CPU per answer (median of {len(rounds)} rounds), "
             f"/health/ {health:5.3f} ms, ratio {ratios[path]:.1f}"
         )
+    # Where an answer's CPU goes: each kind of request, its mean CPU over the run.
+    split = ", ".join(
+        f"{kind} {r['ms']:.2f} ms (x{r['n']})"
+        for kind, r in sorted(figures.get("requests", {}).items())
+    )
+    if split:
+        print(f"  per request: {split}")
     return ratios["html"]
 
 

@@ -18,8 +18,9 @@ Each other condition (b) is compared with the reference (a): the first condition
 shows no CNN (the unaided read; the first condition where each one shows it), on the
 readers and cases that have both reads; every difference is b - a. The conditions are
 taken in the order they first appear in the table (the study's order, as the loaders
-write it), the reference moved first: a crossover's export, ordered by each reader's
-sessions, may list the aided condition first, and the comparison stays aided - unaided.
+write it), the reference moved first: a file whose first rows are of the aided
+condition (a crossover reader who read it first, in a file sorted by session) is still
+compared aided - unaided.
 
 - the Obuchowski-Rockette two-treatment analysis (RRRC, FRRC, RRFC, jackknife
   covariances; :func:`or_conditions`) of top-1 accuracy and per-class sensitivity and

@@ -1008,9 +1008,12 @@ def support_gradcam_for_reader(*, user, slug: str, case_public_id: str, conditio
     from cases.support import support_prediction
 
     enrolment = enrolment_for_reader(user=user, slug=slug)
-    if enrolment is None or reader_step(enrolment=enrolment) != Step.CASE:
+    if enrolment is None:
         return None
-    read = next_read(enrolment=enrolment, answered=answered_reads(enrolment=enrolment))
+    answered = answered_reads(enrolment=enrolment)
+    if reader_step(enrolment=enrolment, answered=answered) != Step.CASE:
+        return None
+    read = next_read(enrolment=enrolment, answered=answered)
     if read is None or not read.condition.shows_gradcam or read.condition.code != condition_code:
         return None
     case = Case.objects.filter(pk=read.case_id, public_id=case_public_id).first()
@@ -1152,10 +1155,16 @@ def reader_study_entries(*, user) -> list[StudyEntry]:
     """The studies ``user`` reads, for their home page, in enrolment order."""
     entries = []
     for enrolment in enrolments_for_reader(user=user).order_by("enrolled_at"):
-        step = reader_step(enrolment=enrolment)
+        # A crossover's step needs its answered reads (the washout): read them once.
+        answered = (
+            answered_reads(enrolment=enrolment)
+            if enrolment.study.design == Study.Design.CROSSOVER
+            else None
+        )
+        step = reader_step(enrolment=enrolment, answered=answered)
         opens_at = None
         if step == Step.WASHOUT:
-            upcoming = next_read(enrolment=enrolment, answered=answered_reads(enrolment=enrolment))
+            upcoming = next_read(enrolment=enrolment, answered=answered)
             opens_at = session_opens_at(enrolment=enrolment, read=upcoming)
         entries.append(
             StudyEntry(

@@ -317,6 +317,22 @@ def test_the_aided_screen_passes_axe_and_fits_every_size(
     assert not problems, "\n".join(problems)
 
 
+def read_session_by_keyboard(page, *, n_cases: int, key: str) -> None:
+    """Answer each of a session's ``n_cases`` reads with the choice ``key`` and Enter,
+    the last one leading to the done page."""
+    for number in range(1, n_cases + 1):
+        page.wait_for_function(
+            f"document.querySelector('[data-testid=progress]').innerText === '{number} / {n_cases}'"
+        )
+        page.wait_for_function("document.querySelector('input[name=case]').value !== ''")
+        page.keyboard.press(key)
+        if number < n_cases:
+            page.keyboard.press("Enter")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/done/$"))
+
+
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_a_crossover_s_first_session_ends_on_the_page_that_says_when_the_next_opens(
     browser, live_server, django_user_model, language, monkeypatch
@@ -353,17 +369,7 @@ def test_a_crossover_s_first_session_ends_on_the_page_that_says_when_the_next_op
         problems = fit_problems(page, f"clinical only {language}", aided=False, n_figures=1)
         assert not problems, "\n".join(problems)
         page.set_viewport_size({"width": 1366, "height": 768})
-        for number in (1, 2):
-            page.wait_for_function(
-                f"document.querySelector('[data-testid=progress]').innerText === '{number} / 2'"
-            )
-            page.wait_for_function("document.querySelector('input[name=case]').value !== ''")
-            page.keyboard.press("1")
-            if number == 1:
-                page.keyboard.press("Enter")
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
-        page.wait_for_url(re.compile(r"/done/$"))
+        read_session_by_keyboard(page, n_cases=2, key="1")
         washout = page.get_by_test_id("washout")
         heading = washout.locator("h1").inner_text()
         assert heading == (
@@ -403,17 +409,7 @@ def test_a_crossover_s_first_session_ends_on_the_page_that_says_when_the_next_op
             "Session 2 of 2: Unaided" if language == "en" else "第 2 阶段，共 2 阶段：独立阅片"
         )
         assert page.get_by_test_id("dermoscopic").get_attribute("src")
-        for number in (1, 2):
-            page.wait_for_function(
-                f"document.querySelector('[data-testid=progress]').innerText === '{number} / 2'"
-            )
-            page.wait_for_function("document.querySelector('input[name=case]').value !== ''")
-            page.keyboard.press("2")
-            if number == 1:
-                page.keyboard.press("Enter")
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
-        page.wait_for_url(re.compile(r"/done/$"))
+        read_session_by_keyboard(page, n_cases=2, key="2")
         assert page.get_by_test_id("finished").count() == 1
         answers = Answer.objects.filter(enrolment=enrolment).order_by("answered_at")
         assert [a.condition.code for a in answers] == ["clinical", "clinical", "unaided", "unaided"]

@@ -63,6 +63,30 @@ def sequential(client, reader):
     return study, enrolment
 
 
+def _read_session(client, study, answer=lambda case: "MN") -> tuple[list[str], list[str], dict]:
+    """Answer every read the API serves until it stops serving one, each with
+    ``answer(case)`` (the API's ``case``); the cases and conditions in the order served,
+    and the last screen."""
+    cases, conditions = [], []
+    screen = _next(client, study)
+    while screen["case"] is not None:
+        case = screen["case"]
+        assert case["condition"]["session"] == screen["progress"]["session"]
+        cases.append(case["id"])
+        conditions.append(case["condition"]["code"])
+        screen = _answer(
+            client, study, case["id"], answer(case), case["condition"]["code"], next=True
+        )["next"]
+    return cases, conditions, screen
+
+
+def _unaided_sk_aided_right(case) -> str:
+    """ "SK" unaided; with the CNN (always right in ``supported_study``), the truth."""
+    if case["condition"]["code"] == "aided":
+        return Case.objects.get(public_id=case["id"]).diagnosis.code
+    return "SK"
+
+
 # --- sequential ----------------------------------------------------------------------
 
 
@@ -165,15 +189,7 @@ def test_the_aided_read_is_refused_until_it_is_served(sequential, reader):
 
 def test_finishing_a_sequential_study_and_its_answers_table(client, sequential):
     study, enrolment = sequential
-    screen = _next(client, study)
-    while screen["case"] is not None:
-        case = screen["case"]
-        truth = Case.objects.get(public_id=case["id"]).diagnosis.code
-        # unaided always "SK"; aided follows the CNN (always right in this study)
-        answer = truth if case["condition"]["code"] == "aided" else "SK"
-        screen = _answer(client, study, case["id"], answer, case["condition"]["code"], next=True)[
-            "next"
-        ]
+    *_, screen = _read_session(client, study, _unaided_sk_aided_right)
     assert screen["step"] == "done" and screen["progress"]["answered"] == 6
     enrolment.refresh_from_db()
     assert enrolment.finished_at is not None
@@ -242,22 +258,6 @@ def test_readers_enrolled_in_a_crossover_draft_get_their_arms_when_it_opens(read
     first.refresh_from_db()
     assert first.arm == crossover_arm(arm_seed=study.arm_seed, index=0)
     assert sorted(first.second_case_order) == sorted(first.case_order)
-
-
-def _read_session(client, study) -> tuple[list[str], list[str], dict]:
-    """Answer every read the API serves until it stops serving one; the cases and
-    conditions in the order served, and the last screen."""
-    cases, conditions = [], []
-    screen = _next(client, study)
-    while screen["case"] is not None:
-        case = screen["case"]
-        assert case["condition"]["session"] == screen["progress"]["session"]
-        cases.append(case["id"])
-        conditions.append(case["condition"]["code"])
-        screen = _answer(client, study, case["id"], "MN", case["condition"]["code"], next=True)[
-            "next"
-        ]
-    return cases, conditions, screen
 
 
 def test_a_crossover_reader_reads_every_case_then_waits_the_washout_then_reads_them_again(
@@ -336,15 +336,8 @@ def test_a_finished_sequential_reader_sees_their_results_in_each_condition(clien
     study = supported_study(3, show_feedback=True)
     ready_enrolment(study, reader)
     client.force_login(reader)
-    screen = _next(client, study)
-    while screen["case"] is not None:
-        case = screen["case"]
-        truth = Case.objects.get(public_id=case["id"]).diagnosis.code
-        # wrong unaided ("SK" is right for one case of three), right with the CNN
-        answer = truth if case["condition"]["code"] == "aided" else "SK"
-        screen = _answer(client, study, case["id"], answer, case["condition"]["code"], next=True)[
-            "next"
-        ]
+    # wrong unaided ("SK" is right for one case of three), right with the CNN
+    _read_session(client, study, _unaided_sk_aided_right)
     page = client.get(reverse("cases:done", args=[study.slug])).content.decode()
     assert "You have given all 6 answers." in page
     unaided, aided = page.split("Your results: ")[1:3]
